@@ -1,0 +1,21 @@
+"""Connecting to Temporal through the SDK's standard environment configuration."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.envconfig import ClientConfig
+
+DEFAULT_ADDRESS = "localhost:7233"
+
+
+async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+    """Connect as configured by ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+    ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS*`` or a ``temporal.toml`` profile
+    (``TEMPORAL_PROFILE``); explicit arguments win."""
+    config = ClientConfig.load_client_connect_config()
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    if address:
+        config["target_host"] = address
+    if namespace:
+        config["namespace"] = namespace
+    return await Client.connect(**config)
