@@ -27,7 +27,11 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -271,7 +275,10 @@ class CartkeeperClient:
     @staticmethod
     def _initial_search_attributes(shop_id: str) -> TypedSearchAttributes:
         return TypedSearchAttributes(
-            [sa.CART_SHOP.value_set(shop_id), sa.CART_STATE.value_set(CartState.ACTIVE)]
+            [
+                SearchAttributePair(sa.CART_SHOP, shop_id),
+                SearchAttributePair(sa.CART_STATE, str(CartState.ACTIVE)),
+            ]
         )
 
     @staticmethod
