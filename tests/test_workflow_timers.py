@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.read_model import get_cart_record
 from tests.conftest import TASK_QUEUE, new_id, start_cart

@@ -8,11 +8,12 @@ cart into the read model. Deterministic: no I/O, clocks or randomness here.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -153,7 +154,7 @@ class CartWorkflow:
         try:
             await workflow.wait_condition(lambda: self._wake, timeout=timeout)
         except TimeoutError:
-            pass
+            pass  # a timer is due
         finally:
             self._sleeping_until = None
 
@@ -323,10 +324,13 @@ class CartWorkflow:
                 return cart.order.number is not None
             return self._ready and cart.state is not CartState.PAYMENT_PENDING
 
-        try:
-            await workflow.wait_condition(settled, timeout=max(timeout_seconds, 0.001))
-        except TimeoutError:
-            pass
+        deadline = workflow.now() + timedelta(seconds=timeout_seconds)
+        # Re-check after waking: a signal handled in the same activation may have changed
+        # the cart again (an order just created still waits for its number).
+        while not settled() and workflow.now() < deadline:
+            remaining = (deadline - workflow.now()).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(settled, timeout=max(remaining, 0.001))
         return self._cart
 
     @await_order.validator

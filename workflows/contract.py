@@ -267,7 +267,9 @@ class OrderNumberAssigned:
     number: int
 
 
-StorefrontEvent = CartUpdated | CustomerIdentified | CustomerVisited | CheckoutStarted | PaymentStarted
+StorefrontEvent = (
+    CartUpdated | CustomerIdentified | CustomerVisited | CheckoutStarted | PaymentStarted
+)
 AdminEvent = ConfirmCart | UnlockCart | DeleteCart
 CartEvent = StorefrontEvent | AdminEvent | PaymentResultReported | OrderNumberAssigned
 

@@ -1,0 +1,142 @@
+"""The read model's tables (SQLAlchemy 2 typed ORM).
+
+The read model is a projection of the cart workflows: the workflow is the source of truth
+and writes its snapshot here (``project_cart``) so the CLI and admin tools can list and
+count carts without asking Temporal. ``order_numbers`` is the exception: it is the one
+place order numbers come from, so a cart never gets two and two carts never share one.
+
+Every datetime is stored as UTC (see ``UTCDateTime``). Schema changes go through Alembic
+(``activities/migrations``); keep the two in step (``tests/test_read_model.py`` checks).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+#: Deterministic constraint and index names, so migrations can name what they change.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Ids are validated by ``workflows.machine.valid_id`` (at most 64 characters).
+ID_LENGTH = 64
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL: ``timestamp with time zone``. SQLite keeps no offset, so the value is
+    stored as naive UTC and comes back with ``tzinfo=UTC``. Aware values in other zones
+    are converted to UTC; naive values are taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class CartRecord(Base):
+    """The last projected snapshot of one cart, with the columns the admin lists need."""
+
+    __tablename__ = "carts"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    cart_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    #: ``Cart.version``: a projection only ever replaces an older one
+    version: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    #: ``Cart.total`` in minor units of ``currency``
+    total: Mapped[int] = mapped_column(BigInteger)
+    item_count: Mapped[int] = mapped_column(BigInteger)
+    #: unbounded: the machine checks the e-mail's syntax, not its length
+    customer_email: Mapped[str | None] = mapped_column(String())
+    customer_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    order_number: Mapped[int | None] = mapped_column(BigInteger)
+    #: the order's letter status (``P``, ``O`` ...)
+    order_status: Mapped[str | None] = mapped_column(String())
+    order_paid: Mapped[bool] = mapped_column(Boolean)
+    #: ``Cart.needs_admin``: locked, or an attention item is raised
+    needs_admin: Mapped[bool] = mapped_column(Boolean)
+    lock_reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_activity_at: Mapped[datetime | None]
+    locked_at: Mapped[datetime | None]
+    abandoned_at: Mapped[datetime | None]
+    ordered_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    #: when the projection was written (the activity's clock)
+    projected_at: Mapped[datetime]
+    #: the whole ``Cart`` as Temporal's JSON payload converter encodes it. Plain JSON (not
+    #: JSONB) on PostgreSQL: it keeps any text the workflow accepted, ``\\u0000`` included.
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_carts_state_updated_at", "state", "updated_at"),
+        Index("ix_carts_shop_id_state", "shop_id", "state"),
+        Index("ix_carts_needs_admin", "needs_admin"),
+        Index("ix_carts_updated_at", "updated_at"),
+    )
+
+
+class OrderNumber(Base):
+    """One order number per cart, from a database sequence (never reused)."""
+
+    __tablename__ = "order_numbers"
+
+    #: SQLite: ``INTEGER PRIMARY KEY AUTOINCREMENT``; PostgreSQL: a bigint identity
+    number: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        Identity(start=1),
+        primary_key=True,
+        autoincrement=True,
+    )
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    cart_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("shop_id", "cart_id", name="uq_order_numbers_shop_id_cart_id"),
+        {"sqlite_autoincrement": True},
+    )
