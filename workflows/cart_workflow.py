@@ -212,6 +212,7 @@ class CartWorkflow:
     # ------------------------------------------------------------------ applying events
 
     def _apply(self, event: CartEvent) -> None:
+        self._check_history()
         try:
             changed = machine.apply(self._cart, event, workflow.now(), self._policy)
         except machine.CartRefused as refused:
@@ -263,6 +264,12 @@ class CartWorkflow:
             await workflow.wait_condition(lambda: self._ready)
         self._apply(event)
         return self._cart
+
+    def _check_history(self) -> None:
+        """Wake the loop to continue as new once the history is long enough (a burst of
+        messages can grow it while the loop sleeps)."""
+        if self._should_continue_as_new():
+            self._wake = True
 
     def _validate(self, event: CartEvent) -> None:
         """Update validators: a refused update never enters the history."""
