@@ -15,7 +15,7 @@ cart is busy or closed; admin actions are updates that the cart's state may refu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -292,7 +292,7 @@ class CartkeeperClient:
     async def _storefront(self, shop_id: str, cart_id: str, update: str, event: Any) -> Cart:
         """An update that creates the cart's workflow if it does not run yet."""
         _check_ids(shop_id, cart_id)
-        start = WithStartWorkflowOperation(
+        start: WithStartWorkflowOperation[Any, Cart] = WithStartWorkflowOperation(
             WORKFLOW_NAME,
             self._input(shop_id, cart_id),
             id=workflow_id(shop_id, cart_id),
@@ -315,7 +315,7 @@ class CartkeeperClient:
         return await self._call(handle.execute_update(update, arg, result_type=Cart))
 
     @staticmethod
-    async def _call(awaitable: Any) -> Any:
+    async def _call(awaitable: Awaitable[T]) -> T:
         try:
             return await awaitable
         except WorkflowUpdateFailedError as error:

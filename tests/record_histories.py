@@ -131,6 +131,10 @@ async def _save(handle: WorkflowHandle, name: str) -> None:  # type: ignore[type
         print(f"recorded {name}{suffix}: {len(history.events)} events")
 
 
+def _fixed(policy: CartPolicy) -> Callable[[str], CartPolicy]:
+    return lambda _shop: policy
+
+
 async def main() -> None:
     temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +153,7 @@ async def main() -> None:
             async with build_worker(env.client, activities, settings):
                 for name, (scenario, policy) in SCENARIOS.items():
                     client = CartkeeperClient(
-                        env.client, task_queue="record", policy_for=lambda _s, p=policy: p
+                        env.client, task_queue="record", policy_for=_fixed(policy)
                     )
                     await scenario(client, name)
                     await asyncio.sleep(0.5)

@@ -23,6 +23,7 @@ from workflows.contract import (
     CartState,
     CustomerInfo,
     ErrorCode,
+    JournalKind,
     LockReason,
     PaymentMethod,
     PaymentStatus,
@@ -261,7 +262,7 @@ async def test_order_numbers_are_unique_and_assigned_once(carts: CartkeeperClien
     assert len(numbers) == 12 and None not in numbers and len(set(numbers)) == 12
     for cart in done:
         assert not cart.attention
-        assert [j.kind for j in cart.journal].count("order_number_assigned") == 1
+        assert [j.kind for j in cart.journal].count(JournalKind.ORDER_NUMBER_ASSIGNED) == 1
 
 
 async def test_await_order_returns_when_the_payment_fails(carts: CartkeeperClient) -> None:
@@ -532,7 +533,7 @@ async def test_continue_as_new_carries_the_whole_cart(
     assert cart.created_at == before.created_at
     assert cart.order is not None and cart.order.number is not None
     assert cart.version > before.version
-    assert [j.kind for j in cart.journal].count("item_added") == 1
+    assert [j.kind for j in cart.journal].count(JournalKind.ITEM_ADDED) == 1
 
 
 async def test_continue_as_new_keeps_the_deadlines(
