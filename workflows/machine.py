@@ -74,7 +74,7 @@ GATEWAY = "gateway"
 SYSTEM = "system"
 
 
-class CartRefused(Exception):  # noqa: N818 - a refusal is an outcome, not a bug
+class CartRefused(Exception):  # not "...Error": a refusal is an outcome, not a bug
     """The event was refused; the cart is unchanged."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
@@ -461,12 +461,13 @@ def _cart_updated(cart: Cart, event: CartUpdated, now: datetime, policy: CartPol
 def _payment_started(cart: Cart, event: PaymentStarted, now: datetime, policy: CartPolicy) -> bool:
     if cart.attempt(event.attempt_id) is not None:
         return False  # the same start again: nothing new
+    method = PaymentMethod(event.method)  # ``check`` accepts the plain string too
     cart.payments.append(
         PaymentAttempt(
             attempt_id=event.attempt_id,
             status=PaymentStatus.STARTED,
             amount=event.amount,
-            method=event.method,
+            method=method,
             gateway=event.gateway,
             currency=cart.currency,
             started_at=now,
@@ -479,10 +480,10 @@ def _payment_started(cart: Cart, event: PaymentStarted, now: datetime, policy: C
         policy,
         JournalKind.PAYMENT_STARTED,
         CUSTOMER,
-        f"{event.attempt_id} {event.method} {event.gateway} {event.amount}",
+        f"{event.attempt_id} {method} {event.gateway} {event.amount}",
     )
     _customer_active(cart, now, policy)
-    if event.method is PaymentMethod.OFFLINE:
+    if method is PaymentMethod.OFFLINE:
         _create_order(
             cart,
             now,
@@ -516,9 +517,11 @@ def _payment_result(
         return False  # the same result again (webhooks are delivered at least once)
     if attempt is None:
         # The result came before its "payment started" (or the start was never reported).
+        # It starts as ``started`` so that the result below is decisive (a success must
+        # create the order, not be taken for a success already recorded).
         attempt = PaymentAttempt(
             attempt_id=event.attempt_id,
-            status=status,
+            status=PaymentStatus.STARTED,
             amount=event.amount,
             gateway=event.gateway,
             currency=event.currency or cart.currency,
@@ -538,7 +541,9 @@ def _payment_result(
 
     if attempt.status is PaymentStatus.SUCCEEDED:
         # A late failed/cancelled/expired/pending never undoes a success.
-        _journal(cart, now, policy, JournalKind.PAYMENT_RESULT_IGNORED, GATEWAY, f"{status} {detail}")
+        _journal(
+            cart, now, policy, JournalKind.PAYMENT_RESULT_IGNORED, GATEWAY, f"{status} {detail}"
+        )
         return True
     attempt.status = status
     attempt.amount = event.amount
@@ -619,6 +624,10 @@ def _payment_succeeded(
         order.status = ORDER_STATUS_PROCESSED
         order.attempt_id = attempt.attempt_id
         _journal(cart, now, policy, JournalKind.ORDER_PAID, GATEWAY, attempt.attempt_id)
+        return
+    if order.attempt_id == attempt.attempt_id:
+        # An admin confirmed the order as paid for this very attempt before its result
+        # came: the success confirms that payment, it is not a second one.
         return
     _raise_attention(
         cart,
