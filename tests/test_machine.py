@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -868,11 +868,8 @@ def test_the_same_start_again_changes_nothing() -> None:
         PaymentResultReported("a1", PaymentStatus.STARTED, 1000),
         PaymentResultReported("a1", "bogus", 1000),  # type: ignore[arg-type]
         PaymentResultReported("a1", PaymentStatus.FAILED, -1),
-        PaymentResultReported("a1", PaymentStatus.FAILED, 1, currency="XYZ"),
-        PaymentResultReported("a1", PaymentStatus.FAILED, 1, card_last4="42"),
-        PaymentResultReported("a1", PaymentStatus.FAILED, 1, gateway=""),
     ],
-    ids=["attempt", "started", "bogus", "amount", "currency", "last4", "gateway"],
+    ids=["attempt", "started", "bogus", "amount"],
 )
 def test_invalid_payment_result_is_never_refused_but_needs_an_admin(
     event: PaymentResultReported,
@@ -886,6 +883,36 @@ def test_invalid_payment_result_is_never_refused_but_needs_an_admin(
     (att,) = attention_of(shop.cart, AttentionKind.INVALID_PAYMENT_RESULT)
     assert att.detail
     assert shop.cart.needs_admin
+
+
+@pytest.mark.parametrize(
+    ("detail", "value"),
+    [("currency", "XYZ"), ("card_last4", "42"), ("gateway", "")],
+)
+def test_a_bad_detail_never_costs_a_success_its_order(detail: str, value: str) -> None:
+    shop = in_payment_pending()
+    event = replace(PaymentResultReported("a1", PaymentStatus.SUCCEEDED, 1000), **{detail: value})
+    assert shop.later(MINUTE).do(event)
+    assert shop.state() is CartState.ORDERED
+    assert shop.cart.order is not None and shop.cart.order.paid
+    attempt = shop.cart.attempt("a1")
+    assert attempt is not None and getattr(attempt, detail, None) != value
+    (att,) = attention_of(shop.cart, AttentionKind.INVALID_PAYMENT_RESULT)
+    assert detail.split("_")[0] in (att.detail or "") or "gateway" in (att.detail or "")
+
+
+@pytest.mark.parametrize(
+    ("detail", "value"),
+    [("currency", "XYZ"), ("card_last4", "42"), ("gateway", "")],
+)
+def test_a_bad_detail_on_a_failure_still_returns_the_customer_to_checkout(
+    detail: str, value: str
+) -> None:
+    shop = in_payment_pending()
+    event = replace(PaymentResultReported("a1", PaymentStatus.FAILED, 1000), **{detail: value})
+    assert shop.later(MINUTE).do(event)
+    assert shop.state() is CartState.CHECKOUT
+    assert attention_of(shop.cart, AttentionKind.INVALID_PAYMENT_RESULT)
 
 
 def test_payment_result_status_given_as_plain_string_is_understood() -> None:
@@ -1406,15 +1433,26 @@ def _valid_lines(lines: list[Any]) -> bool:
 
 
 def _valid_result(event: PaymentResultReported) -> bool:
+    """The core of a result (attempt, status, amount) is usable."""
     return (
         event.attempt_id != BAD_ATTEMPT
         and event.status in PAYMENT_RESULT_STATUSES
         and event.amount >= 0
-        and (event.currency is None or event.currency in ISO_4217)
-        and (
-            event.card_last4 is None or (len(event.card_last4) == 4 and event.card_last4.isdigit())
-        )
     )
+
+
+def _sanitized(event: PaymentResultReported) -> tuple[PaymentResultReported, int]:
+    """The result without its bad optional details, and how many were dropped."""
+    bad: dict[str, None] = {}
+    if event.currency is not None and event.currency not in ISO_4217:
+        bad["currency"] = None
+    if event.card_last4 is not None and not (
+        len(event.card_last4) == 4 and event.card_last4.isdigit()
+    ):
+        bad["card_last4"] = None
+    if event.gateway is not None and not event.gateway.strip():
+        bad["gateway"] = None
+    return replace(event, **bad), len(bad)
 
 
 # --------------------------------------------------------------------------- the stateful test
@@ -1714,10 +1752,18 @@ class CartMachine(RuleBasedStateMachine):
             assert self.cart.payments == before.payments
             assert self.cart.state is before.state and self.cart.order == before.order
             return
+        event, dropped = _sanitized(event)
+        invalid = [
+            a
+            for a in self.cart.attention[len(before.attention) :]
+            if a.kind is AttentionKind.INVALID_PAYMENT_RESULT
+        ]
+        assert len(invalid) == dropped, "each bad detail is shown to an admin"
         status = PaymentStatus(status)
         prev = before.attempt(attempt_id)
         if prev is not None and status in prev.results:
-            assert outcome is False, "a duplicate result is idempotent"
+            assert outcome is bool(dropped), "a duplicate result is idempotent"
+            assert self.cart.payments == before.payments
             return
         assert outcome is True
         attempt = self.cart.attempt(attempt_id)
@@ -1726,13 +1772,15 @@ class CartMachine(RuleBasedStateMachine):
         new_kinds = [
             a.kind
             for a in self.cart.attention[len(before.attention) :]
-            if a.kind is not AttentionKind.PAYMENT_CURRENCY_MISMATCH
+            if a.kind
+            not in (AttentionKind.PAYMENT_CURRENCY_MISMATCH, AttentionKind.INVALID_PAYMENT_RESULT)
         ]
         if prev is not None and prev.status is PaymentStatus.SUCCEEDED:
             # Anything after a success is recorded and ignored.
             assert attempt.status is PaymentStatus.SUCCEEDED
             assert self.cart.state is before.state and self.cart.order == before.order
-            assert self.cart.attention == before.attention
+            assert self.cart.attention[: len(before.attention)] == before.attention
+            assert new_kinds == []
             return
         assert attempt.status is status
         is_current = before.current_attempt_id in (None, attempt_id)

@@ -17,6 +17,7 @@ Rules that hold whatever the order of events (see ``tests/test_machine.py``):
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from workflows.contract import (
@@ -133,6 +134,10 @@ def check_lines(lines: object) -> list[CartLine]:
                 ErrorCode.INVALID_PRICE,
                 f"unit price of {line.sku!r} must be a whole number of minor units, 0 or more",
             )
+    if sum(line.quantity * line.unit_price for line in lines) > MAX_AMOUNT:
+        raise CartRefused(
+            ErrorCode.INVALID_PRICE, f"the cart's total must not exceed {MAX_AMOUNT} minor units"
+        )
     return lines
 
 
@@ -324,8 +329,9 @@ def apply(cart: Cart, event: CartEvent, now: datetime, policy: CartPolicy) -> bo
     result is never refused for the cart's state; an invalid one is recorded for an admin.
     """
     if isinstance(event, PaymentResultReported):
+        noticed = len(cart.attention)
         try:
-            check_payment_result(event)
+            event = _usable_payment_result(cart, event, now, policy)
         except CartRefused as refused:
             _raise_attention(
                 cart,
@@ -337,13 +343,42 @@ def apply(cart: Cart, event: CartEvent, now: datetime, policy: CartPolicy) -> bo
             )
             _changed(cart, now, policy)
             return True
-        changed = _payment_result(cart, event, now, policy)
+        changed = _payment_result(cart, event, now, policy) or len(cart.attention) > noticed
     else:
         check(cart, event, policy)
         changed = _apply_checked(cart, event, now, policy)
     if changed:
         _changed(cart, now, policy)
     return changed
+
+
+def _usable_payment_result(
+    cart: Cart, event: PaymentResultReported, now: datetime, policy: CartPolicy
+) -> PaymentResultReported:
+    """The result to act on. Its core (attempt, status, amount) must be valid; a bad
+    optional detail (card digits, gateway, currency) is dropped and shown to an admin, so
+    that a malformed detail never costs a succeeded payment its order."""
+    check_attempt_id(event.attempt_id)
+    core = PaymentResultReported(event.attempt_id, event.status, event.amount)
+    check_payment_result(core)
+    usable = core
+    for name in ("currency", "card_last4", "gateway"):
+        candidate = replace(usable, **{name: getattr(event, name)})
+        try:
+            check_payment_result(candidate)
+        except CartRefused as refused:
+            _raise_attention(
+                cart,
+                now,
+                policy,
+                AttentionKind.INVALID_PAYMENT_RESULT,
+                attempt_id=event.attempt_id,
+                amount=event.amount,
+                detail=f"{refused.message}; the result was applied without it",
+            )
+            continue
+        usable = candidate
+    return usable
 
 
 def _changed(cart: Cart, now: datetime, policy: CartPolicy) -> None:
