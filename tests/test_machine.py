@@ -891,7 +891,7 @@ def test_invalid_payment_result_is_never_refused_but_needs_an_admin(
 )
 def test_a_bad_detail_never_costs_a_success_its_order(detail: str, value: str) -> None:
     shop = in_payment_pending()
-    event = replace(PaymentResultReported("a1", PaymentStatus.SUCCEEDED, 1000), **{detail: value})
+    event = replace(PaymentResultReported("a1", PaymentStatus.SUCCEEDED, 1000), **{detail: value})  # type: ignore[arg-type]
     assert shop.later(MINUTE).do(event)
     assert shop.state() is CartState.ORDERED
     assert shop.cart.order is not None and shop.cart.order.paid
@@ -909,7 +909,7 @@ def test_a_bad_detail_on_a_failure_still_returns_the_customer_to_checkout(
     detail: str, value: str
 ) -> None:
     shop = in_payment_pending()
-    event = replace(PaymentResultReported("a1", PaymentStatus.FAILED, 1000), **{detail: value})
+    event = replace(PaymentResultReported("a1", PaymentStatus.FAILED, 1000), **{detail: value})  # type: ignore[arg-type]
     assert shop.later(MINUTE).do(event)
     assert shop.state() is CartState.CHECKOUT
     assert attention_of(shop.cart, AttentionKind.INVALID_PAYMENT_RESULT)
@@ -1452,7 +1452,7 @@ def _sanitized(event: PaymentResultReported) -> tuple[PaymentResultReported, int
         bad["card_last4"] = None
     if event.gateway is not None and not event.gateway.strip():
         bad["gateway"] = None
-    return replace(event, **bad), len(bad)
+    return replace(event, **bad), len(bad)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- the stateful test
