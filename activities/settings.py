@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     #: per-shop overrides on top of ``policy``: ``{"shop-id": {"lock_after_seconds": 600}}``
     shop_policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: worker tuning
-    max_cached_workflows: int = 2_000
+    max_cached_workflows: int = 1_000
     max_concurrent_activities: int = 100
     log_level: str = "INFO"
 

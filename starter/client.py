@@ -290,8 +290,18 @@ class CartkeeperClient:
             raise CartkeeperError(code, f"{value!r} is not one of: {allowed}") from None
 
     async def _storefront(self, shop_id: str, cart_id: str, update: str, event: Any) -> Cart:
-        """An update that creates the cart's workflow if it does not run yet."""
+        """An update that creates the cart's workflow if it does not run yet.
+
+        A plain update first (the cheap, common case); update-with-start only when no run
+        of the cart is open (a new cart, or one whose workflow retired: its new run
+        restores it from the read model)."""
         _check_ids(shop_id, cart_id)
+        handle = self.client.get_workflow_handle(workflow_id(shop_id, cart_id))
+        try:
+            return await self._call(handle.execute_update(update, event, result_type=Cart))
+        except CartkeeperError as error:
+            if error.code is not ErrorCode.CART_NOT_FOUND:
+                raise
         start: WithStartWorkflowOperation[Any, Cart] = WithStartWorkflowOperation(
             WORKFLOW_NAME,
             self._input(shop_id, cart_id),

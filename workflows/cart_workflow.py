@@ -64,6 +64,12 @@ EFFECT_RETRY = RetryPolicy(
 EFFECT_TIMEOUT = timedelta(seconds=10)
 
 
+#: states an admin acts on: their carts reach the read model without delay
+_URGENT_STATES = frozenset(
+    {CartState.ORDERED, CartState.LOCKED, CartState.EXPIRED, CartState.DELETED}
+)
+
+
 def summary(cart: Cart) -> str:
     """The one line shown in the Temporal UI's current details (no personal data)."""
     parts = [f"**{cart.state}**", f"{cart.item_count} item(s)"]
@@ -100,7 +106,8 @@ class CartWorkflow:
         if input.cart is None:
             await self._restore()
         self._ready = True
-        self._publish()
+        self._publish_search_attributes()
+        workflow.set_current_details(summary(self._cart))
         while True:
             now = workflow.now()
             if machine.tick(self._cart, now, self._policy):
@@ -142,7 +149,12 @@ class CartWorkflow:
         return min(due) if due else None
 
     def _projection_due(self) -> datetime:
+        """Changes are written together, at most ``projection_interval_seconds`` after the
+        first; a cart that reached a state an admin acts on is written at once."""
         assert self._dirty_since is not None
+        cart = self._cart
+        if cart.state in _URGENT_STATES and (cart.order is None or cart.order.number):
+            return self._dirty_since
         return self._dirty_since + timedelta(seconds=self._policy.projection_interval_seconds)
 
     async def _sleep_until(self, wake_at: datetime | None) -> None:
@@ -196,7 +208,10 @@ class CartWorkflow:
         self._apply(OrderNumberAssigned(number=number))
 
     async def _project(self) -> None:
+        """Write the cart to the read model and its search attributes for ops; both lag the
+        workflow by the same bounded interval."""
         version = self._cart.version
+        self._publish_search_attributes()
         await workflow.execute_local_activity(
             ACTIVITY_PROJECT_CART,
             ProjectCartInput(cart=self._cart),
@@ -223,7 +238,7 @@ class CartWorkflow:
     def _changed(self) -> None:
         if self._dirty_since is None:
             self._dirty_since = workflow.now()
-        self._publish()
+        workflow.set_current_details(summary(self._cart))
         wake_at = self._wake_at()
         order = self._cart.order
         needs_number = order is not None and order.number is None
@@ -233,8 +248,8 @@ class CartWorkflow:
         ):
             self._wake = True
 
-    def _publish(self) -> None:
-        """Search attributes (only those that changed) and the UI's current details."""
+    def _publish_search_attributes(self) -> None:
+        """Upsert the search attributes that changed (no personal data)."""
         cart = self._cart
         wanted: dict[str, Any] = {
             sa.CART_STATE.name: (sa.CART_STATE, str(cart.state)),
@@ -257,7 +272,6 @@ class CartWorkflow:
             updates.append(key.value_unset() if value is None else key.value_set(value))
         if updates:
             workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(summary(cart))
 
     async def _handle(self, event: CartEvent) -> Cart:
         if not self._ready:

@@ -8,8 +8,9 @@ Conventions: money is integer minor units plus an ISO 4217 currency; time is
 timezone-aware UTC; durations travel as seconds; states and codes are ``lower_snake``.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: the payload converter resolves these
+# dataclasses' type hints on every decode, and string annotations make that several times
+# slower (measured: 7-12 ms for one Cart).
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -388,8 +389,9 @@ class CartPolicy:
     journal_limit: int = 100
     #: continue-as-new once the history is this long (the server may suggest it sooner)
     continue_as_new_after_events: int = 2_000
-    #: the read model is written at most once per this many seconds per cart (0: at once)
-    projection_interval_seconds: float = 1.0
+    #: the read model and the search attributes are written at most this many seconds
+    #: after a change (0: at once); ordered, locked, expired and deleted carts at once
+    projection_interval_seconds: float = 5.0
 
 
 # --------------------------------------------------------------------------- workflow I/O
