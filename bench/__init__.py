@@ -1,0 +1,1 @@
+"""Benchmarks of cartkeeper: ``python -m bench.run`` (see ``bench/README.md``)."""
