@@ -267,28 +267,14 @@ def check(cart: Cart, event: CartEvent, policy: CartPolicy) -> None:
         case PaymentResultReported():
             check_payment_result(event)
         case ConfirmCart():
-            _check_admin(event)
-            _refuse_closed(cart)
-            if cart.state is CartState.ORDERED:
-                raise CartRefused(ErrorCode.ALREADY_ORDERED, "the cart is already ordered")
-            if cart.state is not CartState.LOCKED:
-                raise CartRefused(
-                    ErrorCode.NOT_LOCKED, f"only a locked cart can be confirmed ({cart.state})"
-                )
+            _require_locked(cart, event, "confirmed")
             if event.status not in ADMIN_CONFIRM_STATUSES:
                 raise CartRefused(
                     ErrorCode.INVALID_STATUS,
                     f"a confirmed order starts as {' or '.join(sorted(ADMIN_CONFIRM_STATUSES))}",
                 )
         case UnlockCart():
-            _check_admin(event)
-            _refuse_closed(cart)
-            if cart.state is CartState.ORDERED:
-                raise CartRefused(ErrorCode.ALREADY_ORDERED, "the cart is already ordered")
-            if cart.state is not CartState.LOCKED:
-                raise CartRefused(
-                    ErrorCode.NOT_LOCKED, f"only a locked cart can be unlocked ({cart.state})"
-                )
+            _require_locked(cart, event, "unlocked")
         case DeleteCart():
             _check_admin(event)
             if cart.state is CartState.ORDERED:
@@ -302,6 +288,15 @@ def check(cart: Cart, event: CartEvent, policy: CartPolicy) -> None:
                 raise CartRefused(ErrorCode.INVALID_INPUT, "an order number is positive")
         case _:
             raise CartRefused(ErrorCode.INVALID_INPUT, f"unknown event {type(event).__name__}")
+
+
+def _require_locked(cart: Cart, event: AdminAction, done: str) -> None:
+    _check_admin(event)
+    _refuse_closed(cart)
+    if cart.state is CartState.ORDERED:
+        raise CartRefused(ErrorCode.ALREADY_ORDERED, "the cart is already ordered")
+    if cart.state is not CartState.LOCKED:
+        raise CartRefused(ErrorCode.NOT_LOCKED, f"only a locked cart can be {done} ({cart.state})")
 
 
 def _check_admin(event: AdminAction) -> None:
