@@ -212,7 +212,9 @@ class CartWorkflow:
         workflow by the same bounded interval."""
         version = self._cart.version
         self._publish_search_attributes()
-        await workflow.execute_local_activity(
+        # A regular activity: the workflow task is not held while the database writes, so
+        # storefront updates go on meanwhile.
+        await workflow.execute_activity(
             ACTIVITY_PROJECT_CART,
             ProjectCartInput(cart=self._cart),
             start_to_close_timeout=EFFECT_TIMEOUT,
