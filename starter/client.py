@@ -1,9 +1,11 @@
 """The Python client of cartkeeper: one async class for the storefront and for admins.
 
-    async with await CartkeeperClient.connect() as carts:   # or CartkeeperClient(client)
-        cart = await carts.update_cart("shop-1", "cart-42", [CartLine(...)], "EUR")
-        await carts.report_payment_result("shop-1", "cart-42", PaymentResultReported(...))
-        cart = await carts.confirm("shop-1", "cart-42", admin="ann")
+    carts = await CartkeeperClient.connect()   # or CartkeeperClient(temporal_client)
+    cart = await carts.update_cart("shop-1", "cart-42", [CartLine(...)], "EUR")
+    await carts.report_payment_result(
+        "shop-1", "cart-42", attempt_id="pi_1", status="succeeded", amount=2100
+    )
+    cart = await carts.confirm("shop-1", "cart-42", admin="ann")
 
 Every input is validated here, at the edge, before anything is sent: a refusal is a
 ``CartkeeperError`` carrying an ``ErrorCode`` (and its HTTP status), the same codes the
