@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -126,6 +127,10 @@ async def _save(handle: WorkflowHandle, name: str) -> None:  # type: ignore[type
     runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{handle.id}"')]
     for n, run in enumerate(sorted(runs, key=lambda wf: wf.start_time), start=1):
         history = await client.get_workflow_handle(handle.id, run_id=run.run_id).fetch_history()
+        if not any(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in history.events
+        ):
+            continue  # the run has not done anything yet: nothing to replay
         suffix = f"-run{n}" if len(runs) > 1 else ""
         (HERE / f"{name}{suffix}.json").write_text(history.to_json())
         print(f"recorded {name}{suffix}: {len(history.events)} events")
