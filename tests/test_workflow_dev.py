@@ -66,9 +66,19 @@ async def history_event_types(client: Client, cart_id: str) -> list[int]:
     return [event.event_type async for event in handle.fetch_history_events()]
 
 
-async def runs_of(client: Client, cart_id: str) -> list[Any]:
+async def runs_of(client: Client, cart_id: str, at_least: int = 1) -> list[Any]:
+    """The cart's runs as visibility lists them (eventually consistent: poll a while)."""
     query = f'WorkflowId = "{workflow_id(SHOP, cart_id)}"'
-    return [wf async for wf in client.list_workflows(query)]
+
+    async def listed() -> list[Any]:
+        runs = [wf async for wf in client.list_workflows(query)]
+        return runs if len(runs) >= at_least else []
+
+    try:
+        result: list[Any] = await eventually(listed, within=10)
+    except AssertionError:
+        return [wf async for wf in client.list_workflows(query)]
+    return result
 
 
 # --------------------------------------------------------------------------- creation
@@ -524,7 +534,7 @@ async def test_continue_as_new_carries_the_whole_cart(
     )
     await succeed(carts, cart_id)
     cart = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
-    runs = await runs_of(carts.client, cart_id)
+    runs = await runs_of(carts.client, cart_id, at_least=2)
     assert len(runs) >= 2, "the cart should have continued as new"
     assert cart.customer is not None and cart.customer.email == "ann@example.com"
     assert cart.lines == [CartLine("sku-1", "Tea", 15, 450)]
@@ -556,6 +566,6 @@ async def test_continue_as_new_keeps_the_deadlines(
 
     cart = await eventually(locked, within=15)
     assert cart.locked_at == lock_at
-    runs = await runs_of(carts.client, cart_id)
+    runs = await runs_of(carts.client, cart_id, at_least=2)
     assert len(runs) >= 2
     assert cart.locked_at == cart.payment_started_at + timedelta(seconds=3)  # type: ignore[operator]
