@@ -503,6 +503,13 @@ async def run_carts(
 # =========================================================================== phases
 
 
+def cpu_text(cpu: dict[str, float]) -> str:
+    return (
+        f"cpu s server {cpu['server']:.1f} worker {cpu['worker']:.1f} "
+        f"client {cpu['client']:.1f} other {cpu['other']:.1f}"
+    )
+
+
 def _order(round_index: int) -> tuple[str, str]:
     """ABBA: floor first in even rounds, lifecycle first in odd ones."""
     if round_index % 2 == 0:
@@ -531,22 +538,31 @@ async def lifecycle_phase(
             say(f"  warm-up {kind}: {done} done, errors {dict(rec.errors)}")
     await asyncio.sleep(plan.round_gap_s)
 
+    async def measured(
+        kind: str, tag: str, *, carts: int, pause: float, per_shopper: bool = False
+    ) -> tuple[Recorder, int, float, dict[str, float]]:
+        """One round of ``kind``: its recorder, carts done, seconds and CPU per process."""
+        rec = Recorder()
+        cpu0, t0 = meter.snapshot(), time.perf_counter()
+        done = await run_carts(
+            kinds,
+            kind,
+            tag,
+            carts=carts,
+            shoppers=plan.shoppers,
+            pause=pause,
+            rec=rec,
+            per_shopper=per_shopper,
+        )
+        elapsed = time.perf_counter() - t0
+        return rec, done, elapsed, CpuMeter.delta(cpu0, meter.snapshot())
+
     throughput: dict[str, list[dict[str, Any]]] = {Kinds.FLOOR: [], Kinds.LIFECYCLE: []}
     for r in range(plan.throughput_rounds):
         for kind in _order(r):
-            rec = Recorder()
-            cpu0, t0 = meter.snapshot(), time.perf_counter()
-            done = await run_carts(
-                kinds,
-                kind,
-                f"t{r}",
-                carts=plan.throughput_carts,
-                shoppers=plan.shoppers,
-                pause=0,
-                rec=rec,
+            rec, done, elapsed, cpu = await measured(
+                kind, f"t{r}", carts=plan.throughput_carts, pause=0
             )
-            elapsed = time.perf_counter() - t0
-            cpu = CpuMeter.delta(cpu0, meter.snapshot())
             row = {
                 "kind": kind,
                 "round": r,
@@ -563,8 +579,7 @@ async def lifecycle_phase(
             say(
                 f"  throughput round {r + 1}/{plan.throughput_rounds} {kind:9s}: "
                 f"{row['carts_per_s']:6.2f} carts/s ({done} carts in {elapsed:.1f} s; "
-                f"cpu s server {cpu['server']:.1f} worker {cpu['worker']:.1f} "
-                f"client {cpu['client']:.1f} other {cpu['other']:.1f})"
+                f"{cpu_text(cpu)})"
                 + (f"  ERRORS {dict(rec.errors)}" if rec.errors else "")
             )
             await asyncio.sleep(plan.round_gap_s)
@@ -572,20 +587,13 @@ async def lifecycle_phase(
     latency: dict[str, Recorder] = {Kinds.FLOOR: Recorder(), Kinds.LIFECYCLE: Recorder()}
     for r in range(plan.latency_rounds):
         for kind in _order(r):
-            rec = Recorder()
-            cpu0, t0 = meter.snapshot(), time.perf_counter()
-            done = await run_carts(
-                kinds,
+            rec, done, elapsed, cpu = await measured(
                 kind,
                 f"l{r}",
                 carts=plan.latency_carts_per_shopper,
-                shoppers=plan.shoppers,
                 pause=plan.pause_s,
-                rec=rec,
                 per_shopper=True,
             )
-            elapsed = time.perf_counter() - t0
-            cpu = CpuMeter.delta(cpu0, meter.snapshot())
             for label, values in rec.samples.items():
                 latency[kind].samples[label].extend(values)
             latency[kind].errors.update(rec.errors)
@@ -603,9 +611,7 @@ async def lifecycle_phase(
             say(
                 f"  latency round {r + 1}/{plan.latency_rounds} {kind:9s}: p50 "
                 f"{summary['update_p50_ms']} ms, p99 {summary['update_p99_ms']} ms "
-                f"({summary['updates']} updates, {done} carts; cpu s server {cpu['server']:.1f}"
-                f" worker {cpu['worker']:.1f} client {cpu['client']:.1f}"
-                f" other {cpu['other']:.1f})"
+                f"({summary['updates']} updates, {done} carts; {cpu_text(cpu)})"
                 + (f"  ERRORS {dict(rec.errors)}" if rec.errors else "")
             )
             await asyncio.sleep(plan.round_gap_s)
