@@ -4,6 +4,11 @@
 
 Connects as the SDK's environment configuration says (``TEMPORAL_ADDRESS`` ...), migrates
 the read model, and polls until SIGTERM or SIGINT, then shuts down gracefully.
+
+Several workers share one read model, which must then be a database server: a worker
+that talks to a Temporal server on another host with a SQLite read model is refused
+(other hosts' workers would keep their own file and allocate the same order numbers),
+unless ``CARTKEEPER_ALLOW_SQLITE_WITH_REMOTE_TEMPORAL=true`` says this is deliberate.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from activities.cart_activities import CartActivities
 from activities.db import make_engine, make_session_factory, upgrade_database
 from activities.settings import Settings, get_settings
 from starter.connect import connect
+from starter.errors import EXIT_USAGE, Failure
 from workflows.cart_workflow import CartWorkflow
 
 log = logging.getLogger("cartkeeper.worker")
@@ -47,11 +53,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[CartWorkflow, *extra_workflows],
-        activities=[
-            activities.load_cart_record,
-            activities.project_cart,
-            activities.allocate_order_number,
-        ],
+        activities=activities.all(),
         workflow_runner=SANDBOX,
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
@@ -60,15 +62,47 @@ def build_worker(
     )
 
 
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"})
+
+
+def temporal_host(client: Client) -> str:
+    """The host part of the client's Temporal address (``host:port``, ``[v6]:port``)."""
+    target = client.service_client.config.target_host
+    target = target.split("://", 1)[-1]
+    if target.startswith("["):
+        return target[: target.find("]") + 1]
+    return target.rsplit(":", 1)[0] if ":" in target else target
+
+
+def check_deployment(client: Client, settings: Settings) -> None:
+    """Refuse a SQLite read model with a Temporal server on another host (see above)."""
+    url = settings.resolved_database_url()
+    if not url.startswith("sqlite") or settings.allow_sqlite_with_remote_temporal:
+        return
+    host = temporal_host(client)
+    if host.lower() in LOCAL_HOSTS:
+        return
+    raise Failure(
+        "unsafe_configuration",
+        f"the read model is SQLite ({url}) but Temporal is at {host}: workers on other"
+        " hosts would keep their own database and allocate the same order numbers. Set"
+        " DATABASE_URL to a PostgreSQL server shared by every worker, or"
+        " CARTKEEPER_ALLOW_SQLITE_WITH_REMOTE_TEMPORAL=true if this is the only worker",
+        EXIT_USAGE,
+    )
+
+
 async def run_worker(
     client: Client, settings: Settings, stop: asyncio.Event | None = None
 ) -> None:
     """Migrate the read model, then run the worker until ``stop`` is set (or forever)."""
+    check_deployment(client, settings)
     url = settings.resolved_database_url()
     await upgrade_database(url)
     engine = make_engine(url)
     try:
-        worker = build_worker(client, CartActivities(make_session_factory(engine)), settings)
+        activities = CartActivities(make_session_factory(engine), client)
+        worker = build_worker(client, activities, settings)
         async with worker:
             log.info(
                 "worker polling task queue %r on %s (namespace %s)",

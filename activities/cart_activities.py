@@ -1,9 +1,11 @@
-"""The cart workflow's activities: the read model and order numbers.
+"""The cart workflow's activities: the read model, order numbers and restoring a cart.
 
-Every activity is one short transaction and idempotent, so Temporal may retry it freely:
-- ``project_cart`` upserts the snapshot and never goes backwards (by ``Cart.version``);
+Every activity is idempotent, so Temporal may retry it freely:
+- ``project_cart`` upserts the snapshot and never goes backwards (by ``Cart.version``,
+  within one lineage; a newer lineage under the same id replaces the row);
 - ``allocate_order_number`` gives a cart one number, whatever the retries or races;
-- ``load_cart_record`` reads the last projected snapshot.
+- ``restore_cart`` finds the state a new run of a closed cart continues from: the closed
+  run's result, a replay of a terminated run (a query), else the last projection.
 """
 
 from __future__ import annotations
@@ -11,21 +13,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Insert, select
+from sqlalchemy import Insert, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 from activities.db import SessionFactory, write_session
 from activities.models import CartRecord, OrderNumber
 from activities.read_model import cart_values, get_cart_record
 from workflows.contract import (
     ACTIVITY_ALLOCATE_ORDER_NUMBER,
-    ACTIVITY_LOAD_CART_RECORD,
     ACTIVITY_PROJECT_CART,
+    ACTIVITY_RESTORE_CART,
+    GET_CART,
     AllocateOrderNumberInput,
     Cart,
-    CartRecordRequest,
     ProjectCartInput,
+    RestoreCartInput,
+    RestoredCart,
+    workflow_id,
 )
 
 log = activity.logger
@@ -42,25 +49,66 @@ def _insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
 
 
 def upsert_cart_statement(dialect: str, values: dict[str, Any]) -> Insert:
-    """INSERT the cart row, or UPDATE it only if ``values`` has a greater version."""
+    """INSERT the cart row, or UPDATE it only if ``values`` is newer: a greater version of
+    the same lineage, or a newer lineage (the id reused after Temporal forgot the old
+    cart: the row follows the cart the id now names)."""
     statement = _insert(dialect, CartRecord).values(**values)
+    excluded = statement.excluded
+    stored_lineage = func.coalesce(CartRecord.lineage, excluded.lineage)
     return statement.on_conflict_do_update(
         index_elements=list(_PRIMARY_KEY),
-        set_={name: statement.excluded[name] for name in values if name not in _PRIMARY_KEY},
-        where=statement.excluded.version > CartRecord.version,
+        set_={name: excluded[name] for name in values if name not in _PRIMARY_KEY},
+        where=or_(
+            and_(stored_lineage == excluded.lineage, excluded.version > CartRecord.version),
+            and_(stored_lineage != excluded.lineage, excluded.created_at > CartRecord.created_at),
+        ),
     )
 
 
 class CartActivities:
-    """The activities of the cart workflow, bound to the read model's sessions."""
+    """The activities of the cart workflow, bound to the read model's sessions and (to
+    restore closed carts) a Temporal client."""
 
-    def __init__(self, session_factory: SessionFactory) -> None:
+    def __init__(self, session_factory: SessionFactory, client: Client | None = None) -> None:
         self.session_factory = session_factory
+        self.client = client
 
-    @activity.defn(name=ACTIVITY_LOAD_CART_RECORD)
-    async def load_cart_record(self, request: CartRecordRequest) -> Cart | None:
-        """The cart's last projected snapshot, or ``None``."""
-        return await get_cart_record(self.session_factory, request.shop_id, request.cart_id)
+    def all(self) -> list[Any]:
+        """The activities to register on a worker."""
+        return [self.restore_cart, self.project_cart, self.allocate_order_number]
+
+    @activity.defn(name=ACTIVITY_RESTORE_CART)
+    async def restore_cart(self, request: RestoreCartInput) -> RestoredCart:
+        """The state a new run of a closed cart continues from. Temporal first (the closed
+        run's result; for a terminated run, its state replayed through the ``get_cart``
+        query), so a database outage does not stop it; the read model last."""
+        problems = []
+        if self.client is not None:
+            handle = self.client.get_workflow_handle(
+                workflow_id(request.shop_id, request.cart_id),
+                run_id=request.run_id,
+                result_type=Cart,
+            )
+            try:
+                cart = await handle.result(follow_runs=False)
+                return RestoredCart(cart=cart, source="result")
+            except WorkflowFailureError as error:
+                problems.append(f"run {request.run_id} did not complete ({error.cause})")
+            except RPCError as error:
+                problems.append(f"run {request.run_id}: {error.message}")
+            if problems and "did not complete" in problems[-1]:
+                try:
+                    cart = await handle.query(GET_CART, result_type=Cart)
+                    return RestoredCart(cart=cart, source="query")
+                except (WorkflowQueryFailedError, RPCError) as error:
+                    problems.append(f"its state could not be replayed ({error})")
+        record = await get_cart_record(self.session_factory, request.shop_id, request.cart_id)
+        if record is not None:
+            return RestoredCart(cart=record, source="read_model", detail="; ".join(problems))
+        problems.append("the read model has no record of the cart")
+        detail = "; ".join(problems)
+        log.warning("cart %s/%s not restored: %s", request.shop_id, request.cart_id, detail)
+        return RestoredCart(cart=None, source="none", detail=detail)
 
     @activity.defn(name=ACTIVITY_PROJECT_CART)
     async def project_cart(self, request: ProjectCartInput) -> None:
@@ -90,9 +138,11 @@ class CartActivities:
     @activity.defn(name=ACTIVITY_ALLOCATE_ORDER_NUMBER)
     async def allocate_order_number(self, request: AllocateOrderNumberInput) -> int:
         """The cart's order number: allocated on the first call, the same one ever after."""
-        shop_id, cart_id = request.shop_id, request.cart_id
+        shop_id, cart_id, lineage = request.shop_id, request.cart_id, request.lineage
         existing = select(OrderNumber.number).where(
-            OrderNumber.shop_id == shop_id, OrderNumber.cart_id == cart_id
+            OrderNumber.shop_id == shop_id,
+            OrderNumber.cart_id == cart_id,
+            OrderNumber.lineage == lineage,
         )
         # A retry finds its number without touching the sequence (PostgreSQL would burn
         # a value on every conflicting insert).
@@ -104,8 +154,10 @@ class CartActivities:
             dialect = session.get_bind().dialect.name
             insert = (
                 _insert(dialect, OrderNumber)
-                .values(shop_id=shop_id, cart_id=cart_id, created_at=datetime.now(UTC))
-                .on_conflict_do_nothing(index_elements=list(_PRIMARY_KEY))
+                .values(
+                    shop_id=shop_id, cart_id=cart_id, lineage=lineage, created_at=datetime.now(UTC)
+                )
+                .on_conflict_do_nothing(index_elements=[*_PRIMARY_KEY, "lineage"])
                 .returning(OrderNumber.number)
             )
             number = (await session.execute(insert)).scalar_one_or_none()

@@ -96,9 +96,16 @@ class CartRecord(Base):
     #: the order's letter status (``P``, ``O`` ...)
     order_status: Mapped[str | None] = mapped_column(String())
     order_paid: Mapped[bool] = mapped_column(Boolean)
+    #: the succeeded payments in the order's currency (minor units)
+    order_amount_paid: Mapped[int] = mapped_column(BigInteger, server_default="0")
     #: ``Cart.needs_admin``: locked, or an attention item is raised
     needs_admin: Mapped[bool] = mapped_column(Boolean)
     lock_reason: Mapped[str | None] = mapped_column(String(32))
+    #: the kinds of the open attention items, comma-separated, oldest first
+    attention: Mapped[str | None] = mapped_column(String())
+    #: ``Cart.lineage``: the cart's first run id. A newer lineage under the same id (the
+    #: id reused after Temporal forgot the old cart) replaces the row
+    lineage: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     last_activity_at: Mapped[datetime | None]
@@ -121,7 +128,7 @@ class CartRecord(Base):
 
 
 class OrderNumber(Base):
-    """One order number per cart, from a database sequence (never reused)."""
+    """One order number per cart (and lineage), from a database sequence (never reused)."""
 
     __tablename__ = "order_numbers"
 
@@ -134,9 +141,12 @@ class OrderNumber(Base):
     )
     shop_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     cart_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    lineage: Mapped[str] = mapped_column(String(ID_LENGTH), server_default="")
     created_at: Mapped[datetime]
 
     __table_args__ = (
-        UniqueConstraint("shop_id", "cart_id", name="uq_order_numbers_shop_id_cart_id"),
+        UniqueConstraint(
+            "shop_id", "cart_id", "lineage", name="uq_order_numbers_shop_id_cart_id_lineage"
+        ),
         {"sqlite_autoincrement": True},
     )

@@ -74,8 +74,11 @@ def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:
         "order_number": order.number if order else None,
         "order_status": _text(order.status) if order else None,
         "order_paid": bool(order and order.paid),
+        "order_amount_paid": min(order.amount_paid, MAX_DB_INT) if order else 0,
         "needs_admin": cart.needs_admin,
         "lock_reason": str(cart.lock_reason) if cart.lock_reason is not None else None,
+        "attention": ",".join(str(item.kind) for item in cart.open_attention) or None,
+        "lineage": cart.lineage,
         "created_at": cart.created_at or updated_at,
         "updated_at": updated_at,
         "last_activity_at": cart.last_activity_at,
@@ -107,8 +110,11 @@ class CartRow:
     order_number: int | None
     order_status: str | None
     order_paid: bool
+    order_amount_paid: int
     needs_admin: bool
     lock_reason: LockReason | None
+    #: the kinds of the open attention items, comma-separated (``None``: none)
+    attention: str | None
     created_at: datetime
     updated_at: datetime
     last_activity_at: datetime | None

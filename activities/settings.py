@@ -12,12 +12,44 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.contract import TASK_QUEUE, CartPolicy
+from workflows.validation import policy_problems
 
 _POLICY_FIELDS = {f.name for f in dataclasses.fields(CartPolicy)}
+
+#: the environment variable of each setting (for error messages)
+ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+}
+
+
+def env_name(field: str) -> str:
+    return ENV_NAMES.get(field, f"CARTKEEPER_{field.upper()}")
+
+
+def make_policy(overrides: dict[str, Any], where: str) -> CartPolicy:
+    """A ``CartPolicy`` from JSON overrides, refused with a clear message if unusable."""
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{where} must be a JSON object of policy fields")
+    unknown = sorted(set(overrides) - _POLICY_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown policy field(s) {', '.join(unknown)}; known:"
+            f" {', '.join(sorted(_POLICY_FIELDS))}"
+        )
+    values = dict(overrides)
+    if isinstance(values.get("projection_interval_seconds"), int) and not isinstance(
+        values.get("projection_interval_seconds"), bool
+    ):
+        values["projection_interval_seconds"] = float(values["projection_interval_seconds"])
+    policy = dataclasses.replace(CartPolicy(), **values)
+    problems = policy_problems(policy)
+    if problems:
+        raise ValueError(f"{where}: {'; '.join(problems)}")
+    return policy
 
 
 class Settings(BaseSettings):
@@ -40,19 +72,32 @@ class Settings(BaseSettings):
     max_cached_workflows: int = 1_000
     max_concurrent_activities: int = 100
     log_level: str = "INFO"
+    #: run a worker with a SQLite read model against a Temporal server on another host
+    #: (one worker only: see ``worker.check_deployment``)
+    allow_sqlite_with_remote_temporal: bool = False
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'cartkeeper.db').resolve()}"
 
+    @field_validator("policy")
+    @classmethod
+    def _check_policy(cls, value: dict[str, Any]) -> dict[str, Any]:
+        make_policy(value, "the policy")
+        return value
+
+    @field_validator("shop_policies")
+    @classmethod
+    def _check_shop_policies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for shop, overrides in value.items():
+            make_policy(overrides, f"shop {shop!r}")
+        return value
+
     def policy_for(self, shop_id: str) -> CartPolicy:
         """The shop's policy: defaults, then ``policy``, then the shop's own overrides."""
         merged = {**self.policy, **self.shop_policies.get(shop_id, {})}
-        unknown = set(merged) - _POLICY_FIELDS
-        if unknown:
-            raise ValueError(f"unknown policy settings: {', '.join(sorted(unknown))}")
-        return dataclasses.replace(CartPolicy(), **merged)
+        return make_policy(merged, f"the policy of shop {shop_id!r}")
 
 
 @lru_cache(maxsize=1)

@@ -1,23 +1,32 @@
-"""The Python client of cartkeeper: one async class for the storefront and for admins.
+"""The Python client of cartkeeper: one async class for the storefront, gateways and admins.
 
     carts = await CartkeeperClient.connect()   # or CartkeeperClient(temporal_client)
-    cart = await carts.update_cart("shop-1", "cart-42", [CartLine(...)], "EUR")
+    view = await carts.update_cart("shop-1", "cart-42", [CartLine(...)], "EUR")
     await carts.report_payment_result(
         "shop-1", "cart-42", attempt_id="pi_1", status="succeeded", amount=2100
     )
-    cart = await carts.confirm("shop-1", "cart-42", admin="ann")
+    view = await carts.confirm("shop-1", "cart-42", admin="ann")
+    cart = await carts.get_cart("shop-1", "cart-42")       # the whole cart
 
-Every input is validated here, at the edge, before anything is sent: a refusal is a
-``CartkeeperError`` carrying an ``ErrorCode`` (and its HTTP status), the same codes the
-workflow's update validators use. Storefront events create the cart on first use
-(update-with-start); payment results are signals (signal-with-start), accepted even while the
-cart is busy or closed; admin actions are updates that the cart's state may refuse.
+Every input is validated here, at the edge, with the workflow's own parser and checks: a
+refusal is a ``CartkeeperError`` carrying an ``ErrorCode`` (and its HTTP status). Updates
+answer with a ``CartView`` (state, version, totals, order, attention); ``get_cart`` gives
+the whole ``Cart``.
+
+Creating and bringing back carts: a storefront event is one update-with-start (one RPC,
+new cart or not). If the cart's workflow has closed (it retired, or was terminated), the
+start is refused by Temporal's ``REJECT_DUPLICATE`` policy with the closed run's id, and
+the client starts a new run that continues from that run's state. Payment results do the
+same with signal-with-start, so a late result is never dropped. Admin actions never
+create a cart: they bring a closed one back only if it existed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,13 +37,15 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import machine
@@ -47,6 +58,7 @@ from workflows.contract import (
     IDENTIFY_CUSTOMER,
     PAYMENT_RESULT,
     RECORD_VISIT,
+    RESOLVE,
     START_CHECKOUT,
     START_PAYMENT,
     TASK_QUEUE,
@@ -58,21 +70,15 @@ from workflows.contract import (
     CartLine,
     CartPolicy,
     CartState,
-    CartUpdated,
-    CheckoutStarted,
-    ConfirmCart,
-    CustomerIdentified,
+    CartView,
     CustomerInfo,
-    CustomerVisited,
-    DeleteCart,
     ErrorCode,
     PaymentMethod,
     PaymentResultReported,
-    PaymentStarted,
     PaymentStatus,
-    UnlockCart,
     workflow_id,
 )
+from workflows.parsing import MESSAGE_BY_NAME, parse_await_timeout
 
 T = TypeVar("T")
 
@@ -91,14 +97,14 @@ class CartkeeperError(Exception):
 
 
 def _edge(check: Callable[[], T]) -> T:
-    """Run a validation of ``workflows.machine`` here, before anything is sent."""
+    """Run a validation of ``workflows`` here, before anything is sent."""
     try:
         return check()
     except machine.CartRefused as refused:
         raise CartkeeperError(refused.code, refused.message) from None
 
 
-def _check_ids(shop_id: str, cart_id: str) -> None:
+def check_ids(shop_id: str, cart_id: str) -> None:
     for what, value in (("shop id", shop_id), ("cart id", cart_id)):
         if not machine.valid_id(value):
             raise CartkeeperError(
@@ -124,6 +130,11 @@ def normalize_customer(customer: CustomerInfo) -> CustomerInfo:
     return dataclasses.replace(customer, email=email)
 
 
+def to_json(event: Any) -> dict[str, Any]:
+    """An event as the plain JSON object the workflow reads (``workflows.parsing``)."""
+    return dataclasses.asdict(event)
+
+
 class CartkeeperClient:
     def __init__(
         self,
@@ -131,10 +142,14 @@ class CartkeeperClient:
         *,
         task_queue: str = TASK_QUEUE,
         policy_for: Callable[[str], CartPolicy] | None = None,
+        update_timeout: float | None = None,
     ) -> None:
+        """``update_timeout``: how long an update may wait for a worker to apply it (the
+        SDK's default when ``None``); past it, ``ErrorCode.UPDATE_PENDING``."""
         self.client = client
         self.task_queue = task_queue
         self._policy_for = policy_for or (lambda _shop: CartPolicy())
+        self._rpc_timeout = timedelta(seconds=update_timeout) if update_timeout else None
 
     @classmethod
     async def connect(cls, address: str | None = None) -> CartkeeperClient:
@@ -157,22 +172,34 @@ class CartkeeperClient:
         currency: str,
         *,
         customer_id: str | None = None,
-    ) -> Cart:
+    ) -> CartView:
         """The customer's whole cart (lines replace the previous ones); creates the cart."""
-        event = CartUpdated(lines=list(lines), currency=currency, customer_id=customer_id)
-        _edge(lambda: machine.check_currency(currency))
+        payload = {
+            "lines": [dataclasses.asdict(line) for line in lines],
+            "currency": currency,
+            "customer_id": customer_id,
+        }
+        event = self._parsed(UPDATE_CART, payload)
+        _edge(lambda: machine.check_currency(event.currency))
         _edge(lambda: machine.check_lines(event.lines))
-        return await self._storefront(shop_id, cart_id, UPDATE_CART, event)
+        if customer_id is not None and not machine.valid_id(customer_id):
+            raise CartkeeperError(ErrorCode.INVALID_CUSTOMER, "customer_id is not a valid id")
+        return await self._storefront(shop_id, cart_id, UPDATE_CART, payload)
 
-    async def identify_customer(self, shop_id: str, cart_id: str, customer: CustomerInfo) -> Cart:
-        event = CustomerIdentified(customer=normalize_customer(customer))
-        return await self._storefront(shop_id, cart_id, IDENTIFY_CUSTOMER, event)
+    async def identify_customer(
+        self, shop_id: str, cart_id: str, customer: CustomerInfo
+    ) -> CartView:
+        payload = {"customer": to_json(normalize_customer(customer))}
+        self._parsed(IDENTIFY_CUSTOMER, payload)
+        return await self._storefront(shop_id, cart_id, IDENTIFY_CUSTOMER, payload)
 
-    async def record_visit(self, shop_id: str, cart_id: str, page: str | None = None) -> Cart:
-        return await self._storefront(shop_id, cart_id, RECORD_VISIT, CustomerVisited(page=page))
+    async def record_visit(self, shop_id: str, cart_id: str, page: str | None = None) -> CartView:
+        payload = {"page": page}
+        self._parsed(RECORD_VISIT, payload)
+        return await self._storefront(shop_id, cart_id, RECORD_VISIT, payload)
 
-    async def start_checkout(self, shop_id: str, cart_id: str) -> Cart:
-        return await self._storefront(shop_id, cart_id, START_CHECKOUT, CheckoutStarted())
+    async def start_checkout(self, shop_id: str, cart_id: str) -> CartView:
+        return await self._storefront(shop_id, cart_id, START_CHECKOUT, {})
 
     async def start_payment(
         self,
@@ -184,17 +211,37 @@ class CartkeeperClient:
         gateway: str,
         amount: int,
         currency: str | None = None,
-    ) -> Cart:
+    ) -> CartView:
         method = self._enum(PaymentMethod, method, ErrorCode.INVALID_PAYMENT)
+        payload = {
+            "attempt_id": attempt_id,
+            "method": str(method),
+            "gateway": gateway,
+            "amount": amount,
+            "currency": currency,
+        }
+        self._parsed(START_PAYMENT, payload)
         _edge(lambda: machine.check_attempt_id(attempt_id))
         _edge(lambda: machine.check_amount(amount))
-        event = PaymentStarted(attempt_id, method, gateway, amount, currency)
-        return await self._storefront(shop_id, cart_id, START_PAYMENT, event)
+        return await self._storefront(shop_id, cart_id, START_PAYMENT, payload)
 
-    async def await_order(self, shop_id: str, cart_id: str, timeout_seconds: float = 30) -> Cart:
+    async def await_order(
+        self, shop_id: str, cart_id: str, timeout_seconds: float = 30
+    ) -> CartView:
         """For the customer back from the gateway: the cart once its order has a number
-        (or once it left payment), or as it is after ``timeout_seconds``."""
-        return await self._update(shop_id, cart_id, AWAIT_ORDER, float(timeout_seconds))
+        (or once it left payment), or as it is after ``timeout_seconds`` (at most 300)."""
+        check_ids(shop_id, cart_id)
+        payload = {"timeout_seconds": float(timeout_seconds)}
+        _edge(lambda: parse_await_timeout(payload))
+        handle = self.client.get_workflow_handle(workflow_id(shop_id, cart_id))
+        return await self._call(
+            handle.execute_update(
+                AWAIT_ORDER,
+                payload,
+                result_type=CartView,
+                rpc_timeout=timedelta(seconds=timeout_seconds + 30),
+            )
+        )
 
     # ------------------------------------------------------------------ payment gateway
 
@@ -210,9 +257,10 @@ class CartkeeperClient:
         card_last4: str | None = None,
         gateway: str | None = None,
     ) -> None:
-        """A gateway's result: a signal, accepted whatever the cart is doing, and starting
-        the cart's workflow again if it has closed, so that no result is ever dropped."""
-        _check_ids(shop_id, cart_id)
+        """A gateway's result, checked here: a signal, accepted whatever the cart is doing,
+        and bringing the cart's workflow back if it has closed, so that no result is ever
+        dropped."""
+        check_ids(shop_id, cart_id)
         event = PaymentResultReported(
             attempt_id=attempt_id,
             status=self._enum(PaymentStatus, status, ErrorCode.INVALID_STATUS),
@@ -222,47 +270,64 @@ class CartkeeperClient:
             gateway=gateway,
         )
         _edge(lambda: machine.check_payment_result(event))
-        await self._call(
-            self.client.start_workflow(
-                WORKFLOW_NAME,
-                self._input(shop_id, cart_id),
-                id=workflow_id(shop_id, cart_id),
-                task_queue=self.task_queue,
-                start_signal=PAYMENT_RESULT,
-                start_signal_args=[event],
-                search_attributes=self._initial_search_attributes(shop_id),
-                static_summary=f"cart {cart_id} of shop {shop_id}",
-            )
-        )
+        await self.send_payment_result(shop_id, cart_id, to_json(event))
+
+    async def send_payment_result(self, shop_id: str, cart_id: str, payload: Any) -> None:
+        """A gateway's result exactly as it came (any JSON value): the workflow reads it,
+        and keeps and flags for an admin whatever it cannot read. For webhooks, where
+        refusing a payload would lose it."""
+        check_ids(shop_id, cart_id)
+        await self._with_start(shop_id, cart_id, signal=(PAYMENT_RESULT, payload))
 
     # ------------------------------------------------------------------ admin
 
     async def confirm(
-        self, shop_id: str, cart_id: str, *, admin: str = "admin", note: str | None = None,
+        self,
+        shop_id: str,
+        cart_id: str,
+        *,
+        admin: str = "admin",
+        note: str | None = None,
         status: str = "P",
-    ) -> Cart:
-        """Convert a locked cart into an order (``P`` paid, or ``O`` open)."""
-        return await self._update(
-            shop_id, cart_id, CONFIRM, ConfirmCart(admin=admin, note=note, status=status)
-        )
+    ) -> CartView:
+        """Convert a locked cart into an order: ``P`` (the admin saw the payment: it is
+        recorded as paid) or ``O`` (open, awaiting the payment)."""
+        payload = {"admin": admin, "note": note, "status": status}
+        return await self._admin(shop_id, cart_id, CONFIRM, payload)
 
     async def unlock(
         self, shop_id: str, cart_id: str, *, admin: str = "admin", note: str | None = None
-    ) -> Cart:
+    ) -> CartView:
         """Let the customer continue with the same cart."""
-        return await self._update(shop_id, cart_id, UNLOCK, UnlockCart(admin=admin, note=note))
+        return await self._admin(shop_id, cart_id, UNLOCK, {"admin": admin, "note": note})
 
     async def delete(
         self, shop_id: str, cart_id: str, *, admin: str = "admin", note: str | None = None
-    ) -> Cart:
+    ) -> CartView:
         """Delete the cart (the customer starts again). Deleting twice is one deletion."""
-        return await self._update(shop_id, cart_id, DELETE, DeleteCart(admin=admin, note=note))
+        return await self._admin(shop_id, cart_id, DELETE, {"admin": admin, "note": note})
+
+    async def resolve(
+        self,
+        shop_id: str,
+        cart_id: str,
+        *,
+        admin: str = "admin",
+        note: str | None = None,
+        items: list[int] | None = None,
+    ) -> CartView:
+        """Resolve attention items (those numbered ``items``, else every open one), with
+        a note of what was done."""
+        payload: dict[str, Any] = {"admin": admin, "note": note}
+        if items is not None:
+            payload["items"] = list(items)
+        return await self._admin(shop_id, cart_id, RESOLVE, payload)
 
     # ------------------------------------------------------------------ reads
 
     async def get_cart(self, shop_id: str, cart_id: str) -> Cart:
         """The cart's whole state from its workflow (running or closed)."""
-        _check_ids(shop_id, cart_id)
+        check_ids(shop_id, cart_id)
         handle = self.client.get_workflow_handle(workflow_id(shop_id, cart_id))
         return await self._call(handle.query(GET_CART, result_type=Cart))
 
@@ -271,17 +336,24 @@ class CartkeeperClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _input(self, shop_id: str, cart_id: str) -> CartInput:
-        return CartInput(shop_id=shop_id, cart_id=cart_id, policy=self._policy_for(shop_id))
+    def _parsed(self, name: str, payload: dict[str, Any]) -> Any:
+        """The payload read as the workflow will read it (refusals raised here)."""
+        return _edge(lambda: MESSAGE_BY_NAME[name].parse(payload))
+
+    def _input(self, shop_id: str, cart_id: str, restore_run_id: str | None) -> CartInput:
+        return CartInput(
+            shop_id=shop_id,
+            cart_id=cart_id,
+            policy=self._policy_for(shop_id),
+            restore_run_id=restore_run_id,
+        )
 
     @staticmethod
-    def _initial_search_attributes(shop_id: str) -> TypedSearchAttributes:
-        return TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.CART_SHOP, shop_id),
-                SearchAttributePair(sa.CART_STATE, str(CartState.ACTIVE)),
-            ]
-        )
+    def _initial_search_attributes(shop_id: str, new: bool) -> TypedSearchAttributes:
+        pairs: list[SearchAttributePair[Any]] = [SearchAttributePair(sa.CART_SHOP, shop_id)]
+        if new:
+            pairs.append(SearchAttributePair(sa.CART_STATE, str(CartState.ACTIVE)))
+        return TypedSearchAttributes(pairs)
 
     @staticmethod
     def _enum(kind: type[T], value: object, code: ErrorCode) -> T:
@@ -291,40 +363,117 @@ class CartkeeperClient:
             allowed = ", ".join(str(v) for v in kind)  # type: ignore[attr-defined]
             raise CartkeeperError(code, f"{value!r} is not one of: {allowed}") from None
 
-    async def _storefront(self, shop_id: str, cart_id: str, update: str, event: Any) -> Cart:
-        """An update that creates the cart's workflow if it does not run yet.
+    async def _storefront(
+        self, shop_id: str, cart_id: str, update: str, payload: dict[str, Any]
+    ) -> CartView:
+        """An update that creates the cart's workflow if none runs: one RPC."""
+        check_ids(shop_id, cart_id)
+        view = await self._with_start(shop_id, cart_id, update=(update, payload))
+        assert view is not None
+        return view
 
-        A plain update first (the cheap, common case); update-with-start only when no run
-        of the cart is open (a new cart, or one whose workflow retired: its new run
-        restores it from the read model)."""
-        _check_ids(shop_id, cart_id)
+    async def _with_start(
+        self,
+        shop_id: str,
+        cart_id: str,
+        *,
+        update: tuple[str, Any] | None = None,
+        signal: tuple[str, Any] | None = None,
+        restore_run_id: str | None = None,
+    ) -> CartView | None:
+        """Update- or signal-with-start. A new cart id starts a new cart; an open run
+        takes the message; a closed run (refused by ``REJECT_DUPLICATE``) is continued by
+        a new run that restores its state."""
+        for _ in range(3):
+            try:
+                return await self._start_once(shop_id, cart_id, update, signal, restore_run_id)
+            except WorkflowAlreadyStartedError as closed:
+                # Temporal remembers a closed run of this id: continue from it.
+                restore_run_id = closed.run_id
+        raise CartkeeperError(
+            ErrorCode.TEMPORAL_UNAVAILABLE, "the cart's workflow kept closing; try again"
+        )
+
+    async def _start_once(
+        self,
+        shop_id: str,
+        cart_id: str,
+        update: tuple[str, Any] | None,
+        signal: tuple[str, Any] | None,
+        restore_run_id: str | None,
+    ) -> CartView | None:
+        reuse = (
+            WorkflowIDReusePolicy.ALLOW_DUPLICATE
+            if restore_run_id
+            else WorkflowIDReusePolicy.REJECT_DUPLICATE
+        )
+        options: dict[str, Any] = {
+            "id": workflow_id(shop_id, cart_id),
+            "task_queue": self.task_queue,
+            "id_reuse_policy": reuse,
+            "search_attributes": self._initial_search_attributes(shop_id, not restore_run_id),
+            "static_summary": f"cart {cart_id} of shop {shop_id}",
+        }
+        start_input = self._input(shop_id, cart_id, restore_run_id)
+        if signal is not None:
+            name, payload = signal
+            await self._call(
+                self.client.start_workflow(
+                    WORKFLOW_NAME,
+                    start_input,
+                    start_signal=name,
+                    start_signal_args=[payload],
+                    **options,
+                )
+            )
+            return None
+        assert update is not None
+        name, payload = update
+        start: WithStartWorkflowOperation[Any, Cart] = WithStartWorkflowOperation(
+            WORKFLOW_NAME,
+            start_input,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=Cart,
+            **options,
+        )
+        try:
+            return await self._call(
+                self.client.execute_update_with_start_workflow(
+                    name,
+                    payload,
+                    start_workflow_operation=start,
+                    result_type=CartView,
+                    rpc_timeout=self._rpc_timeout,
+                )
+            )
+        finally:
+            # The start's own future holds the same outcome: consume it (no warning).
+            with contextlib.suppress(BaseException):
+                await start.workflow_handle()
+
+    async def _admin(
+        self, shop_id: str, cart_id: str, update: str, payload: dict[str, Any]
+    ) -> CartView:
+        """An admin update: of the open run, or of a closed cart brought back (its state
+        then says what is allowed). Never creates a cart."""
+        check_ids(shop_id, cart_id)
+        self._parsed(update, payload)
         handle = self.client.get_workflow_handle(workflow_id(shop_id, cart_id))
         try:
-            return await self._call(handle.execute_update(update, event, result_type=Cart))
+            return await self._call(
+                handle.execute_update(
+                    update, payload, result_type=CartView, rpc_timeout=self._rpc_timeout
+                )
+            )
         except CartkeeperError as error:
             if error.code is not ErrorCode.CART_NOT_FOUND:
                 raise
-        start: WithStartWorkflowOperation[Any, Cart] = WithStartWorkflowOperation(
-            WORKFLOW_NAME,
-            self._input(shop_id, cart_id),
-            id=workflow_id(shop_id, cart_id),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=self._initial_search_attributes(shop_id),
-            static_summary=f"cart {cart_id} of shop {shop_id}",
-            result_type=Cart,
+        description = await self._call(handle.describe())
+        view = await self._with_start(
+            shop_id, cart_id, update=(update, payload), restore_run_id=description.run_id
         )
-        return await self._call(
-            self.client.execute_update_with_start_workflow(
-                update, event, start_workflow_operation=start, result_type=Cart
-            )
-        )
-
-    async def _update(self, shop_id: str, cart_id: str, update: str, arg: Any) -> Cart:
-        """An update of an existing cart (admins never create carts)."""
-        _check_ids(shop_id, cart_id)
-        handle = self.client.get_workflow_handle(workflow_id(shop_id, cart_id))
-        return await self._call(handle.execute_update(update, arg, result_type=Cart))
+        assert view is not None
+        return view
 
     @staticmethod
     async def _call(awaitable: Awaitable[T]) -> T:
@@ -332,6 +481,11 @@ class CartkeeperClient:
             return await awaitable
         except WorkflowUpdateFailedError as error:
             raise _from_failure(error.cause) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise CartkeeperError(
+                ErrorCode.UPDATE_PENDING,
+                "no worker applied the request in time; it is queued and may still be applied",
+            ) from None
         except WorkflowQueryFailedError as error:
             raise CartkeeperError(ErrorCode.INTERNAL, str(error)) from None
         except RPCError as error:

@@ -1,8 +1,9 @@
 """How the command line reports failures: one line, and an exit code per kind.
 
 Exit codes: 0 success, 1 the request was refused (any ``CartkeeperError`` but those
-below), 2 usage error (click), 3 the cart does not exist, 4 Temporal, a worker or the
-database is unreachable.
+below), 2 usage or configuration error (click, settings), 3 the cart does not exist,
+4 Temporal, a worker or the database is unreachable, or a request was queued but no worker
+applied it in time (``update_pending``: it may still be applied).
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ class Failure(Exception):
 def exit_code_for(code: ErrorCode | str) -> int:
     if code == ErrorCode.CART_NOT_FOUND:
         return EXIT_NOT_FOUND
-    if code in (ErrorCode.TEMPORAL_UNAVAILABLE, DATABASE_UNAVAILABLE, NO_WORKER):
+    if code in (
+        ErrorCode.TEMPORAL_UNAVAILABLE,
+        ErrorCode.UPDATE_PENDING,
+        DATABASE_UNAVAILABLE,
+        NO_WORKER,
+    ):
         return EXIT_UNAVAILABLE
     return EXIT_REFUSED
 

@@ -1,18 +1,42 @@
 """Formatting for the command line: money, times, tables, carts as text and as JSON.
 
-Pure functions of the contract's dataclasses and the read model's rows; no I/O.
+Pure functions of the contract's dataclasses and the read model's rows; no I/O. Text that
+came from outside (names, skus, notes, gateway details) is shown with its control
+characters escaped (``safe``): an item name cannot move the cursor, clear the screen or
+forge a line of the output.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 from workflows.contract import Cart, CartState, JournalEntry
+
+# --------------------------------------------------------------------------- safe text
+
+
+def safe(text: object) -> str:
+    """``text`` with every control or format character escaped (``\\x1b``, ``\\n``,
+    ``\\u202e`` ...), so it prints as one harmless line."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    out = []
+    for char in value:
+        if char.isprintable() or (char == " "):
+            out.append(char)
+        elif unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
+
 
 # --------------------------------------------------------------------------- money
 
@@ -85,7 +109,7 @@ def table(
     headers: Sequence[str], rows: Iterable[Sequence[str]], *, right: Iterable[int] = ()
 ) -> str:
     """A plain-text table; columns listed in ``right`` are right-aligned."""
-    body = [list(row) for row in rows]
+    body = [[safe(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in body:
         for i, cell in enumerate(row):
@@ -146,7 +170,17 @@ def cart_json(cart: Cart, *, source: str = "workflow") -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- one cart
 
-PAYMENT_HEADERS = ["ATTEMPT", "METHOD", "GATEWAY", "STATUS", "AMOUNT", "CARD", "STARTED", "RESULT"]
+PAYMENT_HEADERS = [
+    "ATTEMPT",
+    "METHOD",
+    "GATEWAY",
+    "STATUS",
+    "AMOUNT",
+    "PAID",
+    "CARD",
+    "STARTED",
+    "RESULT",
+]
 
 
 def render_cart(cart: Cart, *, now: datetime, journal_entries: int = 10) -> str:
@@ -155,7 +189,7 @@ def render_cart(cart: Cart, *, now: datetime, journal_entries: int = 10) -> str:
     money = cart.currency
     out: list[str] = []
     flags = "  ** needs an admin **" if cart.needs_admin else ""
-    out.append(f"cart {cart.cart_id} (shop {cart.shop_id}){flags}")
+    out.append(f"cart {safe(cart.cart_id)} (shop {safe(cart.shop_id)}){flags}")
     out.append(f"  state    {state_label(cart.state, cart.lock_reason)}")
     out.append(
         f"  total    {format_money(cart.total, money)}"
@@ -167,7 +201,7 @@ def render_cart(cart: Cart, *, now: datetime, journal_entries: int = 10) -> str:
         f"   updated {format_time(cart.updated_at)} UTC"
     )
     if cart.customer_id:
-        out.append(f"  customer id {cart.customer_id}")
+        out.append(f"  customer id {safe(cart.customer_id)}")
 
     out.append("")
     out.append("Lines")
@@ -203,7 +237,7 @@ def render_cart(cart: Cart, *, now: datetime, journal_entries: int = 10) -> str:
         extra += [v for v in (customer.phone, customer.locale, customer.time_zone) if v]
         if customer.marketing_consent:
             extra.append("marketing ok")
-        out.append(f"Customer  {who}  ({', '.join(extra)})")
+        out.append(f"Customer  {safe(who)}  ({safe(', '.join(extra))})")
 
     out.append("")
     out.append("Payments" + ("  (* current attempt)" if cart.payments else ""))
@@ -218,15 +252,19 @@ def render_cart(cart: Cart, *, now: datetime, journal_entries: int = 10) -> str:
                             p.attempt_id + (" *" if p.attempt_id == current else ""),
                             str(p.method) if p.method else "-",
                             p.gateway or "-",
-                            str(p.status),
+                            str(p.status)
+                            + (f" (confirmed by {p.confirmed_by})" if p.confirmed_by else ""),
                             format_money(p.amount, p.currency or money),
+                            format_money(p.succeeded_amount, p.succeeded_currency or money)
+                            if p.succeeded_amount is not None
+                            else "-",
                             f"**** {p.card_last4}" if p.card_last4 else "-",
                             format_time(p.started_at),
                             format_time(p.result_at),
                         ]
                         for p in cart.payments
                     ],
-                    right=(4,),
+                    right=(4, 5),
                 )
             )
         )
@@ -239,22 +277,41 @@ def render_cart(cart: Cart, *, now: datetime, journal_entries: int = 10) -> str:
         out.append("Order     (none)")
     else:
         number = f"#{order.number}" if order.number is not None else "(number pending)"
-        paid = f"paid {format_time(order.paid_at)}" if order.paid else "not paid"
         total = format_money(order.total, order.currency)
-        out.append(f"Order     {number}  status {order.status}  {total}  {order.source}, {paid}")
+        if order.paid:
+            paid = f"paid {format_time(order.paid_at)}"
+        else:
+            balance = format_money(order.total - order.amount_paid, order.currency)
+            paid = f"not fully paid: {format_money(order.amount_paid, order.currency)} paid,"
+            paid += f" {balance} due"
+        out.append(
+            f"Order     {number}  status {safe(order.status)}  {total}  {order.source}, {paid}"
+        )
 
     if cart.attention:
+        open_items = len(cart.open_attention)
         out.append("")
-        out.append("Needs attention")
+        out.append(f"Attention ({open_items} open; resolve with `cartkeeper carts resolve`)")
         for item in cart.attention:
-            parts = [str(item.kind), format_time(item.at)]
+            status = "OPEN" if item.is_open else "resolved"
+            parts = [f"#{item.id}", status, str(item.kind), format_time(item.at)]
             if item.attempt_id:
-                parts.append(f"attempt {item.attempt_id}")
+                parts.append(f"attempt {safe(item.attempt_id)}")
             if item.amount is not None:
                 parts.append(format_money(item.amount, money))
+            if item.expected_amount is not None:
+                parts.append(f"expected {format_money(item.expected_amount, money)}")
             if item.detail:
-                parts.append(item.detail)
+                parts.append(safe(item.detail))
             out.append("  " + "  ".join(parts))
+            if not item.is_open:
+                note = f": {safe(item.resolution)}" if item.resolution else ""
+                out.append(
+                    f"      resolved by {safe(item.resolved_by)} at"
+                    f" {format_time(item.resolved_at)}{note}"
+                )
+        if cart.attention_dropped:
+            out.append(f"  ({cart.attention_dropped} older items not kept)")
 
     deadlines = [
         (name, when)

@@ -29,6 +29,7 @@ from workflows.contract import (
     CartLine,
     CartPolicy,
     CartState,
+    CartView,
     CustomerInfo,
     ErrorCode,
     PaymentMethod,
@@ -157,7 +158,7 @@ class Shopper:
     def card(self) -> str:
         return "".join(self.rng.choice(string.digits) for _ in range(4))
 
-    async def fill(self, policy: str = "relaxed") -> Cart:
+    async def fill(self, policy: str = "relaxed") -> CartView:
         carts = self.clients[policy]
         await carts.record_visit(self.shop_id, self.cart_id, self.rng.choice(PAGES))
         # Add the items one by one, the way a customer does.
@@ -167,12 +168,12 @@ class Shopper:
             )
         return cart
 
-    async def identify(self) -> Cart:
+    async def identify(self) -> CartView:
         return await self.clients["relaxed"].identify_customer(
             self.shop_id, self.cart_id, self.customer
         )
 
-    async def checkout(self, policy: str = "relaxed") -> Cart:
+    async def checkout(self, policy: str = "relaxed") -> CartView:
         await self.fill(policy)
         await self.identify()
         return await self.clients[policy].start_checkout(self.shop_id, self.cart_id)
@@ -191,7 +192,7 @@ class Shopper:
         )
         return attempt_id
 
-    async def result(self, attempt_id: str, status: PaymentStatus) -> Cart:
+    async def result(self, attempt_id: str, status: PaymentStatus) -> CartView:
         await self.clients["relaxed"].report_payment_result(
             self.shop_id,
             self.cart_id,

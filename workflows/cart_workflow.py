@@ -1,73 +1,80 @@
 """One workflow per cart: the single writer of the cart's state.
 
-The workflow applies the pure state machine (``workflows.machine``) to storefront updates,
-payment-result signals, admin updates and its own timers, and performs the effects through
-activities: restoring a closed cart's record, assigning the order number, projecting the
-cart into the read model. Deterministic: no I/O, clocks or randomness here.
+The workflow feeds outside messages (raw JSON, read by ``workflows.parsing``) and its own
+timers to the pure state machine (``workflows.machine``) and performs the effects the
+machine decides on: the order number and the read-model projection through activities,
+the search attributes as commands. Effects never block: handlers answer at once, and the
+one loop below fires timers on time and merely *starts* effect activities, collecting their
+results when they complete. A database outage delays the read model and order numbers,
+nothing else. Deterministic: no I/O, clocks or randomness here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import machine
     from workflows import search_attributes as sa
     from workflows.contract import (
         ACTIVITY_ALLOCATE_ORDER_NUMBER,
-        ACTIVITY_LOAD_CART_RECORD,
         ACTIVITY_PROJECT_CART,
+        ACTIVITY_RESTORE_CART,
         AWAIT_ORDER,
-        CONFIRM,
-        DELETE,
         GET_CART,
-        IDENTIFY_CUSTOMER,
         PAYMENT_RESULT,
-        RECORD_VISIT,
-        START_CHECKOUT,
-        START_PAYMENT,
-        UNLOCK,
-        UPDATE_CART,
         WORKFLOW_NAME,
+        AdminActionRefused,
         AllocateOrderNumberInput,
+        CancellationRequested,
         Cart,
-        CartEvent,
         CartInput,
-        CartRecordRequest,
+        CartRestored,
         CartState,
-        CartUpdated,
-        CheckoutStarted,
-        ConfirmCart,
-        CustomerIdentified,
-        CustomerVisited,
-        DeleteCart,
+        CartView,
+        ErrorCode,
         OrderNumberAssigned,
-        PaymentResultReported,
-        PaymentStarted,
+        PaymentResultUnreadable,
         ProjectCartInput,
-        UnlockCart,
+        RestoreCartInput,
+        RestoredCart,
+        RestoreFailed,
+        view_of,
     )
+    from workflows.effects import Decision, is_urgent, needs_number, search_fields
+    from workflows.parsing import (
+        MESSAGES,
+        MessageSpec,
+        admin_name,
+        parse_await_timeout,
+        parse_payment_result,
+    )
+    from workflows.timers import is_retired, next_deadline
 
 # Effects retry until they succeed: a database outage delays the read model and the order
-# number, it never loses them. Each attempt is short.
+# number, it never loses them. Each attempt is short; after ``EFFECT_GIVE_UP`` of retries
+# the workflow starts the effect again with the cart as it then is (fresher data).
 EFFECT_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
 )
 EFFECT_TIMEOUT = timedelta(seconds=10)
+EFFECT_GIVE_UP = timedelta(minutes=5)
+#: after an effect gave up, wait this long before starting it again
+EFFECT_PAUSE = timedelta(seconds=30)
+RESTORE_TIMEOUT = timedelta(seconds=30)
 
-
-#: states an admin acts on: their carts reach the read model without delay
-_URGENT_STATES = frozenset(
-    {CartState.ORDERED, CartState.LOCKED, CartState.EXPIRED, CartState.DELETED}
-)
+_MISSING = object()
 
 
 def summary(cart: Cart) -> str:
@@ -77,85 +84,166 @@ def summary(cart: Cart) -> str:
         parts.append(f"{cart.total / 100:.2f} {cart.currency}")
     if cart.order is not None:
         number = f"#{cart.order.number}" if cart.order.number else "(numbering)"
-        parts.append(f"order {number} {cart.order.status}")
+        paid = "paid" if cart.order.paid else f"paid {cart.order.amount_paid / 100:.2f}"
+        parts.append(f"order {number} {cart.order.status} {paid}")
     if cart.lock_reason:
         parts.append(f"locked: {cart.lock_reason}")
-    if cart.attention:
-        parts.append(f"needs admin: {', '.join(sorted({a.kind for a in cart.attention}))}")
+    open_items = cart.open_attention
+    if open_items:
+        kinds = sorted({str(item.kind) for item in open_items})
+        parts.append(f"needs admin: {', '.join(kinds)}")
     return " · ".join(parts)
 
 
+def decode(payload: RawValue) -> object:
+    """A raw message as plain JSON values; ``_MISSING`` if it is not JSON at all."""
+    encoding = payload.payload.metadata.get("encoding", b"")
+    if encoding == b"json/plain":
+        try:
+            return json.loads(payload.payload.data)
+        except ValueError:
+            return _MISSING
+    if encoding == b"binary/null":
+        return None
+    return _MISSING
+
+
+def _refusal(refused: machine.CartRefused) -> ApplicationError:
+    return ApplicationError(refused.message, type=refused.code, non_retryable=True)
+
+
+def _make_update(spec: MessageSpec) -> Callable[..., Any]:
+    """The update handler and validator of one message of ``workflows.parsing.MESSAGES``."""
+
+    # ``self`` stays unannotated: the SDK takes annotated parameters for the payload's.
+    async def handler(self, payload: RawValue) -> CartView:  # type: ignore[no-untyped-def]
+        return await self._on_update(spec, payload)  # type: ignore[no-any-return]
+
+    handler.__name__ = handler.__qualname__ = f"update_{spec.name}"
+    update = workflow.update(name=spec.name, description=spec.description)(handler)
+
+    def validator(self, payload: RawValue) -> None:  # type: ignore[no-untyped-def]
+        self._validate(spec, payload)
+
+    update.validator(validator)  # type: ignore[attr-defined]
+    return update
+
+
+def _make_signal(spec: MessageSpec) -> Callable[..., Any]:
+    """An admin action as a signal (the Temporal UI): same checks, refusals journaled."""
+
+    def handler(self, payload: RawValue) -> None:  # type: ignore[no-untyped-def]
+        self._on_admin_signal(spec, payload)
+
+    handler.__name__ = handler.__qualname__ = f"signal_{spec.name}"
+    return workflow.signal(name=spec.name, description=spec.description + " (signal)")(handler)
+
+
+def _with_messages(cls: type[Any]) -> type[Any]:
+    """Declare the update (and admin signal) of every message of the table once."""
+    for spec in MESSAGES:
+        setattr(cls, f"update_{spec.name}", _make_update(spec))
+        if spec.signal:
+            setattr(cls, f"signal_{spec.name}", _make_signal(spec))
+    return cls
+
+
 @workflow.defn(name=WORKFLOW_NAME)
+@_with_messages
 class CartWorkflow:
     @workflow.init
     def __init__(self, input: CartInput) -> None:
-        self._policy = input.policy
-        self._cart = input.cart or Cart(shop_id=input.shop_id, cart_id=input.cart_id)
-        self._ready = input.cart is not None
-        # Version last written to the read model, and since when newer changes wait.
-        self._projected_version = self._cart.version if input.cart is not None else 0
+        if input.cart is not None:
+            self._cart = input.cart
+        else:
+            self._cart = Cart(
+                shop_id=input.shop_id,
+                cart_id=input.cart_id,
+                policy=input.policy,
+                lineage=workflow.info().run_id,
+            )
+        self._ready = input.restore_run_id is None
+        # The read model: the version it holds, since when newer changes wait, whether
+        # they are urgent, and the activity writing it.
+        self._projected_version = input.projected_version if input.cart is not None else 0
         self._dirty_since: datetime | None = None
-        self._sleeping_until: datetime | None = None
+        self._projecting: tuple[Any, int] | None = None
+        self._project_after: datetime | None = None
+        # The order number's activity, and when to try again after it gave up.
+        self._numbering: Any = None
+        self._number_after: datetime | None = None
+        # Search attributes as published (carried across continue-as-new by Temporal).
+        self._search = self._published_search_fields()
+        self._search_since: datetime | None = None
         self._wake = False
-        self._search: dict[str, Any] = {}
+        self._sleeping_until: datetime | None = None
+        #: set while the workflow waits for its handlers before it finishes or continues
+        self._closing = False
+        #: signals that arrived while a closed cart was being restored, in order
+        self._pending_signals: list[tuple[MessageSpec | None, RawValue]] = []
 
     # ------------------------------------------------------------------ main loop
 
     @workflow.run
     async def run(self, input: CartInput) -> Cart:
-        if input.cart is None:
-            await self._restore()
-        self._ready = True
-        self._publish_search_attributes()
+        if input.restore_run_id is not None:
+            await self._restore(input.restore_run_id)
+        now = workflow.now()
+        if self._cart.version > self._projected_version:
+            self._dirty_since = now
+        if search_fields(self._cart) != self._search:
+            self._search_since = now
         workflow.set_current_details(summary(self._cart))
         while True:
-            now = workflow.now()
-            if machine.tick(self._cart, now, self._policy):
-                self._changed()
-            order = self._cart.order
-            if order is not None and order.number is None:
-                await self._assign_order_number()
+            try:
+                done = await self._step()
+            except asyncio.CancelledError:
+                # Temporal's "Request Cancellation": never the end of a cart (see
+                # ``workflows.transitions.cancellation_requested``).
+                self._closing = False
+                self._apply(CancellationRequested(requested_by="cancel-request"))
                 continue
-            if self._dirty_since is not None and (
-                self._retiring(now) or now >= self._projection_due()
-            ):
-                await self._project()
-                continue
-            if self._retiring(now):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                if self._cart.version == self._projected_version:
-                    return self._cart
-                continue
-            if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                if self._cart.version != self._projected_version:
-                    await self._project()
-                workflow.continue_as_new(
-                    CartInput(
-                        shop_id=self._cart.shop_id,
-                        cart_id=self._cart.cart_id,
-                        policy=self._policy,
-                        cart=self._cart,
-                    )
-                )
-            await self._sleep_until(self._wake_at())
+            if done:
+                return self._cart
 
-    def _wake_at(self) -> datetime | None:
-        """When the loop must next run: the earliest timer or the projection that is due."""
-        times = [machine.next_deadline(self._cart)]
-        if self._dirty_since is not None:
-            times.append(self._projection_due())
+    async def _step(self) -> bool:
+        """One turn of the loop; ``True`` when the workflow may finish."""
+        now = workflow.now()
+        self._collect_effects(now)
+        self._decided(machine.tick(self._cart, now))
+        self._start_effects(now)
+        if self._may_retire(now):
+            self._closing = True
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            self._closing = False
+            return self._may_retire(workflow.now())
+        if self._should_continue_as_new():
+            self._closing = True
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            self._publish_search_attributes()
+            workflow.continue_as_new(
+                CartInput(
+                    shop_id=self._cart.shop_id,
+                    cart_id=self._cart.cart_id,
+                    policy=self._cart.policy,
+                    cart=self._cart,
+                    projected_version=self._projected_version,
+                )
+            )
+        await self._sleep_until(self._wake_at(now))
+        return False
+
+    def _wake_at(self, now: datetime) -> datetime | None:
+        """When the loop must next run: a timer, or an effect that becomes due."""
+        times = [next_deadline(self._cart)]
+        if self._dirty_since is not None and self._projecting is None:
+            times.append(max(self._projection_due(), self._project_after or now))
+        if self._search_since is not None:
+            times.append(self._search_due())
+        if needs_number(self._cart) and self._numbering is None:
+            times.append(self._number_after or now)
         due = [t for t in times if t is not None]
         return min(due) if due else None
-
-    def _projection_due(self) -> datetime:
-        """Changes are written together, at most ``projection_interval_seconds`` after the
-        first; a cart that reached a state an admin acts on is written at once."""
-        assert self._dirty_since is not None
-        cart = self._cart
-        if cart.state in _URGENT_STATES and (cart.order is None or cart.order.number):
-            return self._dirty_since
-        return self._dirty_since + timedelta(seconds=self._policy.projection_interval_seconds)
 
     async def _sleep_until(self, wake_at: datetime | None) -> None:
         self._wake = False
@@ -164,244 +252,292 @@ class CartWorkflow:
         if wake_at is not None:
             timeout = max((wake_at - workflow.now()).total_seconds(), 0.001)
         try:
-            await workflow.wait_condition(lambda: self._wake, timeout=timeout)
+            await workflow.wait_condition(
+                lambda: self._wake or self._effect_finished(), timeout=timeout
+            )
         except TimeoutError:
             pass  # a timer is due
         finally:
             self._sleeping_until = None
 
-    def _retiring(self, now: datetime) -> bool:
-        return machine.is_retired(self._cart, now)
+    def _may_retire(self, now: datetime) -> bool:
+        """Finished: the wait for late events is over and every effect is done."""
+        return (
+            is_retired(self._cart, now)
+            and not needs_number(self._cart)
+            and self._cart.version == self._projected_version
+            and self._projecting is None
+        )
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
         return (
             info.is_continue_as_new_suggested()
-            or info.get_current_history_length() >= self._policy.continue_as_new_after_events
+            or info.get_current_history_length() >= self._cart.policy.continue_as_new_after_events
         )
 
     # ------------------------------------------------------------------ effects
 
-    async def _restore(self) -> None:
-        """A new run of a cart id that existed before (its workflow had closed, or was
-        terminated) continues from the cart's last projected record."""
-        record = await workflow.execute_local_activity(
-            ACTIVITY_LOAD_CART_RECORD,
-            CartRecordRequest(shop_id=self._cart.shop_id, cart_id=self._cart.cart_id),
-            result_type=Cart | None,  # type: ignore[arg-type]
-            start_to_close_timeout=EFFECT_TIMEOUT,
-            retry_policy=EFFECT_RETRY,
+    def _effect_finished(self) -> bool:
+        return (self._numbering is not None and self._numbering.done()) or (
+            self._projecting is not None and self._projecting[0].done()
         )
-        if record is not None:
-            self._cart = record
-            self._projected_version = record.version
-            workflow.logger.info("cart restored from its record at version %s", record.version)
 
-    async def _assign_order_number(self) -> None:
-        number = await workflow.execute_local_activity(
-            ACTIVITY_ALLOCATE_ORDER_NUMBER,
-            AllocateOrderNumberInput(shop_id=self._cart.shop_id, cart_id=self._cart.cart_id),
-            result_type=int,
-            start_to_close_timeout=EFFECT_TIMEOUT,
-            retry_policy=EFFECT_RETRY,
-        )
-        self._apply(OrderNumberAssigned(number=number))
+    def _collect_effects(self, now: datetime) -> None:
+        """Apply what finished effect activities returned."""
+        if self._numbering is not None and self._numbering.done():
+            handle, self._numbering = self._numbering, None
+            try:
+                number = handle.result()
+            except ActivityError as error:
+                workflow.logger.warning("order number not allocated yet: %s", error.cause)
+                self._number_after = now + EFFECT_PAUSE
+            else:
+                self._apply(OrderNumberAssigned(number=number))
+        if self._projecting is not None and self._projecting[0].done():
+            (handle, version), self._projecting = self._projecting, None
+            try:
+                handle.result()
+            except ActivityError as error:
+                workflow.logger.warning("read model not written yet: %s", error.cause)
+                self._project_after = now + EFFECT_PAUSE
+            else:
+                self._projected_version = max(self._projected_version, version)
+                self._project_after = None
+            if self._cart.version == self._projected_version:
+                self._dirty_since = None
 
-    async def _project(self) -> None:
-        """Write the cart to the read model and its search attributes for ops; both lag the
-        workflow by the same bounded interval."""
-        version = self._cart.version
-        self._publish_search_attributes()
-        # A regular activity: the workflow task is not held while the database writes, so
-        # storefront updates go on meanwhile.
-        await workflow.execute_activity(
-            ACTIVITY_PROJECT_CART,
-            ProjectCartInput(cart=self._cart),
-            start_to_close_timeout=EFFECT_TIMEOUT,
-            retry_policy=EFFECT_RETRY,
-        )
-        self._projected_version = max(self._projected_version, version)
-        if self._cart.version == self._projected_version:
-            self._dirty_since = None
-        else:
-            self._dirty_since = workflow.now()
-
-    # ------------------------------------------------------------------ applying events
-
-    def _apply(self, event: CartEvent) -> None:
-        self._check_history()
-        try:
-            changed = machine.apply(self._cart, event, workflow.now(), self._policy)
-        except machine.CartRefused as refused:
-            raise ApplicationError(refused.message, type=refused.code, non_retryable=True) from None
-        if changed:
-            self._changed()
-
-    def _changed(self) -> None:
-        if self._dirty_since is None:
-            self._dirty_since = workflow.now()
-        workflow.set_current_details(summary(self._cart))
-        wake_at = self._wake_at()
-        order = self._cart.order
-        needs_number = order is not None and order.number is None
-        if needs_number or (
-            wake_at is not None
-            and (self._sleeping_until is None or wake_at < self._sleeping_until)
+    def _start_effects(self, now: datetime) -> None:
+        """Start the effects that are due; never wait for them."""
+        cart = self._cart
+        if (
+            needs_number(cart)
+            and self._numbering is None
+            and (self._number_after is None or now >= self._number_after)
         ):
-            self._wake = True
+            self._numbering = workflow.start_activity(
+                ACTIVITY_ALLOCATE_ORDER_NUMBER,
+                AllocateOrderNumberInput(
+                    shop_id=cart.shop_id, cart_id=cart.cart_id, lineage=cart.lineage or ""
+                ),
+                result_type=int,
+                start_to_close_timeout=EFFECT_TIMEOUT,
+                schedule_to_close_timeout=EFFECT_GIVE_UP,
+                retry_policy=EFFECT_RETRY,
+            )
+        if (
+            self._dirty_since is not None
+            and self._projecting is None
+            and now >= self._projection_due()
+            and (self._project_after is None or now >= self._project_after)
+        ):
+            # A regular activity: the workflow task is not held while the database writes.
+            handle = workflow.start_activity(
+                ACTIVITY_PROJECT_CART,
+                ProjectCartInput(cart=cart),
+                start_to_close_timeout=EFFECT_TIMEOUT,
+                schedule_to_close_timeout=EFFECT_GIVE_UP,
+                retry_policy=EFFECT_RETRY,
+            )
+            self._projecting = (handle, cart.version)
+        if self._search_since is not None and now >= self._search_due():
+            self._publish_search_attributes()
+
+    def _projection_due(self) -> datetime:
+        """Changes are written together, at most ``projection_interval_seconds`` after the
+        first; a cart that an admin acts on is written at once."""
+        assert self._dirty_since is not None
+        if is_urgent(self._cart):
+            return self._dirty_since
+        return self._dirty_since + timedelta(seconds=self._cart.policy.projection_interval_seconds)
+
+    def _search_due(self) -> datetime:
+        assert self._search_since is not None
+        if is_urgent(self._cart):
+            return self._search_since
+        return self._search_since + timedelta(seconds=self._cart.policy.projection_interval_seconds)
+
+    def _published_search_fields(self) -> tuple[Any, ...]:
+        """The search attributes the run started with (set by the client, or carried
+        over by continue-as-new), in ``search_fields`` order."""
+        current = workflow.info().typed_search_attributes
+        return tuple(current.get(key) for key in sa.ALL_KEYS)
 
     def _publish_search_attributes(self) -> None:
         """Upsert the search attributes that changed (no personal data)."""
-        cart = self._cart
-        wanted: dict[str, Any] = {
-            sa.CART_STATE.name: (sa.CART_STATE, str(cart.state)),
-            sa.CART_SHOP.name: (sa.CART_SHOP, cart.shop_id),
-            sa.CART_TOTAL.name: (sa.CART_TOTAL, cart.total),
-            sa.CART_CURRENCY.name: (sa.CART_CURRENCY, cart.currency),
-            sa.CART_ORDER_NUMBER.name: (
-                sa.CART_ORDER_NUMBER,
-                cart.order.number if cart.order else None,
-            ),
-            sa.CART_LOCKED_AT.name: (sa.CART_LOCKED_AT, cart.locked_at),
-            sa.CART_ABANDONED_AT.name: (sa.CART_ABANDONED_AT, cart.abandoned_at),
-            sa.CART_NEEDS_ADMIN.name: (sa.CART_NEEDS_ADMIN, cart.needs_admin),
-        }
+        wanted = search_fields(self._cart)
         updates: list[SearchAttributeUpdate[Any]] = []
-        for name, (key, value) in wanted.items():
-            if self._search.get(name, ...) == value:
-                continue
-            self._search[name] = value
-            updates.append(key.value_unset() if value is None else key.value_set(value))
+        for key, old, new in zip(sa.ALL_KEYS, self._search, wanted, strict=True):
+            if old != new:
+                updates.append(key.value_unset() if new is None else key.value_set(new))
         if updates:
             workflow.upsert_search_attributes(updates)
+        self._search = wanted
+        self._search_since = None
 
-    async def _handle(self, event: CartEvent) -> Cart:
-        if not self._ready:
-            await workflow.wait_condition(lambda: self._ready)
-        self._apply(event)
-        return self._cart
+    async def _restore(self, run_id: str) -> None:
+        """A new run of a cart whose earlier run closed continues from that run's state
+        (its result, or a replay of a terminated run; the read model as a last resort).
+        Until then, updates are accepted unchecked and wait: no validator ever checks a
+        cart that is not loaded."""
+        restored: RestoredCart = await workflow.execute_activity(
+            ACTIVITY_RESTORE_CART,
+            RestoreCartInput(shop_id=self._cart.shop_id, cart_id=self._cart.cart_id, run_id=run_id),
+            result_type=RestoredCart,
+            start_to_close_timeout=RESTORE_TIMEOUT,
+            retry_policy=EFFECT_RETRY,
+        )
+        if restored.cart is not None:
+            self._cart = restored.cart
+            self._projected_version = restored.cart.version
+            self._search = self._published_search_fields()
+            self._apply(CartRestored(source=restored.source, run_id=run_id))
+        else:
+            self._apply(RestoreFailed(detail=restored.detail or "no earlier state was found"))
+        self._ready = True
+        pending, self._pending_signals = self._pending_signals, []
+        for spec, payload in pending:
+            if spec is None:
+                self.payment_result(payload)
+            else:
+                self._on_admin_signal(spec, payload)
 
-    def _check_history(self) -> None:
-        """Wake the loop to continue as new once the history is long enough (a burst of
-        messages can grow it while the loop sleeps)."""
+    # ------------------------------------------------------------------ applying events
+
+    def _apply(self, event: object) -> None:
+        """Apply an event to the cart; a refusal raises ``machine.CartRefused``."""
         if self._should_continue_as_new():
+            self._wake = True  # a burst of messages can grow the history while we sleep
+        self._decided(machine.apply(self._cart, event, workflow.now()))
+
+    def _decided(self, decision: Decision) -> None:
+        if not decision.changed:
+            return
+        now = workflow.now()
+        if self._dirty_since is None:
+            self._dirty_since = now
+        if self._search_since is None and search_fields(self._cart) != self._search:
+            self._search_since = now
+        workflow.set_current_details(summary(self._cart))
+        wake_at = self._wake_at(now)
+        if wake_at is not None and (self._sleeping_until is None or wake_at < self._sleeping_until):
             self._wake = True
 
-    def _validate(self, event: CartEvent) -> None:
-        """Update validators: a refused update never enters the history."""
+    def _parse(self, spec: MessageSpec, payload: RawValue) -> object:
+        raw = decode(payload)
+        if raw is _MISSING:
+            raise machine.CartRefused(ErrorCode.INVALID_INPUT, f"{spec.name} takes a JSON object")
+        return spec.parse(raw)
+
+    def _validate(self, spec: MessageSpec, payload: RawValue) -> None:
+        """Update validators: a refused update never enters the history. While a closed
+        cart is being restored there is nothing to check against yet: the handler checks
+        once it is loaded."""
+        if not self._ready:
+            return
         try:
-            machine.check(self._cart, event, self._policy)
+            machine.check(self._cart, self._parse(spec, payload))
         except machine.CartRefused as refused:
-            raise ApplicationError(refused.message, type=refused.code, non_retryable=True) from None
+            raise _refusal(refused) from None
 
-    # ------------------------------------------------------------------ storefront
+    async def _on_update(self, spec: MessageSpec, payload: RawValue) -> CartView:
+        if not self._ready:
+            await workflow.wait_condition(lambda: self._ready)
+        try:
+            self._apply(self._parse(spec, payload))
+        except machine.CartRefused as refused:
+            raise _refusal(refused) from None
+        return view_of(self._cart)
 
-    @workflow.update(name=UPDATE_CART)
-    async def update_cart(self, event: CartUpdated) -> Cart:
-        return await self._handle(event)
+    def _on_admin_signal(self, spec: MessageSpec, payload: RawValue) -> None:
+        if not self._ready:
+            # Signals are applied in order once the cart is loaded.
+            self._pending_signals.append((spec, payload))
+            return
+        raw = decode(payload)
+        try:
+            if raw is _MISSING:
+                raise machine.CartRefused(
+                    ErrorCode.INVALID_INPUT, f"{spec.name} takes a JSON object"
+                )
+            self._apply(spec.parse(raw))
+        except machine.CartRefused as refused:
+            self._apply(
+                AdminActionRefused(
+                    action=spec.name,
+                    admin=admin_name(raw),
+                    code=str(refused.code),
+                    reason=refused.message,
+                )
+            )
 
-    @update_cart.validator
-    def _check_update_cart(self, event: CartUpdated) -> None:
-        self._validate(event)
+    # ------------------------------------------------------------------ messages
+    # The storefront and admin updates (and the admin signals) come from the table
+    # ``workflows.parsing.MESSAGES`` (``_with_messages``); these are the others.
 
-    @workflow.update(name=IDENTIFY_CUSTOMER)
-    async def identify_customer(self, event: CustomerIdentified) -> Cart:
-        return await self._handle(event)
-
-    @identify_customer.validator
-    def _check_identify_customer(self, event: CustomerIdentified) -> None:
-        self._validate(event)
-
-    @workflow.update(name=RECORD_VISIT)
-    async def record_visit(self, event: CustomerVisited) -> Cart:
-        return await self._handle(event)
-
-    @record_visit.validator
-    def _check_record_visit(self, event: CustomerVisited) -> None:
-        self._validate(event)
-
-    @workflow.update(name=START_CHECKOUT)
-    async def start_checkout(self, event: CheckoutStarted) -> Cart:
-        return await self._handle(event)
-
-    @start_checkout.validator
-    def _check_start_checkout(self, event: CheckoutStarted) -> None:
-        self._validate(event)
-
-    @workflow.update(name=START_PAYMENT)
-    async def start_payment(self, event: PaymentStarted) -> Cart:
-        return await self._handle(event)
-
-    @start_payment.validator
-    def _check_start_payment(self, event: PaymentStarted) -> None:
-        self._validate(event)
-
-    @workflow.update(name=AWAIT_ORDER)
-    async def await_order(self, timeout_seconds: float) -> Cart:
-        """The customer is back from the gateway: wait (bounded) for the order and its
-        number, or for the cart to leave payment; return the cart as it then is."""
+    @workflow.update(
+        name=AWAIT_ORDER,
+        description="Storefront: the customer is back from the gateway; wait (at most "
+        "timeout_seconds, up to 300) for the order and its number. 30",
+    )
+    async def await_order(self, payload: RawValue) -> CartView:
+        """Answers once the order has its number, the cart left payment, the workflow is
+        about to continue as new, or the timeout passed: the cart as it then is."""
+        try:
+            timeout = parse_await_timeout(decode(payload))
+        except machine.CartRefused as refused:
+            raise _refusal(refused) from None
+        if not self._ready:
+            await workflow.wait_condition(lambda: self._ready)
 
         def settled() -> bool:
             cart = self._cart
+            if self._closing:
+                return True
             if cart.order is not None:
                 return cart.order.number is not None
-            return self._ready and cart.state is not CartState.PAYMENT_PENDING
+            return cart.state is not CartState.PAYMENT_PENDING
 
-        deadline = workflow.now() + timedelta(seconds=timeout_seconds)
-        # Re-check after waking: a signal handled in the same activation may have changed
-        # the cart again (an order just created still waits for its number).
-        while not settled() and workflow.now() < deadline:
-            remaining = (deadline - workflow.now()).total_seconds()
+        if not settled():
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(settled, timeout=max(remaining, 0.001))
-        return self._cart
+                await workflow.wait_condition(settled, timeout=max(timeout, 0.001))
+        return view_of(self._cart)
 
     @await_order.validator
-    def _check_await_order(self, timeout_seconds: float) -> None:
-        if not isinstance(timeout_seconds, int | float) or not 0 <= timeout_seconds <= 300:
-            raise ApplicationError(
-                "timeout_seconds must be between 0 and 300", type="invalid_input",
-                non_retryable=True,
-            )
+    def _check_await_order(self, payload: RawValue) -> None:
+        try:
+            parse_await_timeout(decode(payload))
+        except machine.CartRefused as refused:
+            raise _refusal(refused) from None
 
-    # ------------------------------------------------------------------ payment gateway
-
-    @workflow.signal(name=PAYMENT_RESULT)
-    async def payment_result(self, event: PaymentResultReported) -> None:
-        """Accepted even while the cart is busy; deduplicated by attempt id and status.
-        Never refused: an invalid result is recorded on the cart for an admin."""
+    @workflow.signal(
+        name=PAYMENT_RESULT,
+        description='Gateway: a payment result, never refused. {"attempt_id": "pi_1", '
+        '"status": "succeeded", "amount": 2100, "currency": "EUR", "card_last4": "4242", '
+        '"gateway": "stripe"}; an unreadable one is kept for an admin',
+    )
+    def payment_result(self, payload: RawValue) -> None:
         if not self._ready:
-            await workflow.wait_condition(lambda: self._ready)
-        self._apply(event)
-
-    # ------------------------------------------------------------------ admin
-
-    @workflow.update(name=CONFIRM)
-    async def confirm(self, event: ConfirmCart) -> Cart:
-        return await self._handle(event)
-
-    @confirm.validator
-    def _check_confirm(self, event: ConfirmCart) -> None:
-        self._validate(event)
-
-    @workflow.update(name=UNLOCK)
-    async def unlock(self, event: UnlockCart) -> Cart:
-        return await self._handle(event)
-
-    @unlock.validator
-    def _check_unlock(self, event: UnlockCart) -> None:
-        self._validate(event)
-
-    @workflow.update(name=DELETE)
-    async def delete(self, event: DeleteCart) -> Cart:
-        return await self._handle(event)
-
-    @delete.validator
-    def _check_delete(self, event: DeleteCart) -> None:
-        self._validate(event)
+            self._pending_signals.append((None, payload))
+            return
+        raw = decode(payload)
+        if raw is _MISSING:
+            encoding = payload.payload.metadata.get("encoding", b"").decode(errors="replace")
+            self._apply(
+                PaymentResultUnreadable(
+                    problem=f"the payload is not JSON (encoding {encoding!r})",
+                    excerpt=f"{len(payload.payload.data)} bytes",
+                )
+            )
+            return
+        self._apply(parse_payment_result(raw))
 
     # ------------------------------------------------------------------ reads
 
-    @workflow.query(name=GET_CART)
+    @workflow.query(
+        name=GET_CART,
+        description="The whole cart: state, lines, payments, order, attention items,"
+        " deadlines, journal.",
+    )
     def get_cart(self) -> Cart:
         return self._cart

@@ -1,0 +1,385 @@
+"""Validation: the values an event may carry, and what the cart's state allows.
+
+``check(cart, event)`` raises ``CartRefused`` (with an ``ErrorCode``) if ``event`` cannot be
+applied to ``cart`` and changes nothing. The value checks (``check_lines``,
+``check_customer`` ...) need no cart: the client runs them at the edge before sending.
+Events built in Python are checked as strictly as events parsed from JSON: a value of the
+wrong type is refused here, never coerced.
+"""
+
+from __future__ import annotations
+
+import re
+
+from workflows.codes import (
+    ADMIN_CONFIRM_STATUSES,
+    ISO_4217,
+    PAYMENT_RESULT_STATUSES,
+    STOREFRONT_METHODS,
+    CartState,
+    ErrorCode,
+    PaymentStatus,
+)
+from workflows.events import (
+    AdminAction,
+    CartLine,
+    CartUpdated,
+    CheckoutStarted,
+    ConfirmCart,
+    CustomerIdentified,
+    CustomerInfo,
+    CustomerVisited,
+    DeleteCart,
+    OrderNumberAssigned,
+    PaymentResultReported,
+    PaymentStarted,
+    ResolveAttention,
+    UnlockCart,
+)
+from workflows.state import Cart, PaymentAttempt
+
+MAX_LINES = 200
+MAX_QUANTITY = 100_000
+MAX_AMOUNT = 10**12  # minor units
+MAX_TEXT = 200
+MAX_NOTE = 1000
+#: payment attempts a cart keeps; a storefront start beyond it is refused, a gateway
+#: result for yet another attempt is recorded as an attention item
+MAX_ATTEMPTS = 50
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_ATTEMPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+# Syntax only: the edge (starter.client) validates deliverable form with email-validator.
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_LAST4_RE = re.compile(r"^[0-9]{4}$")
+_TZ_RE = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+_LOCALE_RE = re.compile(r"^[a-zA-Z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+
+
+class CartRefused(Exception):  # not "...Error": a refusal is an outcome, not a bug
+    """The event was refused; the cart is unchanged."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------- values
+
+
+def valid_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_ID_RE.match(value))
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_text(
+    value: object, what: str, *, required: bool, code: ErrorCode, limit: int = MAX_TEXT
+) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise CartRefused(code, f"{what} must be a non-empty text of at most {limit} characters")
+
+
+def check_currency(currency: object) -> str:
+    if not isinstance(currency, str) or currency not in ISO_4217:
+        raise CartRefused(
+            ErrorCode.INVALID_CURRENCY, f"currency {currency!r} is not an ISO 4217 code"
+        )
+    return currency
+
+
+def check_lines(lines: object) -> list[CartLine]:
+    if not isinstance(lines, list):
+        raise CartRefused(ErrorCode.INVALID_LINE, "lines must be a list")
+    if len(lines) > MAX_LINES:
+        raise CartRefused(ErrorCode.TOO_MANY_LINES, f"a cart holds at most {MAX_LINES} lines")
+    seen: set[str] = set()
+    for line in lines:
+        if not isinstance(line, CartLine):
+            raise CartRefused(ErrorCode.INVALID_LINE, "each line needs sku, name, quantity, price")
+        check_text(line.sku, "sku", required=True, code=ErrorCode.INVALID_LINE)
+        check_text(line.name, f"name of {line.sku}", required=True, code=ErrorCode.INVALID_LINE)
+        if line.sku in seen:
+            raise CartRefused(ErrorCode.DUPLICATE_SKU, f"sku {line.sku!r} appears twice")
+        seen.add(line.sku)
+        if not is_int(line.quantity) or not 0 < line.quantity <= MAX_QUANTITY:
+            raise CartRefused(
+                ErrorCode.INVALID_QUANTITY,
+                f"quantity of {line.sku!r} must be a whole number from 1 to {MAX_QUANTITY}",
+            )
+        if not is_int(line.unit_price) or not 0 <= line.unit_price <= MAX_AMOUNT:
+            raise CartRefused(
+                ErrorCode.INVALID_PRICE,
+                f"unit price of {line.sku!r} must be a whole number of minor units, 0 or more",
+            )
+    if sum(line.quantity * line.unit_price for line in lines) > MAX_AMOUNT:
+        raise CartRefused(
+            ErrorCode.INVALID_PRICE, f"the cart's total must not exceed {MAX_AMOUNT} minor units"
+        )
+    return lines
+
+
+def check_customer(customer: object) -> CustomerInfo:
+    if not isinstance(customer, CustomerInfo):
+        raise CartRefused(ErrorCode.INVALID_CUSTOMER, "customer details are missing")
+    if not isinstance(customer.email, str) or not _EMAIL_RE.match(customer.email):
+        raise CartRefused(ErrorCode.INVALID_EMAIL, f"{customer.email!r} is not an e-mail address")
+    for what, value in (("name", customer.name), ("phone", customer.phone)):
+        check_text(value, what, required=False, code=ErrorCode.INVALID_CUSTOMER)
+    if customer.customer_id is not None and not valid_id(customer.customer_id):
+        raise CartRefused(ErrorCode.INVALID_CUSTOMER, "customer_id is not a valid id")
+    if customer.locale is not None and not (
+        isinstance(customer.locale, str) and _LOCALE_RE.match(customer.locale)
+    ):
+        raise CartRefused(ErrorCode.INVALID_CUSTOMER, f"locale {customer.locale!r} is not valid")
+    if customer.time_zone is not None and not (
+        isinstance(customer.time_zone, str) and _TZ_RE.match(customer.time_zone)
+    ):
+        raise CartRefused(
+            ErrorCode.INVALID_CUSTOMER, f"time zone {customer.time_zone!r} is not valid"
+        )
+    for what, flag in (
+        ("marketing_consent", customer.marketing_consent),
+        ("logged_in", customer.logged_in),
+    ):
+        if not isinstance(flag, bool):
+            raise CartRefused(ErrorCode.INVALID_CUSTOMER, f"{what} must be true or false")
+    return customer
+
+
+def check_amount(amount: object) -> int:
+    if not is_int(amount) or not 0 < amount <= MAX_AMOUNT:  # type: ignore[operator]
+        raise CartRefused(
+            ErrorCode.INVALID_AMOUNT, "amount must be a positive whole number of minor units"
+        )
+    return amount  # type: ignore[return-value]
+
+
+def check_attempt_id(attempt_id: object) -> str:
+    if not isinstance(attempt_id, str) or not _ATTEMPT_RE.match(attempt_id):
+        raise CartRefused(
+            ErrorCode.INVALID_PAYMENT,
+            "attempt id must be 1-128 letters, digits, '.', '_', ':' or '-'",
+        )
+    return attempt_id
+
+
+def check_payment_result_core(event: PaymentResultReported) -> None:
+    """The parts a result cannot be acted on without: attempt, status, amount."""
+    check_attempt_id(event.attempt_id)
+    if not isinstance(event.status, str) or event.status not in PAYMENT_RESULT_STATUSES:
+        raise CartRefused(ErrorCode.INVALID_STATUS, "status is not a payment result status")
+    if not is_int(event.amount) or not 0 <= event.amount <= MAX_AMOUNT:
+        raise CartRefused(ErrorCode.INVALID_AMOUNT, "amount must be whole minor units, 0 or more")
+
+
+def check_payment_result_detail(name: str, value: object) -> None:
+    """One optional detail of a result (``currency``, ``card_last4``, ``gateway``)."""
+    if value is None:
+        return
+    if name == "currency":
+        check_currency(value)
+    elif name == "card_last4":
+        if not (isinstance(value, str) and _LAST4_RE.match(value)):
+            raise CartRefused(ErrorCode.INVALID_PAYMENT, "card_last4 must be exactly four digits")
+    elif name == "gateway":
+        check_text(value, "gateway", required=False, code=ErrorCode.INVALID_PAYMENT)
+
+
+def check_payment_result(event: PaymentResultReported) -> None:
+    """The whole result (the client checks it at the edge before sending)."""
+    check_payment_result_core(event)
+    for name in PAYMENT_RESULT_DETAILS:
+        check_payment_result_detail(name, getattr(event, name))
+
+
+PAYMENT_RESULT_DETAILS = ("currency", "card_last4", "gateway")
+
+
+def check_admin(event: AdminAction) -> None:
+    check_text(event.admin, "admin", required=True, code=ErrorCode.INVALID_INPUT)
+    check_text(event.note, "note", required=False, code=ErrorCode.INVALID_INPUT, limit=MAX_NOTE)
+
+
+# --------------------------------------------------------------------------- state rules
+
+
+def refuse_storefront_change(cart: Cart) -> None:
+    """Storefront changes are refused once a cart is locked, ordered, expired or deleted."""
+    match cart.state:
+        case CartState.LOCKED:
+            raise CartRefused(ErrorCode.CART_LOCKED, "the cart is locked until an admin acts")
+        case CartState.ORDERED:
+            number = cart.order.number if cart.order else None
+            suffix = f" (order {number})" if number else ""
+            raise CartRefused(ErrorCode.ALREADY_ORDERED, f"the cart is already ordered{suffix}")
+        case _:
+            refuse_closed(cart)
+
+
+def refuse_closed(cart: Cart) -> None:
+    if cart.state is CartState.EXPIRED:
+        raise CartRefused(ErrorCode.CART_EXPIRED, "the cart has expired")
+    if cart.state is CartState.DELETED:
+        raise CartRefused(ErrorCode.CART_DELETED, "the cart was deleted")
+
+
+def _require_locked(cart: Cart, event: AdminAction, done: str) -> None:
+    check_admin(event)
+    refuse_closed(cart)
+    if cart.state is CartState.ORDERED:
+        raise CartRefused(ErrorCode.ALREADY_ORDERED, "the cart is already ordered")
+    if cart.state is not CartState.LOCKED:
+        raise CartRefused(ErrorCode.NOT_LOCKED, f"only a locked cart can be {done} ({cart.state})")
+
+
+def same_start(known: PaymentAttempt, event: PaymentStarted) -> bool:
+    return (
+        known.status is PaymentStatus.STARTED
+        and known.method == event.method
+        and known.gateway == event.gateway
+        and known.amount == event.amount
+    )
+
+
+def _check_payment_started(cart: Cart, event: PaymentStarted) -> None:
+    refuse_storefront_change(cart)
+    if not cart.lines:
+        raise CartRefused(ErrorCode.CART_EMPTY, "the cart is empty")
+    check_attempt_id(event.attempt_id)
+    if not isinstance(event.method, str) or event.method not in STOREFRONT_METHODS:
+        raise CartRefused(ErrorCode.INVALID_PAYMENT, "method must be online or offline")
+    check_text(event.gateway, "gateway", required=True, code=ErrorCode.INVALID_PAYMENT)
+    check_amount(event.amount)
+    if event.currency is not None:
+        check_currency(event.currency)
+        if event.currency != cart.currency:
+            raise CartRefused(
+                ErrorCode.CURRENCY_MISMATCH,
+                f"the cart's currency is {cart.currency}; {event.currency} is refused",
+            )
+    known = cart.attempt(event.attempt_id)
+    if known is not None and not same_start(known, event):
+        raise CartRefused(
+            ErrorCode.DUPLICATE_ATTEMPT, f"payment attempt {event.attempt_id!r} is already known"
+        )
+    if known is None and len(cart.payments) >= MAX_ATTEMPTS:
+        raise CartRefused(
+            ErrorCode.TOO_MANY_ATTEMPTS, f"a cart takes at most {MAX_ATTEMPTS} payment attempts"
+        )
+
+
+def _check_resolve(cart: Cart, event: ResolveAttention) -> None:
+    check_admin(event)
+    items = event.items
+    if items is not None:
+        if not isinstance(items, list) or not items or not all(is_int(i) for i in items):
+            raise CartRefused(
+                ErrorCode.INVALID_INPUT, "items must be a non-empty list of attention item ids"
+            )
+        open_ids = {item.id for item in cart.attention if item.is_open}
+        unknown = [i for i in items if i not in open_ids]
+        if unknown:
+            raise CartRefused(
+                ErrorCode.NOTHING_TO_RESOLVE,
+                f"no open attention item {', '.join(f'#{i}' for i in unknown)}",
+            )
+    elif not cart.open_attention:
+        raise CartRefused(ErrorCode.NOTHING_TO_RESOLVE, "the cart has no open attention item")
+
+
+def check(cart: Cart, event: object) -> None:
+    """Raise ``CartRefused`` if ``event`` cannot be applied to ``cart``; change nothing.
+
+    Payment results, refused-signal records, cancellation requests and restore failures
+    are never refused (``workflows.machine.apply`` records what it cannot act on)."""
+    match event:
+        case CartUpdated():
+            refuse_storefront_change(cart)
+            currency = check_currency(event.currency)
+            if cart.currency is not None and currency != cart.currency:
+                raise CartRefused(
+                    ErrorCode.CURRENCY_MISMATCH,
+                    f"the cart's currency is {cart.currency}; {currency} is refused",
+                )
+            check_lines(event.lines)
+            if event.customer_id is not None and not valid_id(event.customer_id):
+                raise CartRefused(ErrorCode.INVALID_CUSTOMER, "customer_id is not a valid id")
+        case CustomerIdentified():
+            refuse_storefront_change(cart)
+            check_customer(event.customer)
+        case CustomerVisited():
+            refuse_closed(cart)
+            check_text(event.page, "page", required=False, code=ErrorCode.INVALID_INPUT)
+        case CheckoutStarted():
+            refuse_storefront_change(cart)
+            if not cart.lines:
+                raise CartRefused(ErrorCode.CART_EMPTY, "the cart is empty")
+        case PaymentStarted():
+            _check_payment_started(cart, event)
+        case ConfirmCart():
+            _require_locked(cart, event, "confirmed")
+            if event.status not in ADMIN_CONFIRM_STATUSES:
+                raise CartRefused(
+                    ErrorCode.INVALID_STATUS,
+                    f"a confirmed order starts as {' or '.join(sorted(ADMIN_CONFIRM_STATUSES))}",
+                )
+        case UnlockCart():
+            _require_locked(cart, event, "unlocked")
+        case DeleteCart():
+            check_admin(event)
+            if cart.state is CartState.ORDERED:
+                raise CartRefused(ErrorCode.ALREADY_ORDERED, "an ordered cart cannot be deleted")
+            if cart.state is CartState.EXPIRED:
+                raise CartRefused(ErrorCode.CART_EXPIRED, "the cart has expired")
+        case ResolveAttention():
+            _check_resolve(cart, event)
+        case OrderNumberAssigned():
+            if not is_int(event.number) or event.number <= 0:
+                raise CartRefused(ErrorCode.INVALID_INPUT, "an order number is positive")
+        case _:
+            return
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def policy_problems(policy: object) -> list[str]:
+    """What is wrong with a ``CartPolicy`` (empty when it is usable)."""
+    from dataclasses import fields
+
+    from workflows.state import CartPolicy
+
+    if not isinstance(policy, CartPolicy):
+        return ["not a CartPolicy"]
+    problems = []
+    limits: dict[str, tuple[float, float]] = {
+        "abandon_after_seconds": (1, 10**9),
+        "lock_after_seconds": (1, 10**9),
+        "lifetime_seconds": (1, 10**10),
+        "retire_after_seconds": (0, 10**10),
+        "journal_limit": (1, 10_000),
+        "continue_as_new_after_events": (50, 40_000),
+        "projection_interval_seconds": (0, 86_400),
+    }
+    for spec in fields(policy):
+        value = getattr(policy, spec.name)
+        if spec.name == "process_pending_payments":
+            if not isinstance(value, bool):
+                problems.append(f"{spec.name} must be true or false")
+            continue
+        low, high = limits[spec.name]
+        number_ok = is_int(value) or (
+            spec.name == "projection_interval_seconds"
+            and isinstance(value, float)
+            and value == value  # not NaN
+        )
+        if not number_ok or not low <= value <= high:
+            kind = "a whole number" if spec.name != "projection_interval_seconds" else "a number"
+            problems.append(f"{spec.name} must be {kind} from {low:g} to {high:g}")
+    return problems
