@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.cart_activities import CartActivities
 from activities.db import make_engine, make_session_factory, upgrade_database
 from activities.settings import Settings, get_settings
-from starter.connect import connect
+from starter.connect import connect, resolved_address
 from starter.errors import EXIT_USAGE, Failure
 from workflows.cart_workflow import CartWorkflow
 
@@ -40,12 +40,25 @@ SANDBOX = SandboxedWorkflowRunner(
 )
 
 
+def sandbox(passthrough: Sequence[str] = ()) -> SandboxedWorkflowRunner:
+    """The workflow sandbox: ``SANDBOX``, or one that also passes ``passthrough`` modules
+    through (the benchmark's floor workflow lives in ``bench``)."""
+    if not passthrough:
+        return SANDBOX
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "workflows", *passthrough
+        )
+    )
+
+
 def build_worker(
     client: Client,
     activities: CartActivities,
     settings: Settings,
     *,
     extra_workflows: Sequence[type] = (),
+    sandbox_passthrough: Sequence[str] = (),
     **options: Any,
 ) -> Worker:
     """The worker for ``settings.task_queue`` (tests and the benchmark use it too)."""
@@ -54,7 +67,7 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[CartWorkflow, *extra_workflows],
         activities=activities.all(),
-        workflow_runner=SANDBOX,
+        workflow_runner=sandbox(sandbox_passthrough),
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -65,21 +78,22 @@ def build_worker(
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"})
 
 
-def temporal_host(client: Client) -> str:
-    """The host part of the client's Temporal address (``host:port``, ``[v6]:port``)."""
-    target = client.service_client.config.target_host
+def temporal_host(target: str) -> str:
+    """The host part of a Temporal address (``host:port``, ``[v6]:port``)."""
     target = target.split("://", 1)[-1]
     if target.startswith("["):
         return target[: target.find("]") + 1]
     return target.rsplit(":", 1)[0] if ":" in target else target
 
 
-def check_deployment(client: Client, settings: Settings) -> None:
-    """Refuse a SQLite read model with a Temporal server on another host (see above)."""
+def check_deployment(temporal: str | Client, settings: Settings) -> None:
+    """Refuse a SQLite read model with a Temporal server (an address ``host:port``, or a
+    connected client) on another host (see above)."""
     url = settings.resolved_database_url()
     if not url.startswith("sqlite") or settings.allow_sqlite_with_remote_temporal:
         return
-    host = temporal_host(client)
+    target = temporal if isinstance(temporal, str) else temporal.service_client.config.target_host
+    host = temporal_host(target)
     if host.lower() in LOCAL_HOSTS:
         return
     raise Failure(
@@ -93,16 +107,30 @@ def check_deployment(client: Client, settings: Settings) -> None:
 
 
 async def run_worker(
-    client: Client, settings: Settings, stop: asyncio.Event | None = None
+    client: Client,
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    extra_workflows: Sequence[type] = (),
+    sandbox_passthrough: Sequence[str] = (),
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Migrate the read model, then run the worker until ``stop`` is set (or forever)."""
+    """Migrate the read model, then run the worker until ``stop`` is set (or forever).
+    ``on_ready`` is called once the worker polls (``starter.workerprocess`` reports it to
+    the process that launched it); the other options go to ``build_worker``."""
     check_deployment(client, settings)
     url = settings.resolved_database_url()
     await upgrade_database(url)
     engine = make_engine(url)
     try:
         activities = CartActivities(make_session_factory(engine), client)
-        worker = build_worker(client, activities, settings)
+        worker = build_worker(
+            client,
+            activities,
+            settings,
+            extra_workflows=extra_workflows,
+            sandbox_passthrough=sandbox_passthrough,
+        )
         async with worker:
             log.info(
                 "worker polling task queue %r on %s (namespace %s)",
@@ -110,6 +138,8 @@ async def run_worker(
                 client.service_client.config.target_host,
                 client.namespace,
             )
+            if on_ready is not None:
+                on_ready()
             await (stop or asyncio.Event()).wait()
             log.info("worker stopping")
     finally:
@@ -125,6 +155,7 @@ async def main(address: str | None = None, namespace: str | None = None) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    check_deployment(resolved_address(address), settings)  # before connecting
     client = await connect(address, namespace)
     await run_worker(client, settings, stop)
 

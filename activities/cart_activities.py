@@ -54,13 +54,18 @@ def upsert_cart_statement(dialect: str, values: dict[str, Any]) -> Insert:
     cart: the row follows the cart the id now names)."""
     statement = _insert(dialect, CartRecord).values(**values)
     excluded = statement.excluded
+    # A row without lineage (projected before lineages existed) belongs to the cart that
+    # writes next; a cart without lineage (restored from such a row) is its own lineage:
+    # NULL is no lineage, so compare with IS NOT DISTINCT FROM, not "=" (NULL = NULL is
+    # not true, and such a cart would never update its row again).
     stored_lineage = func.coalesce(CartRecord.lineage, excluded.lineage)
+    same_lineage = stored_lineage.is_not_distinct_from(excluded.lineage)
     return statement.on_conflict_do_update(
         index_elements=list(_PRIMARY_KEY),
         set_={name: excluded[name] for name in values if name not in _PRIMARY_KEY},
         where=or_(
-            and_(stored_lineage == excluded.lineage, excluded.version > CartRecord.version),
-            and_(stored_lineage != excluded.lineage, excluded.created_at > CartRecord.created_at),
+            and_(same_lineage, excluded.version > CartRecord.version),
+            and_(~same_lineage, excluded.created_at > CartRecord.created_at),
         ),
     )
 

@@ -8,6 +8,14 @@ from temporalio.envconfig import ClientConfig
 DEFAULT_ADDRESS = "localhost:7233"
 
 
+def resolved_address(address: str | None = None) -> str:
+    """The Temporal address a ``connect(address)`` would use."""
+    if address:
+        return address
+    target = ClientConfig.load_client_connect_config().get("target_host")
+    return str(target or DEFAULT_ADDRESS)
+
+
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
     """Connect as configured by ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
     ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS*`` or a ``temporal.toml`` profile

@@ -138,14 +138,18 @@ FAST = CartPolicy(projection_interval_seconds=0)
 
 
 async def start_cart(
-    client: Client, shop_id: str, cart_id: str, policy: CartPolicy | None = None
+    client: Client,
+    shop_id: str,
+    cart_id: str,
+    policy: CartPolicy | None = None,
+    task_queue: str = TASK_QUEUE,
 ) -> WorkflowHandle[Any, Any]:
     """Start a cart's workflow without update-with-start (the time-skipping server lacks it)."""
     return await client.start_workflow(
         WORKFLOW_NAME,
         CartInput(shop_id=shop_id, cart_id=cart_id, policy=policy or CartPolicy()),
         id=workflow_id(shop_id, cart_id),
-        task_queue=TASK_QUEUE,
+        task_queue=task_queue,
         result_type=Cart,
     )
 

@@ -59,21 +59,42 @@ from workflows.contract import (
     PaymentAttempt,
     PaymentMethod,
     PaymentResultReported,
+    PaymentResultUnreadable,
     PaymentStarted,
     PaymentStatus,
+    ResolveAttention,
     UnlockCart,
 )
+from workflows.events import CancellationRequested
 from workflows.machine import (
-    MAX_AMOUNT,
-    MAX_LINES,
-    MAX_QUANTITY,
     CartRefused,
-    apply,
     is_retired,
     next_deadline,
-    reschedule,
-    tick,
 )
+from workflows.machine import apply as machine_apply
+from workflows.machine import tick as machine_tick
+from workflows.timers import reschedule as machine_reschedule
+from workflows.validation import MAX_AMOUNT, MAX_LINES, MAX_QUANTITY
+
+
+def apply(cart: Cart, event: Any, now: datetime, policy: CartPolicy | None = None) -> bool:
+    """The machine with the policy of the earlier API (the cart now carries its policy)."""
+    if policy is not None:
+        cart.policy = policy
+    return machine_apply(cart, event, now).changed
+
+
+def tick(cart: Cart, now: datetime, policy: CartPolicy | None = None) -> bool:
+    if policy is not None:
+        cart.policy = policy
+    return machine_tick(cart, now).changed
+
+
+def reschedule(cart: Cart, policy: CartPolicy | None = None) -> None:
+    if policy is not None:
+        cart.policy = policy
+    machine_reschedule(cart)
+
 
 # A night of a DST change in Europe: irrelevant to a UTC machine, which is the point.
 T0 = datetime(2025, 3, 30, 0, 30, tzinfo=UTC)
@@ -149,7 +170,7 @@ class Shop:
     """One cart, a clock and a policy: the workflow's view without Temporal."""
 
     def __init__(self, policy: CartPolicy = DEFAULT, now: datetime = T0) -> None:
-        self.cart = Cart(shop_id="shop-1", cart_id="cart-1")
+        self.cart = Cart(shop_id="shop-1", cart_id="cart-1", policy=policy)
         self.policy = policy
         self.now = now
 
@@ -468,7 +489,9 @@ def test_second_success_by_another_attempt_is_a_possible_double_charge() -> None
     order = copy.deepcopy(shop.cart.order)
     shop.later(MINUTE).do(succeeded("a1", 1000))
     assert shop.state() is CartState.ORDERED
-    assert shop.cart.order == order, "still one order, paid by the first success"
+    assert order is not None and shop.cart.order is not None
+    assert shop.cart.order.amount_paid == 2000, "the money is counted: 2 x 1000 paid"
+    assert replace(shop.cart.order, amount_paid=1000) == order, "still one order, paid by a2"
     (att,) = attention_of(shop.cart, AttentionKind.POSSIBLE_DOUBLE_CHARGE)
     assert att.attempt_id == "a1" and att.amount == 1000
     assert att.detail is not None and "a2" in att.detail
@@ -965,7 +988,7 @@ def test_http_statuses_of_state_refusals() -> None:
 
 def test_http_status_mapping_is_sensible() -> None:
     for code in ErrorCode:
-        assert code.http_status in {404, 409, 410, 422, 500, 503}, code
+        assert code.http_status in {404, 409, 410, 422, 500, 503, 504}, code
     assert ErrorCode.CART_NOT_FOUND.http_status == 404
     assert ErrorCode.TEMPORAL_UNAVAILABLE.http_status == 503
     assert ErrorCode.INTERNAL.http_status == 500
@@ -1185,19 +1208,36 @@ def test_deadlines_match_the_state(state: CartState) -> None:
 # =========================================================================== the model
 
 
-def is_reflected(cart: Cart, attempt_id: str) -> bool:
-    """A succeeded attempt is reflected in the cart, so an admin or the shop sees it.
+#: attention kinds that record money an admin must look at
+MONEY_FLAGS = frozenset(
+    {
+        AttentionKind.PAID_AFTER_CLOSE,
+        AttentionKind.POSSIBLE_DOUBLE_CHARGE,
+        AttentionKind.PAYMENT_CURRENCY_MISMATCH,
+        AttentionKind.AMOUNT_MISMATCH,
+        AttentionKind.PAYMENT_WITHOUT_CART,
+        AttentionKind.CART_CHANGED_DURING_PAYMENT,
+    }
+)
 
-    Either the order is paid by that attempt; or the order was already paid (by another
-    attempt, or confirmed paid by an admin) and the attempt is flagged as a possible double
-    charge; or the cart was closed (expired or deleted) and the attempt is flagged as paid
-    after close.
-    """
+
+def paid_in(cart: Cart, currency: str | None) -> int:
+    """The model's sum of succeeded payments in ``currency``."""
+    return sum(
+        a.succeeded_amount or 0
+        for a in cart.payments
+        if a.status is PaymentStatus.SUCCEEDED and a.succeeded_currency == currency
+    )
+
+
+def is_reflected(cart: Cart, attempt_id: str) -> bool:
+    """A succeeded attempt is reflected in the cart, so an admin or the shop sees it: it
+    counts towards the order, or an attention item about it is raised."""
+    attempt = cart.attempt(attempt_id)
+    assert attempt is not None and attempt.status is PaymentStatus.SUCCEEDED
     flagged = {a.kind for a in cart.attention if a.attempt_id == attempt_id}
-    order = cart.order
-    if order is not None and order.paid:
-        return order.attempt_id == attempt_id or AttentionKind.POSSIBLE_DOUBLE_CHARGE in flagged
-    return cart.state.is_final and AttentionKind.PAID_AFTER_CLOSE in flagged
+    counted = cart.order is not None and attempt.succeeded_currency == cart.order.currency
+    return counted or bool(flagged & MONEY_FLAGS)
 
 
 def check_static_invariants(cart: Cart, policy: CartPolicy) -> None:
@@ -1221,11 +1261,15 @@ def check_static_invariants(cart: Cart, policy: CartPolicy) -> None:
         assert order.paid is (order.status == ORDER_STATUS_PROCESSED)
         assert (order.paid_at is not None) is order.paid
         assert order.created_at == cart.ordered_at
-        if order.paid and order.source is not OrderSource.ADMIN_CONFIRMATION:
+        # The money rule: paid exactly when the succeeded payments in its currency cover it.
+        assert order.amount_paid == paid_in(cart, order.currency)
+        assert order.paid is (order.amount_paid >= order.total)
+        if order.paid and order.total > 0:  # a free order is paid by no payment
             paid_by = cart.attempt(order.attempt_id or "")
             assert paid_by is not None and paid_by.status is PaymentStatus.SUCCEEDED
-        if order.source is OrderSource.ONLINE_PAYMENT:
-            assert order.paid
+        # Every mismatch is flagged: a part payment or an overpayment has a money flag.
+        if order.amount_paid not in (0, order.total):
+            assert {a.kind for a in cart.attention} & MONEY_FLAGS, "an unflagged mismatch"
         assert order.number is None or order.number > 0
 
     # Payments.
@@ -1233,16 +1277,22 @@ def check_static_invariants(cart: Cart, policy: CartPolicy) -> None:
     assert len(ids) == len(set(ids)), "an attempt is recorded once"
     for attempt in cart.payments:
         assert attempt.status in PaymentStatus
+        confirmed = attempt.confirmed_by is not None
+        if confirmed:
+            assert attempt.status is PaymentStatus.SUCCEEDED, "an admin confirmed it as paid"
         if attempt.results:
             assert (
                 attempt.status is PaymentStatus.SUCCEEDED or attempt.status is attempt.results[-1]
             )
             assert (attempt.status is PaymentStatus.SUCCEEDED) is (
-                PaymentStatus.SUCCEEDED in attempt.results
+                PaymentStatus.SUCCEEDED in attempt.results or confirmed
             )
             assert len(set(attempt.results)) == len(attempt.results), "results are deduplicated"
         else:
-            assert attempt.status is PaymentStatus.STARTED
+            assert attempt.status is (
+                PaymentStatus.SUCCEEDED if confirmed else PaymentStatus.STARTED
+            )
+        assert (attempt.succeeded_amount is not None) is (attempt.status is PaymentStatus.SUCCEEDED)
         if attempt.status is PaymentStatus.SUCCEEDED:
             assert is_reflected(cart, attempt.attempt_id), attempt
     if cart.current_attempt_id is not None:
@@ -1252,8 +1302,15 @@ def check_static_invariants(cart: Cart, policy: CartPolicy) -> None:
     if attention_of(cart, AttentionKind.PAID_AFTER_CLOSE):
         assert cart.state.is_final
     if attention_of(cart, AttentionKind.POSSIBLE_DOUBLE_CHARGE):
-        assert cart.order is not None and cart.order.paid
-    assert cart.needs_admin is (cart.state is CartState.LOCKED or bool(cart.attention))
+        assert cart.order is not None
+    for item in attention_of(cart, AttentionKind.PAYMENT_WITHOUT_CART):
+        assert item.attempt_id is not None
+    assert cart.needs_admin is (
+        cart.state is CartState.LOCKED or any(a.is_open for a in cart.attention)
+    )
+    assert [a.id for a in cart.attention] == sorted({a.id for a in cart.attention})
+    for item in cart.attention:
+        assert (item.resolved_at is None) is (item.resolved_by is None)
 
     # State details.
     # A closed cart keeps the reason it was locked for (history); an order clears it.
@@ -1310,9 +1367,17 @@ def check_history_invariants(prev: Cart, cart: Cart) -> None:
         assert cart.order.source is prev.order.source
         if prev.order.number is not None:
             assert cart.order.number == prev.order.number, "the number is assigned once"
-        if prev.order.paid:
-            assert cart.order.paid and cart.order.attempt_id == prev.order.attempt_id
-            assert cart.order.paid_at == prev.order.paid_at
+        assert cart.order.amount_paid >= prev.order.amount_paid or any(
+            a.kind is AttentionKind.AMOUNT_MISMATCH for a in cart.attention
+        ), "money is not taken back silently"
+        if prev.order.paid and not cart.order.paid:
+            # Only the gateway's lower amount for a payment an admin confirmed.
+            assert any(
+                a.kind is AttentionKind.AMOUNT_MISMATCH
+                and (attempt := cart.attempt(a.attempt_id or "")) is not None
+                and attempt.confirmed_by is not None
+                for a in cart.attention[len(prev.attention) :]
+            )
     if prev.currency is not None:
         assert cart.currency == prev.currency, "the currency is fixed"
     for old in prev.payments:
@@ -1324,7 +1389,16 @@ def check_history_invariants(prev: Cart, cart: Cart) -> None:
     assert [p.attempt_id for p in cart.payments[: len(prev.payments)]] == [
         p.attempt_id for p in prev.payments
     ]
-    assert cart.attention[: len(prev.attention)] == prev.attention, "attention only grows"
+
+    def facts(item: Attention) -> tuple[Any, ...]:
+        return (item.id, item.kind, item.at, item.attempt_id, item.amount, item.detail)
+
+    assert [facts(a) for a in cart.attention[: len(prev.attention)]] == [
+        facts(a) for a in prev.attention
+    ], "attention only grows"
+    for old_item, new_item in zip(prev.attention, cart.attention, strict=False):
+        if not old_item.is_open:
+            assert new_item == old_item, "a resolution stays"
     assert cart.version >= prev.version
     if cart.version == prev.version:
         assert cart == prev, "no change without a new version"
@@ -1484,6 +1558,8 @@ class CartMachine(RuleBasedStateMachine):
     def setup(self, policy: CartPolicy, start: int, state: CartState | None) -> None:
         """A new cart, or (half the time) one already brought to some state by its builder."""
         self.policy = policy
+        self.cart.policy = policy
+        self.current = self.prev = copy.deepcopy(self.cart)
         self.now = T0 + timedelta(seconds=start)
         if state is not None:
             shop = BUILDERS[state](policy)
@@ -1698,7 +1774,7 @@ class CartMachine(RuleBasedStateMachine):
                 assert self.cart.state is CartState.ORDERED
                 order = self.cart.order
                 assert order is not None and order.source is OrderSource.OFFLINE_PAYMENT
-                assert order.status == ORDER_STATUS_OPEN and not order.paid
+                assert order.paid is (order.amount_paid >= order.total)  # a free cart: paid
             else:
                 assert self.cart.state is CartState.PAYMENT_PENDING
                 assert self.cart.lock_at == self.now + timedelta(
@@ -1740,57 +1816,107 @@ class CartMachine(RuleBasedStateMachine):
         assert self.cart.current_attempt_id is not None
         self._result(PaymentResultReported(self.cart.current_attempt_id, status, 1000))
 
+    @precondition(lambda self: self.cart.current_attempt_id is not None)
+    @rule(
+        how=st.sampled_from(["exact", "exact", "short", "over", "due", "tiny"]),
+        other_currency=st.sampled_from([False, False, False, True]),
+    )
+    def gateway_pays_the_current_attempt(self, how: str, other_currency: bool) -> None:
+        """Money-focused: a success for the current attempt whose amount is the cart's
+        total, short of it, over it, what is still due, or a token amount."""
+        assert self.cart.current_attempt_id is not None
+        total = self.cart.order.total if self.cart.order else self.cart.total
+        due = total - (self.cart.order.amount_paid if self.cart.order else 0)
+        amount = {
+            "exact": total,
+            "short": max(total - 1, 0),
+            "over": total + 1,
+            "due": max(due, 0),
+            "tiny": 1,
+        }[how]
+        currency = "USD" if other_currency and self.cart.currency != "USD" else None
+        self._result(
+            PaymentResultReported(
+                self.cart.current_attempt_id, PaymentStatus.SUCCEEDED, amount, currency
+            )
+        )
+
+    @precondition(lambda self: self.cart.state is CartState.PAYMENT_PENDING)
+    @rule(lines=valid_lines.filter(bool))
+    def customer_changes_the_cart_during_payment(self, lines: list[CartLine]) -> None:
+        """Back from the gateway, the customer changes the cart (the attempt stays)."""
+        before, outcome = self._apply(CartUpdated(lines, self.cart.currency or "EUR"))
+        assert outcome is True
+        assert self.cart.state is CartState.ACTIVE
+        if lines != before.lines:
+            assert self.cart.contents_version == before.contents_version + 1
+
     def _result(self, event: PaymentResultReported) -> None:
         """Apply a payment result and check it against the model of the spec."""
         attempt_id, status = event.attempt_id, event.status
         before, outcome = self._apply(event)
         assert isinstance(outcome, bool), "a payment result is never refused"
+        new = self.cart.attention[len(before.attention) :]
         if not _valid_result(event):
-            assert outcome is True
-            new = self.cart.attention[len(before.attention) :]
-            assert [a.kind for a in new] == [AttentionKind.INVALID_PAYMENT_RESULT]
+            # Recorded for an admin (once: the same unreadable payload again is a repeat).
+            assert [a.kind for a in new] in ([AttentionKind.INVALID_PAYMENT_RESULT], [])
+            assert outcome is bool(new)
             assert self.cart.payments == before.payments
             assert self.cart.state is before.state and self.cart.order == before.order
             return
-        event, dropped = _sanitized(event)
-        invalid = [
-            a
-            for a in self.cart.attention[len(before.attention) :]
-            if a.kind is AttentionKind.INVALID_PAYMENT_RESULT
-        ]
-        assert len(invalid) == dropped, "each bad detail is shown to an admin"
         status = PaymentStatus(status)
         prev = before.attempt(attempt_id)
         if prev is not None and status in prev.results:
-            assert outcome is bool(dropped), "a duplicate result is idempotent"
+            # A repeat is idempotent; a success repeated with another amount is flagged.
+            if (
+                status is PaymentStatus.SUCCEEDED
+                and prev.succeeded_amount is not None
+                and event.amount != prev.succeeded_amount
+            ):
+                assert outcome is True
+                assert [a.kind for a in new] == [AttentionKind.AMOUNT_MISMATCH]
+            else:
+                assert outcome is False
             assert self.cart.payments == before.payments
             return
+        event, dropped = _sanitized(event)
+        invalid = [a for a in new if a.kind is AttentionKind.INVALID_PAYMENT_RESULT]
+        assert len(invalid) == dropped, "each bad detail is shown to an admin"
         assert outcome is True
         attempt = self.cart.attempt(attempt_id)
         assert attempt is not None
         assert attempt.results == [*(prev.results if prev else []), status]
-        new_kinds = [
-            a.kind
-            for a in self.cart.attention[len(before.attention) :]
-            if a.kind
-            not in (AttentionKind.PAYMENT_CURRENCY_MISMATCH, AttentionKind.INVALID_PAYMENT_RESULT)
-        ]
+        new_kinds = [a.kind for a in new if a.kind is not AttentionKind.INVALID_PAYMENT_RESULT]
         if prev is not None and prev.status is PaymentStatus.SUCCEEDED:
-            # Anything after a success is recorded and ignored.
+            # After a success: a gateway success confirms an admin's confirmation (its
+            # amount counts); a negative result is recorded, and flagged if an admin had
+            # confirmed the payment; nothing else changes.
             assert attempt.status is PaymentStatus.SUCCEEDED
-            assert self.cart.state is before.state and self.cart.order == before.order
-            assert self.cart.attention[: len(before.attention)] == before.attention
-            assert new_kinds == []
+            assert self.cart.state is before.state
+            confirmed_only = (
+                prev.confirmed_by is not None and PaymentStatus.SUCCEEDED not in prev.results
+            )
+            if status is PaymentStatus.SUCCEEDED and confirmed_only:
+                differs = event.amount != prev.succeeded_amount
+                assert new_kinds == ([AttentionKind.AMOUNT_MISMATCH] if differs else [])
+                assert attempt.succeeded_amount == event.amount
+            elif status in NEGATIVE_PAYMENT_STATUSES and confirmed_only:
+                assert new_kinds == [AttentionKind.CONFIRMED_PAYMENT_FAILED]
+                assert self.cart.order == before.order
+            else:
+                assert new_kinds == []
+                assert self.cart.order == before.order
             return
         assert attempt.status is status
         is_current = before.current_attempt_id in (None, attempt_id)
         if status is PaymentStatus.SUCCEEDED:
-            self._check_success(before, attempt_id, new_kinds)
+            self._check_success(before, prev, event, new_kinds)
             return
         assert new_kinds == []
         if (
             status is PaymentStatus.PENDING
             and is_current
+            and before.lines
             and before.state
             in (
                 CartState.ACTIVE,
@@ -1803,7 +1929,6 @@ class CartMachine(RuleBasedStateMachine):
                 assert self.cart.state is CartState.ORDERED
                 order = self.cart.order
                 assert order is not None and order.source is OrderSource.PENDING_PAYMENT
-                assert not order.paid and order.status == ORDER_STATUS_OPEN
             else:
                 assert self.cart.state is CartState.LOCKED
                 assert self.cart.lock_reason is LockReason.PAYMENT_PENDING
@@ -1819,39 +1944,63 @@ class CartMachine(RuleBasedStateMachine):
             assert self.cart.state is before.state
 
     def _check_success(
-        self, before: Cart, attempt_id: str, new_kinds: Sequence[AttentionKind]
+        self,
+        before: Cart,
+        prev: PaymentAttempt | None,
+        event: PaymentResultReported,
+        new_kinds: Sequence[AttentionKind],
     ) -> None:
-        """The precise meaning of "a succeeded payment is reflected"."""
+        """The money rules of a success: the order, its paid flag and every flag."""
         cart = self.cart
+        attempt = cart.attempt(event.attempt_id)
+        assert attempt is not None
+        amount = event.amount
+        currency = event.currency or (prev.currency if prev else None) or before.currency
+        assert attempt.succeeded_amount == amount and attempt.succeeded_currency == currency
         hypothesis_event(f"success in {before.state}")
+        foreign = before.currency is not None and currency != before.currency
+        changed = (
+            attempt.contents_version is not None
+            and attempt.contents_version != cart.contents_version
+        )
+        currency_flag = [AttentionKind.PAYMENT_CURRENCY_MISMATCH] if foreign else []
         if before.state.is_final:
-            assert cart.state is before.state
-            assert cart.order is None
+            assert cart.state is before.state and cart.order is None
             assert new_kinds == [AttentionKind.PAID_AFTER_CLOSE]
-            assert cart.attention[-1].attempt_id == attempt_id
-        elif before.order is None:
+            assert cart.attention[-1].attempt_id == event.attempt_id
+            return
+        if before.order is None:
+            if not before.lines:
+                hypothesis_event("success without a cart")
+                assert cart.order is None and cart.state is before.state
+                assert new_kinds == [*currency_flag, AttentionKind.PAYMENT_WITHOUT_CART]
+                return
             assert cart.state is CartState.ORDERED
             order = cart.order
-            assert order is not None
-            assert order.paid and order.status == ORDER_STATUS_PROCESSED
-            assert order.source is OrderSource.ONLINE_PAYMENT
-            assert order.attempt_id == attempt_id == cart.current_attempt_id
+            assert order is not None and order.source is OrderSource.ONLINE_PAYMENT
             assert order.total == before.total and order.created_at == self.now
-            assert new_kinds == []
-        elif not before.order.paid:
+            assert cart.current_attempt_id == event.attempt_id
+            due = order.total
+        else:
+            due = before.order.total - before.order.amount_paid
+            if due <= 0:
+                assert new_kinds == [*currency_flag, AttentionKind.POSSIBLE_DOUBLE_CHARGE]
+                return
             order = cart.order
             assert order is not None
-            assert order.paid and order.paid_at == self.now and order.attempt_id == attempt_id
-            assert order.status == ORDER_STATUS_PROCESSED
-            assert order.source is before.order.source and order.number == before.order.number
-            assert new_kinds == []
-        elif before.order.attempt_id == attempt_id:
-            assert cart.order == before.order
-            assert new_kinds == []
-        else:
-            assert cart.order == before.order, "still one order"
-            assert new_kinds == [AttentionKind.POSSIBLE_DOUBLE_CHARGE]
-            assert cart.attention[-1].attempt_id == attempt_id
+        counted = not foreign
+        expected = list(currency_flag)
+        if counted and amount != due:
+            hypothesis_event("amount mismatch")
+            expected.append(AttentionKind.AMOUNT_MISMATCH)
+            assert cart.attention[-1 - changed].expected_amount == due
+        if changed:
+            hypothesis_event("cart changed during payment")
+            expected.append(AttentionKind.CART_CHANGED_DURING_PAYMENT)
+        assert new_kinds == expected
+        before_paid = before.order.amount_paid if before.order else paid_in(before, before.currency)
+        assert order.amount_paid == before_paid + (amount if counted else 0)
+        assert order.paid is (order.amount_paid >= order.total)
 
     # ---- admin
 
@@ -1860,14 +2009,81 @@ class CartMachine(RuleBasedStateMachine):
         before, outcome = self._apply(ConfirmCart(admin="root", status=status))
         if before.state is not CartState.LOCKED:
             assert outcome is ADMIN_REFUSAL[before.state]
-        elif status == "C":
+            return
+        if not before.lines:
+            assert outcome is ErrorCode.CART_EMPTY
+            return
+        if status == "C":
             assert outcome is ErrorCode.INVALID_STATUS
+            return
+        assert outcome is True
+        order = self.cart.order
+        assert order is not None and order.source is OrderSource.ADMIN_CONFIRMATION
+        current = before.attempt(before.current_attempt_id or "")
+        usable = current is not None and current.status in (
+            PaymentStatus.STARTED,
+            PaymentStatus.PENDING,
+        )
+        if status == ORDER_STATUS_PROCESSED:
+            # The admin saw the payment: the current attempt (or a manual payment of the
+            # total) is recorded as paid, by them.
+            if usable:
+                assert current is not None
+                confirmed = self.cart.attempt(current.attempt_id)
+                assert confirmed is not None and confirmed.succeeded_amount == current.amount
+            else:
+                confirmed = self.cart.payments[-1]
+                assert confirmed.method is PaymentMethod.MANUAL
+                assert confirmed.succeeded_amount == before.total
+            assert confirmed.status is PaymentStatus.SUCCEEDED
+            assert confirmed.confirmed_by == "root"
+            assert order.attempt_id == confirmed.attempt_id
+            if confirmed.succeeded_amount != order.total:
+                assert AttentionKind.AMOUNT_MISMATCH in {a.kind for a in self.cart.attention}
         else:
-            assert outcome is True
-            order = self.cart.order
-            assert order is not None and order.source is OrderSource.ADMIN_CONFIRMATION
-            assert order.paid is (status == ORDER_STATUS_PROCESSED)
             assert order.attempt_id == before.current_attempt_id
+            assert self.cart.payments == before.payments
+        assert order.paid is (order.amount_paid >= order.total)
+
+    @rule(everything=st.booleans())
+    def admin_resolves(self, everything: bool) -> None:
+        open_ids = [a.id for a in self.cart.attention if a.is_open]
+        items = None if everything or not open_ids else open_ids[:1]
+        before, outcome = self._apply(ResolveAttention(admin="root", note="done", items=items))
+        if not open_ids:
+            assert outcome is ErrorCode.NOTHING_TO_RESOLVE
+            return
+        assert outcome is True
+        resolved = open_ids if items is None else items
+        for item in self.cart.attention:
+            if item.id in resolved:
+                assert not item.is_open and item.resolved_by == "root"
+                assert item.resolution == "done" and item.resolved_at == self.now
+        assert self.cart.state is before.state and self.cart.order == before.order
+
+    @rule(payload=st.sampled_from(["not json", "[1, 2]", '{"status": "SUCCEEDED"}']))
+    def gateway_sends_something_unreadable(self, payload: str) -> None:
+        event = PaymentResultUnreadable(problem="unreadable", excerpt=payload)
+        before, outcome = self._apply(event)
+        new = self.cart.attention[len(before.attention) :]
+        assert [a.kind for a in new] in ([AttentionKind.INVALID_PAYMENT_RESULT], [])
+        assert outcome is bool(new), "kept once, never dropped"
+        assert self.cart.payments == before.payments and self.cart.state is before.state
+
+    @rule(really=st.sampled_from([True, False, False, False]))
+    def cancellation_requested(self, really: bool) -> None:
+        if not really:  # it deletes: not too often, or little else gets tested
+            return
+        before, outcome = self._apply(CancellationRequested())
+        assert outcome is True, "recorded, whatever the state"
+        assert self.cart.journal[-1].kind in (
+            JournalKind.CANCELLATION_REQUESTED,
+            JournalKind.CART_DELETED,
+        )
+        if before.state in (CartState.ORDERED, CartState.EXPIRED, CartState.DELETED):
+            assert self.cart.state is before.state and self.cart.order == before.order
+        else:
+            assert self.cart.state is CartState.DELETED
 
     @rule()
     def admin_unlocks(self) -> None:
@@ -1923,8 +2139,8 @@ class CartMachine(RuleBasedStateMachine):
 
 TestCartMachine = CartMachine.TestCase
 TestCartMachine.settings = settings(
-    max_examples=300,
-    stateful_step_count=30,
+    max_examples=500,
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

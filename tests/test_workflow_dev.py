@@ -21,6 +21,7 @@ from workflows.contract import (
     CartLine,
     CartPolicy,
     CartState,
+    CartView,
     CustomerInfo,
     ErrorCode,
     JournalKind,
@@ -47,7 +48,14 @@ async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
         await asyncio.sleep(0.1)
 
 
-async def to_payment(carts: CartkeeperClient, cart_id: str, attempt: str = "att-1") -> Cart:
+async def whole(carts: CartkeeperClient, view: CartView) -> Cart:
+    """The whole cart behind an update's compact answer (no older than the answer)."""
+    cart = await carts.get_cart(view.shop_id, view.cart_id)
+    assert cart.version >= view.version
+    return cart
+
+
+async def to_payment(carts: CartkeeperClient, cart_id: str, attempt: str = "att-1") -> CartView:
     await carts.update_cart(SHOP, cart_id, LINES, "EUR")
     await carts.start_checkout(SHOP, cart_id)
     return await carts.start_payment(
@@ -96,7 +104,7 @@ async def test_update_with_start_creates_the_cart_once(carts: CartkeeperClient) 
     # One run served both calls; the journal says what the customer did.
     runs = await runs_of(carts.client, cart_id)
     assert len(runs) == 1
-    assert [e.kind for e in second.journal] == [
+    assert [e.kind for e in (await whole(carts, second)).journal] == [
         "cart_created",
         "item_added",
         "item_added",
@@ -107,11 +115,12 @@ async def test_storefront_events_can_create_the_cart_in_any_order(
     carts: CartkeeperClient,
 ) -> None:
     cart_id = new_id()
-    cart = await carts.identify_customer(
+    view = await carts.identify_customer(
         SHOP, cart_id, CustomerInfo(email="Ann@Example.com", name="Ann", time_zone="Europe/Paris")
     )
+    cart = await whole(carts, view)
     assert cart.customer is not None and cart.customer.email == "Ann@example.com"
-    visited = await carts.record_visit(SHOP, cart_id, page="/cart")
+    visited = await whole(carts, await carts.record_visit(SHOP, cart_id, page="/cart"))
     assert visited.journal[-1].kind == "customer_visited"
 
 
@@ -232,10 +241,10 @@ async def test_online_payment_creates_a_numbered_order(
     carts: CartkeeperClient, session_factory: Any
 ) -> None:
     cart_id = new_id()
-    cart = await to_payment(carts, cart_id)
-    assert cart.state is CartState.PAYMENT_PENDING
+    view = await to_payment(carts, cart_id)
+    assert view.state is CartState.PAYMENT_PENDING
     await succeed(carts, cart_id, card_last4="4242")
-    cart = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    cart = await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
     assert cart.state is CartState.ORDERED
     assert cart.order is not None and cart.order.status == "P" and cart.order.paid
     assert cart.order.number is not None and cart.order.total == TOTAL
@@ -253,12 +262,16 @@ async def test_offline_payment_opens_an_order_at_once(carts: CartkeeperClient) -
     cart_id = new_id()
     await carts.update_cart(SHOP, cart_id, LINES, "EUR")
     cart = await carts.start_payment(
-        SHOP, cart_id, attempt_id="bank-1", method=PaymentMethod.OFFLINE, gateway="bank",
+        SHOP,
+        cart_id,
+        attempt_id="bank-1",
+        method=PaymentMethod.OFFLINE,
+        gateway="bank",
         amount=TOTAL,
     )
     assert cart.state is CartState.ORDERED
-    assert cart.order is not None and cart.order.status == "O" and not cart.order.paid
-    numbered = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    assert cart.order_status == "O" and not cart.order_paid and cart.amount_paid == 0
+    numbered = await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
     assert numbered.order is not None and numbered.order.number is not None
 
 
@@ -267,7 +280,8 @@ async def test_order_numbers_are_unique_and_assigned_once(carts: CartkeeperClien
     await asyncio.gather(*(to_payment(carts, c) for c in cart_ids))
     # Every success twice, concurrently: still one order and one number per cart.
     await asyncio.gather(*(succeed(carts, c) for c in cart_ids + cart_ids))
-    done = await asyncio.gather(*(carts.await_order(SHOP, c, 10) for c in cart_ids))
+    await asyncio.gather(*(carts.await_order(SHOP, c, 10) for c in cart_ids))
+    done = [await carts.get_cart(SHOP, c) for c in cart_ids]
     numbers = [c.order.number for c in done if c.order]
     assert len(numbers) == 12 and None not in numbers and len(set(numbers)) == 12
     for cart in done:
@@ -284,7 +298,7 @@ async def test_await_order_returns_when_the_payment_fails(carts: CartkeeperClien
         SHOP, cart_id, attempt_id="att-1", status="failed", amount=TOTAL
     )
     cart = await asyncio.wait_for(waiting, 10)
-    assert cart.state is CartState.CHECKOUT and cart.order is None
+    assert cart.state is CartState.CHECKOUT and cart.order_status is None
 
 
 # --------------------------------------------------------------------------- races
@@ -296,7 +310,7 @@ async def test_success_before_payment_started_creates_the_order(
     cart_id = new_id()
     await carts.update_cart(SHOP, cart_id, LINES, "EUR")
     await succeed(carts, cart_id, attempt="early-1")
-    cart = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    cart = await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
     assert cart.state is CartState.ORDERED and cart.order is not None
     assert cart.order.attempt_id == "early-1" and cart.order.number is not None
     with pytest.raises(CartkeeperError) as late_start:
@@ -306,12 +320,20 @@ async def test_success_before_payment_started_creates_the_order(
     assert late_start.value.code is ErrorCode.ALREADY_ORDERED
 
 
-async def test_result_for_a_cart_never_seen_is_kept(carts: CartkeeperClient) -> None:
-    """Signal-with-start: the gateway's webhook may come before the storefront's events."""
+async def test_result_for_a_cart_never_seen_is_kept_but_makes_no_order(
+    carts: CartkeeperClient,
+) -> None:
+    """Signal-with-start: a success for a cart id that never existed is recorded and
+    flagged for an admin, never turned into an empty order."""
     cart_id = new_id()
     await succeed(carts, cart_id, attempt="ghost-1", currency="EUR")
-    cart = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
-    assert cart.order is not None and cart.order.paid and cart.order.number is not None
+    view = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    assert view.order_status is None and view.attention == ["payment_without_cart"]
+    cart = await whole(carts, view)
+    assert cart.order is None and cart.lines == []
+    attempt = cart.attempt("ghost-1")
+    assert attempt is not None and attempt.succeeded_amount == TOTAL
+    assert cart.needs_admin
 
 
 async def test_success_racing_the_lock_timeout_is_never_lost(
@@ -325,7 +347,8 @@ async def test_success_racing_the_lock_timeout_is_never_lost(
     for i, cart_id in enumerate(cart_ids):
         await succeed(carts, cart_id)
         await asyncio.sleep(0.05 if i % 2 else 0)
-    done = await asyncio.gather(*(carts.await_order(SHOP, c, 10) for c in cart_ids))
+    await asyncio.gather(*(carts.await_order(SHOP, c, 10) for c in cart_ids))
+    done = [await carts.get_cart(SHOP, c) for c in cart_ids]
     for cart in done:
         assert cart.state is CartState.ORDERED
         assert cart.order is not None and cart.order.paid and cart.order.number is not None
@@ -344,10 +367,10 @@ async def test_success_after_lock_and_unlock_creates_the_order(
     await eventually(locked)
     cart = await carts.get_cart(SHOP, cart_id)
     assert cart.lock_reason is LockReason.NO_PAYMENT_RESULT
-    cart = await carts.unlock(SHOP, cart_id, admin="ann")
-    assert cart.state is CartState.ACTIVE
+    view = await carts.unlock(SHOP, cart_id, admin="ann")
+    assert view.state is CartState.ACTIVE
     await succeed(carts, cart_id)
-    cart = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    cart = await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
     assert cart.state is CartState.ORDERED and cart.order is not None and cart.order.paid
 
 
@@ -369,7 +392,7 @@ async def test_late_negative_result_for_an_older_attempt_never_undoes_a_success(
     await carts.report_payment_result(
         SHOP, cart_id, attempt_id="att-2", status="expired", amount=TOTAL
     )
-    cart = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    cart = await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
     assert cart.state is CartState.ORDERED
     assert cart.order is not None and cart.order.paid and cart.order.attempt_id == "att-2"
     statuses = {p.attempt_id: p.status for p in cart.payments}
@@ -381,7 +404,7 @@ async def test_duplicate_results_are_idempotent(carts: CartkeeperClient) -> None
     await to_payment(carts, cart_id)
     for _ in range(3):
         await succeed(carts, cart_id)
-    first = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    first = await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
     await succeed(carts, cart_id)
     again = await carts.get_cart(SHOP, cart_id)
     assert again.version == first.version
@@ -426,7 +449,7 @@ async def test_admin_confirm_racing_a_gateway_success_makes_one_order(
         refused = outcomes[0]
         if isinstance(refused, CartkeeperError):
             assert refused.code is ErrorCode.ALREADY_ORDERED
-        return await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+        return await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
 
     for cart in await asyncio.gather(*(race(c) for c in cart_ids)):
         assert cart.state is CartState.ORDERED
@@ -488,7 +511,7 @@ async def test_search_attributes_and_summary(carts: CartkeeperClient) -> None:
         SHOP, cart_id, CustomerInfo(email="secret.person@example.com", name="Secret Person")
     )
     await succeed(carts, cart_id)
-    cart = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    cart = await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
     assert cart.order is not None
     query = f'CartOrderNumber = {cart.order.number} AND CartState = "ordered"'
 
@@ -520,9 +543,7 @@ async def _current_details(client: Client, wf_id: str) -> str:
 async def test_continue_as_new_carries_the_whole_cart(
     carts_with: Callable[[CartPolicy], CartkeeperClient],
 ) -> None:
-    carts = carts_with(
-        CartPolicy(continue_as_new_after_events=40, projection_interval_seconds=0)
-    )
+    carts = carts_with(CartPolicy(continue_as_new_after_events=40, projection_interval_seconds=0))
     cart_id = new_id()
     await carts.identify_customer(SHOP, cart_id, CustomerInfo(email="ann@example.com"))
     for quantity in range(1, 16):
@@ -533,7 +554,7 @@ async def test_continue_as_new_carries_the_whole_cart(
         SHOP, cart_id, attempt_id="att-1", method="online", gateway="stripe", amount=6750
     )
     await succeed(carts, cart_id)
-    cart = await carts.await_order(SHOP, cart_id, timeout_seconds=10)
+    cart = await whole(carts, await carts.await_order(SHOP, cart_id, timeout_seconds=10))
     runs = await runs_of(carts.client, cart_id, at_least=2)
     assert len(runs) >= 2, "the cart should have continued as new"
     assert cart.customer is not None and cart.customer.email == "ann@example.com"
@@ -555,7 +576,7 @@ async def test_continue_as_new_keeps_the_deadlines(
         )
     )
     cart_id = new_id()
-    cart = await to_payment(carts, cart_id)
+    cart = await whole(carts, await to_payment(carts, cart_id))
     lock_at = cart.lock_at
     for _ in range(8):
         await carts.record_visit(SHOP, cart_id, page="/checkout")

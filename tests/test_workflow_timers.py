@@ -12,6 +12,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.read_model import get_cart_record
+from starter.client import CartkeeperClient
 from tests.conftest import TASK_QUEUE, new_id, start_cart
 from workflows.contract import (
     CONFIRM,
@@ -29,6 +30,7 @@ from workflows.contract import (
     CartPolicy,
     CartState,
     CartUpdated,
+    CartView,
     CheckoutStarted,
     ConfirmCart,
     DeleteCart,
@@ -48,8 +50,11 @@ LINES = [CartLine("sku-1", "Tea", 2, 450), CartLine("sku-2", "Cup", 1, 1200)]
 
 
 async def update(handle: WorkflowHandle[Any, Any], name: str, arg: Any) -> Cart:
-    result: Cart = await handle.execute_update(name, arg, result_type=Cart)
-    return result
+    """An update (answered with a compact view), then the whole cart (a query)."""
+    view: CartView = await handle.execute_update(name, arg, result_type=CartView)
+    cart = await query(handle)
+    assert view.version == cart.version and view.state is cart.state
+    return cart
 
 
 async def query(handle: WorkflowHandle[Any, Any]) -> Cart:
@@ -63,9 +68,9 @@ async def result(handle: WorkflowHandle[Any, Any]) -> Cart:
     return closed
 
 
-async def new_cart(env: WorkflowEnvironment, policy: CartPolicy | None = None) -> tuple[
-    WorkflowHandle[Any, Any], Cart
-]:
+async def new_cart(
+    env: WorkflowEnvironment, policy: CartPolicy | None = None
+) -> tuple[WorkflowHandle[Any, Any], Cart]:
     handle = await start_cart(env.client, SHOP, new_id(), policy)
     cart = await update(handle, UPDATE_CART, CartUpdated(lines=list(LINES), currency="EUR"))
     return handle, cart
@@ -216,18 +221,17 @@ async def test_ordered_cart_retires_and_a_late_double_charge_is_still_recorded(
     number = closed.order.number
     assert number is not None
     # A second success for another attempt arrives after the workflow has closed: the
-    # signal starts a new run, which restores the cart from its record and records it.
-    again = await ts_env.client.start_workflow(
-        WORKFLOW_NAME,
-        CartInput(shop_id=SHOP, cart_id=closed.cart_id),
-        id=workflow_id(SHOP, closed.cart_id),
-        task_queue=TASK_QUEUE,
-        result_type=Cart,
-        start_signal=PAYMENT_RESULT,
-        start_signal_args=[PaymentResultReported("att-2", PaymentStatus.SUCCEEDED, 2100)],
+    # client's signal-with-start is refused (REJECT_DUPLICATE) with the closed run's id,
+    # and a new run restores the cart from that run's result and records the success.
+    carts = CartkeeperClient(ts_env.client, task_queue=TASK_QUEUE)
+    await carts.report_payment_result(
+        SHOP, closed.cart_id, attempt_id="att-2", status="succeeded", amount=2100
     )
     await ts_env.sleep(timedelta(seconds=5))
+    again = ts_env.client.get_workflow_handle(workflow_id(SHOP, closed.cart_id), result_type=Cart)
     cart = await query(again)
+    assert [e.kind for e in cart.journal if e.kind == "cart_restored"] == ["cart_restored"]
+    assert cart.lineage == closed.lineage, "the same cart, continued"
     assert cart.order is not None and cart.order.number == number
     assert [a.kind for a in cart.attention] == ["possible_double_charge"]
     assert cart.needs_admin
@@ -246,9 +250,10 @@ async def test_success_after_deletion_and_close_needs_an_admin(
     assert cart.state is CartState.DELETED
     await ts_env.sleep(timedelta(days=2))
     assert (await result(handle)).state is CartState.DELETED
+    # A gateway that signals with start itself names the closed run to continue from.
     again = await ts_env.client.start_workflow(
         WORKFLOW_NAME,
-        CartInput(shop_id=SHOP, cart_id=cart.cart_id),
+        CartInput(shop_id=SHOP, cart_id=cart.cart_id, restore_run_id=handle.result_run_id),
         id=handle.id,
         task_queue=TASK_QUEUE,
         result_type=Cart,
@@ -257,7 +262,7 @@ async def test_success_after_deletion_and_close_needs_an_admin(
     )
     await ts_env.sleep(timedelta(seconds=5))
     cart = await query(again)
-    assert cart.state is CartState.DELETED
+    assert cart.state is CartState.DELETED, cart.attention
     assert cart.order is None
     assert [a.kind for a in cart.attention] == ["paid_after_close"]
     assert cart.attention[0].attempt_id == "att-1"

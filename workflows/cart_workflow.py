@@ -66,7 +66,9 @@ with workflow.unsafe.imports_passed_through():
 EFFECT_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
+    # Retries cost no history events: try often, so the read model catches up soon
+    # after an outage.
+    maximum_interval=timedelta(seconds=10),
 )
 EFFECT_TIMEOUT = timedelta(seconds=10)
 EFFECT_GIVE_UP = timedelta(minutes=5)
@@ -160,7 +162,8 @@ class CartWorkflow:
                 shop_id=input.shop_id,
                 cart_id=input.cart_id,
                 policy=input.policy,
-                lineage=workflow.info().run_id,
+                # the chain's first run: the same after a reset or a continue-as-new
+                lineage=workflow.info().first_execution_run_id,
             )
         self._ready = input.restore_run_id is None
         # The read model: the version it holds, since when newer changes wait, whether

@@ -220,7 +220,14 @@ def payment_result(cart: Cart, event: PaymentResultReported, now: datetime) -> b
         attempt.succeeded_currency = event.currency or attempt.currency or cart.currency
         _payment_succeeded(cart, attempt, now)
     elif status is PaymentStatus.PENDING:
-        if is_current and cart.state.is_open and cart.state is not CartState.LOCKED:
+        # A pending payment for a cart without lines makes no order and locks nothing:
+        # there is nothing to sell (a later success is flagged, never an empty order).
+        if (
+            is_current
+            and cart.lines
+            and cart.state.is_open
+            and cart.state is not CartState.LOCKED
+        ):
             if cart.policy.process_pending_payments:
                 create_order(
                     cart, now, source=OrderSource.PENDING_PAYMENT, attempt_id=attempt.attempt_id
@@ -409,7 +416,8 @@ def paid_amount(cart: Cart, currency: str | None) -> int:
 
 def settle(cart: Cart, now: datetime, attempt_id: str | None = None) -> None:
     """Recompute what the order has been paid: ``paid`` exactly when the succeeded
-    payments in its currency cover its total (``P`` then, ``O`` otherwise)."""
+    payments in its currency cover its total (``P`` then, ``O`` otherwise). The order
+    records the attempt that completed its payment."""
     order = cart.order
     assert order is not None
     order.amount_paid = paid_amount(cart, order.currency)
@@ -418,21 +426,36 @@ def settle(cart: Cart, now: datetime, attempt_id: str | None = None) -> None:
         order.paid = True
         order.paid_at = now
         order.status = ORDER_STATUS_PROCESSED
-        if attempt_id is not None:
-            order.attempt_id = attempt_id
+        order.attempt_id = (
+            attempt_id
+            or _covering_attempt(cart, order.currency, order.total)
+            or order.attempt_id  # a free order: covered by no payment
+        )
         if order.created_at != now:
             journal(
                 cart,
                 now,
                 JournalKind.ORDER_PAID,
                 GATEWAY,
-                f"{order.amount_paid} of {order.total}"
-                + (f" ({attempt_id})" if attempt_id else ""),
+                f"{order.amount_paid} of {order.total} ({order.attempt_id})",
             )
     elif not covered and order.paid:
         order.paid = False
         order.paid_at = None
         order.status = ORDER_STATUS_OPEN
+
+
+def _covering_attempt(cart: Cart, currency: str | None, total: int) -> str | None:
+    """The succeeded attempt whose amount made the payments cover ``total``."""
+    paid = 0
+    last = None
+    for attempt in cart.payments:
+        if attempt.status is PaymentStatus.SUCCEEDED and attempt.succeeded_currency == currency:
+            paid += attempt.succeeded_amount or 0
+            last = attempt.attempt_id
+            if paid >= total:
+                return last
+    return last
 
 
 # --------------------------------------------------------------------------- orders

@@ -149,6 +149,8 @@ def _json_type(value: object) -> str:
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return f"not a finite number ({value!r})"
         return f"a number with a fraction ({value!r})" if value != int(value) else "a float"
     if isinstance(value, str):
         return "a string"

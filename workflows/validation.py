@@ -324,6 +324,8 @@ def check(cart: Cart, event: object) -> None:
             _check_payment_started(cart, event)
         case ConfirmCart():
             _require_locked(cart, event, "confirmed")
+            if not cart.lines:
+                raise CartRefused(ErrorCode.CART_EMPTY, "an empty cart cannot become an order")
             if event.status not in ADMIN_CONFIRM_STATUSES:
                 raise CartRefused(
                     ErrorCode.INVALID_STATUS,

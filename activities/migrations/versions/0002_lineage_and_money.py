@@ -18,6 +18,8 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_SQLITE_AUTOINCREMENT = {"sqlite_autoincrement": True}
+
 
 def upgrade() -> None:
     with op.batch_alter_table("carts") as batch:
@@ -26,7 +28,8 @@ def upgrade() -> None:
             sa.Column("order_amount_paid", sa.BigInteger(), nullable=False, server_default="0")
         )
         batch.add_column(sa.Column("attention", sa.String(), nullable=True))
-    with op.batch_alter_table("order_numbers") as batch:
+    # SQLite rebuilds the table: keep AUTOINCREMENT (a number is never given twice)
+    with op.batch_alter_table("order_numbers", table_kwargs=_SQLITE_AUTOINCREMENT) as batch:
         batch.add_column(sa.Column("lineage", sa.String(64), nullable=False, server_default=""))
         batch.drop_constraint("uq_order_numbers_shop_id_cart_id", type_="unique")
         batch.create_unique_constraint(
@@ -35,7 +38,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("order_numbers") as batch:
+    with op.batch_alter_table("order_numbers", table_kwargs=_SQLITE_AUTOINCREMENT) as batch:
         batch.drop_constraint("uq_order_numbers_shop_id_cart_id_lineage", type_="unique")
         batch.create_unique_constraint("uq_order_numbers_shop_id_cart_id", ["shop_id", "cart_id"])
         batch.drop_column("lineage")

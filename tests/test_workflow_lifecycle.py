@@ -1,0 +1,145 @@
+"""Edges of a cart's life: continue-as-new leaves no handler unfinished and carries the
+projected version; an order that is not fully paid keeps its workflow open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.read_model import get_cart_record
+from starter.client import CartkeeperClient
+from tests.conftest import new_id, start_cart
+from tests.test_workflow_dev import SHOP, TOTAL, eventually, to_payment
+from workflows.contract import (
+    PAYMENT_RESULT,
+    Cart,
+    CartPolicy,
+    CartState,
+    CartView,
+    workflow_id,
+)
+
+
+async def run_ids(client: Client, cart_id: str) -> str:
+    description = await client.get_workflow_handle(workflow_id(SHOP, cart_id)).describe()
+    return description.run_id
+
+
+async def test_continue_as_new_answers_waiting_handlers_and_carries_the_projection(
+    carts_with: Callable[[CartPolicy], CartkeeperClient],
+    session_factory: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    carts = carts_with(CartPolicy(continue_as_new_after_events=40, projection_interval_seconds=0))
+    cart_id = new_id()
+    await to_payment(carts, cart_id)
+    first_run = await run_ids(carts.client, cart_id)
+    # The customer is back from the gateway and waits for the order...
+    waiting = asyncio.create_task(carts.await_order(SHOP, cart_id, timeout_seconds=120))
+    await asyncio.sleep(0.5)
+    # ... while the storefront keeps the cart busy until it continues as new.
+    with caplog.at_level(logging.WARNING, logger="temporalio"):
+        for n in range(30):
+            await carts.record_visit(SHOP, cart_id, f"/p{n}")
+            if await run_ids(carts.client, cart_id) != first_run:
+                break
+        view = await asyncio.wait_for(waiting, 30)
+    assert await run_ids(carts.client, cart_id) != first_run, "it should have continued"
+    # The waiting call was answered before the run ended (not abandoned, not failed).
+    assert view.state is CartState.PAYMENT_PENDING and view.order_number is None
+    unfinished = [r.getMessage() for r in caplog.records if "unfinished" in r.getMessage().lower()]
+    assert unfinished == []
+    # The new run knows what the read model holds: it starts from the carried version.
+    handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+    started = await anext(aiter(handle.fetch_history_events()))
+    assert started.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
+    payload = started.workflow_execution_started_event_attributes.input.payloads[0]
+    carried = json.loads(payload.data)
+    record = await get_cart_record(session_factory, SHOP, cart_id)
+    assert record is not None
+    assert 0 < carried["projected_version"] <= record.version
+    assert carried["cart"]["version"] >= carried["projected_version"]
+
+    async def caught_up() -> bool:
+        cart = await carts.get_cart(SHOP, cart_id)
+        row = await get_cart_record(session_factory, SHOP, cart_id)
+        return row is not None and row.version == cart.version
+
+    await eventually(caught_up)
+
+
+async def signal_closed(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the run is closed (a signal to a closed run is refused)."""
+    try:
+        await handle.signal(
+            PAYMENT_RESULT, {"attempt_id": "probe", "status": "failed", "amount": 0}
+        )
+    except RPCError:
+        return True
+    return False
+
+
+@pytest.mark.usefixtures("ts_worker")
+async def test_an_unpaid_order_stays_open_until_it_is_paid(ts_env: WorkflowEnvironment) -> None:
+    policy = CartPolicy(lifetime_seconds=10 * 86400, retire_after_seconds=86400)
+    handle = await start_cart(ts_env.client, SHOP, new_id(), policy)
+    await handle.execute_update(
+        "update_cart",
+        {
+            "lines": [{"sku": "tea", "name": "Tea", "quantity": 1, "unit_price": TOTAL}],
+            "currency": "EUR",
+        },
+        result_type=CartView,
+    )
+    await handle.execute_update(
+        "start_payment",
+        {"attempt_id": "bank-1", "method": "offline", "gateway": "bank", "amount": TOTAL},
+        result_type=CartView,
+    )
+    # Days later the bank transfer has not arrived: the order's workflow is still open.
+    await ts_env.sleep(timedelta(days=3))
+    cart: Cart = await handle.query("get_cart", result_type=Cart)
+    assert cart.order is not None and not cart.order.paid and cart.order.number is not None
+    assert not await signal_closed(handle)
+    await handle.signal(
+        PAYMENT_RESULT, {"attempt_id": "bank-1", "status": "succeeded", "amount": TOTAL}
+    )
+    await ts_env.sleep(timedelta(hours=1))
+    cart = await handle.query("get_cart", result_type=Cart)
+    assert cart.order is not None and cart.order.paid
+    # Paid: it retires a day later, as a paid order does.
+    await ts_env.sleep(timedelta(days=2))
+    closed: Cart = await handle.result()
+    assert closed.order is not None and closed.order.paid
+
+
+@pytest.mark.usefixtures("ts_worker")
+async def test_an_unpaid_order_retires_when_its_lifetime_ends(ts_env: WorkflowEnvironment) -> None:
+    policy = CartPolicy(lifetime_seconds=5 * 86400, retire_after_seconds=3600)
+    handle = await start_cart(ts_env.client, SHOP, new_id(), policy)
+    await handle.execute_update(
+        "update_cart",
+        {
+            "lines": [{"sku": "tea", "name": "Tea", "quantity": 1, "unit_price": TOTAL}],
+            "currency": "EUR",
+        },
+        result_type=CartView,
+    )
+    await handle.execute_update(
+        "start_payment",
+        {"attempt_id": "bank-1", "method": "offline", "gateway": "bank", "amount": TOTAL},
+        result_type=CartView,
+    )
+    await ts_env.sleep(timedelta(days=6))
+    closed: Cart = await handle.result()
+    assert closed.order is not None and not closed.order.paid
