@@ -11,10 +11,12 @@ Every activity is idempotent, so Temporal may retry it freely:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, and_, func, or_, select
+from sqlalchemy import Insert, and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError
@@ -22,6 +24,7 @@ from temporalio.service import RPCError
 from activities.db import SessionFactory, write_session
 from activities.models import CartRecord, OrderNumber
 from activities.read_model import cart_values, get_cart_record
+from workflows import machine
 from workflows.contract import (
     ACTIVITY_ALLOCATE_ORDER_NUMBER,
     ACTIVITY_PROJECT_CART,
@@ -29,7 +32,9 @@ from workflows.contract import (
     GET_CART,
     AllocateOrderNumberInput,
     Cart,
+    OrderNumberAssigned,
     ProjectCartInput,
+    ProjectedCart,
     RestoreCartInput,
     RestoredCart,
     workflow_id,
@@ -48,26 +53,60 @@ def _insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
     raise NotImplementedError(f"the read model supports PostgreSQL and SQLite, not {dialect}")
 
 
-def upsert_cart_statement(dialect: str, values: dict[str, Any]) -> Insert:
-    """INSERT the cart row, or UPDATE it only if ``values`` is newer: a greater version of
-    the same lineage, or a newer lineage (the id reused after Temporal forgot the old
-    cart: the row follows the cart the id now names)."""
-    statement = _insert(dialect, CartRecord).values(**values)
+_CARTS = CartRecord.__table__
+_ORDER_NUMBERS = OrderNumber.__table__
+
+
+@cache
+def upsert_cart_statement(dialect: str) -> Insert:
+    """INSERT the cart row, or UPDATE it only if the new values are newer: a greater
+    version of the same lineage, or a newer lineage (the id reused after Temporal forgot
+    the old cart: the row follows the cart the id now names).
+
+    Built once per dialect, against the table with bound parameters (execute it with the
+    row's values): building it per call, through the ORM, cost more than the write."""
+    columns = [column.name for column in _CARTS.columns]
+    statement = _insert(dialect, _CARTS).values({name: bindparam(name) for name in columns})
     excluded = statement.excluded
+    stored = _CARTS.c
     # A row without lineage (projected before lineages existed) belongs to the cart that
     # writes next; a cart without lineage (restored from such a row) is its own lineage:
     # NULL is no lineage, so compare with IS NOT DISTINCT FROM, not "=" (NULL = NULL is
     # not true, and such a cart would never update its row again).
-    stored_lineage = func.coalesce(CartRecord.lineage, excluded.lineage)
+    stored_lineage = func.coalesce(stored.lineage, excluded.lineage)
     same_lineage = stored_lineage.is_not_distinct_from(excluded.lineage)
     return statement.on_conflict_do_update(
         index_elements=list(_PRIMARY_KEY),
-        set_={name: excluded[name] for name in values if name not in _PRIMARY_KEY},
+        set_={name: excluded[name] for name in columns if name not in _PRIMARY_KEY},
         where=or_(
-            and_(same_lineage, excluded.version > CartRecord.version),
-            and_(~same_lineage, excluded.created_at > CartRecord.created_at),
+            and_(same_lineage, excluded.version > stored.version),
+            and_(~same_lineage, excluded.created_at > stored.created_at),
         ),
     )
+
+
+@cache
+def _order_number_statements(dialect: str) -> tuple[Any, Any]:
+    """(find, insert) of an order number, with bound ``shop_id``, ``cart_id``, ``lineage``
+    (and ``created_at`` for the insert)."""
+    table = _ORDER_NUMBERS
+    find = select(table.c.number).where(
+        table.c.shop_id == bindparam("shop_id"),
+        table.c.cart_id == bindparam("cart_id"),
+        table.c.lineage == bindparam("lineage"),
+    )
+    insert = (
+        _insert(dialect, table)
+        .values(
+            shop_id=bindparam("shop_id"),
+            cart_id=bindparam("cart_id"),
+            lineage=bindparam("lineage"),
+            created_at=bindparam("created_at"),
+        )
+        .on_conflict_do_nothing(index_elements=[*_PRIMARY_KEY, "lineage"])
+        .returning(table.c.number)
+    )
+    return find, insert
 
 
 class CartActivities:
@@ -80,7 +119,7 @@ class CartActivities:
 
     def all(self) -> list[Any]:
         """The activities to register on a worker."""
-        return [self.restore_cart, self.project_cart, self.allocate_order_number]
+        return [self.restore_cart, self.project_cart]
 
     @activity.defn(name=ACTIVITY_RESTORE_CART)
     async def restore_cart(self, request: RestoreCartInput) -> RestoredCart:
@@ -116,59 +155,76 @@ class CartActivities:
         return RestoredCart(cart=None, source="none", detail=detail)
 
     @activity.defn(name=ACTIVITY_PROJECT_CART)
-    async def project_cart(self, request: ProjectCartInput) -> None:
+    async def project_cart(self, request: ProjectCartInput) -> ProjectedCart:
         """Write the snapshot to the read model unless a newer (or the same) version is
-        already there: a late or repeated write changes nothing."""
+        already there: a late or repeated write changes nothing.
+
+        With ``assign_number``, first give the cart's order its number (allocated once per
+        order, whatever the retries) and write the cart *with* it: the number is applied
+        to this copy by the state machine at ``assigned_at``, and the workflow applies the
+        same event at the same time, so it arrives at exactly the state written here (one
+        activity instead of two; the result carries number and time)."""
         cart = request.cart
-        values = cart_values(cart, datetime.now(UTC))
-        if values["total"] != cart.total:
-            log.warning(
-                "cart %s/%s: total %s exceeds the database; stored clamped",
-                cart.shop_id,
-                cart.cart_id,
-                cart.total,
-            )
+        now = datetime.now(UTC)
         async with write_session(self.session_factory) as session:
             dialect = session.get_bind().dialect.name
-            result = await session.execute(upsert_cart_statement(dialect, values))
-        written = bool(getattr(result, "rowcount", 1))
+            result = ProjectedCart(version=cart.version)
+            order = cart.order
+            if request.assign_number and order is not None and order.number is None:
+                number = await allocate(session, dialect, cart.shop_id, cart.cart_id, cart.lineage)
+                assigned_at = max(now, cart.updated_at or now)
+                machine.apply(cart, OrderNumberAssigned(number=number), assigned_at)
+                result = ProjectedCart(
+                    version=cart.version, number=number, assigned_at=assigned_at
+                )
+            values = cart_values(cart, now)
+            if values["total"] != cart.total:
+                log.warning(
+                    "cart %s/%s: total %s exceeds the database; stored clamped",
+                    cart.shop_id,
+                    cart.cart_id,
+                    cart.total,
+                )
+            written = await session.execute(upsert_cart_statement(dialect), values)
         log.debug(
             "cart %s/%s version %s %s",
             cart.shop_id,
             cart.cart_id,
             cart.version,
-            "projected" if written else "skipped: not newer than the stored version",
+            "projected"
+            if getattr(written, "rowcount", 1)
+            else "skipped: not newer than the stored version",
         )
+        return result
 
     @activity.defn(name=ACTIVITY_ALLOCATE_ORDER_NUMBER)
     async def allocate_order_number(self, request: AllocateOrderNumberInput) -> int:
-        """The cart's order number: allocated on the first call, the same one ever after."""
-        shop_id, cart_id, lineage = request.shop_id, request.cart_id, request.lineage
-        existing = select(OrderNumber.number).where(
-            OrderNumber.shop_id == shop_id,
-            OrderNumber.cart_id == cart_id,
-            OrderNumber.lineage == lineage,
-        )
-        # A retry finds its number without touching the sequence (PostgreSQL would burn
-        # a value on every conflicting insert).
-        async with self.session_factory() as session:
-            number = (await session.execute(existing)).scalar_one_or_none()
-        if number is not None:
-            return number
+        """The cart's order number: allocated on the first call, the same one ever after.
+        (The workflow gets its number through ``project_cart``; this is the same
+        allocation on its own, for tools and tests.)"""
         async with write_session(self.session_factory) as session:
             dialect = session.get_bind().dialect.name
-            insert = (
-                _insert(dialect, OrderNumber)
-                .values(
-                    shop_id=shop_id, cart_id=cart_id, lineage=lineage, created_at=datetime.now(UTC)
-                )
-                .on_conflict_do_nothing(index_elements=[*_PRIMARY_KEY, "lineage"])
-                .returning(OrderNumber.number)
+            return await allocate(
+                session, dialect, request.shop_id, request.cart_id, request.lineage
             )
-            number = (await session.execute(insert)).scalar_one_or_none()
-            allocated = number is not None
-            if number is None:  # a concurrent call won the race: its number is the one
-                number = (await session.execute(existing)).scalar_one()
-        if allocated:
-            log.info("cart %s/%s: order number %s allocated", shop_id, cart_id, number)
-        return number
+
+
+async def allocate(
+    session: AsyncSession, dialect: str, shop_id: str, cart_id: str, lineage: str | None
+) -> int:
+    """The order number of (shop, cart, lineage), allocated in ``session``'s transaction
+    on the first call and found on every later one. A concurrent call for the same cart
+    waits for the other's insert (a unique key) and takes its number."""
+    key = {"shop_id": shop_id, "cart_id": cart_id, "lineage": lineage or ""}
+    find, insert = _order_number_statements(dialect)
+    # A retry finds its number without touching the sequence (PostgreSQL would burn a
+    # value on every conflicting insert).
+    number = (await session.execute(find, key)).scalar_one_or_none()
+    if number is not None:
+        return int(number)
+    created = {**key, "created_at": datetime.now(UTC)}
+    number = (await session.execute(insert, created)).scalar_one_or_none()
+    if number is None:  # a concurrent call won the race: its number is the one
+        return int((await session.execute(find, key)).scalar_one())
+    log.info("cart %s/%s: order number %s allocated", shop_id, cart_id, number)
+    return int(number)

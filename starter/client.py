@@ -13,20 +13,25 @@ refusal is a ``CartkeeperError`` carrying an ``ErrorCode`` (and its HTTP status)
 answer with a ``CartView`` (state, version, totals, order, attention); ``get_cart`` gives
 the whole ``Cart``.
 
-Creating and bringing back carts: a storefront event is one update-with-start (one RPC,
-new cart or not). If the cart's workflow has closed (it retired, or was terminated), the
-start is refused by Temporal's ``REJECT_DUPLICATE`` policy with the closed run's id, and
-the client starts a new run that continues from that run's state. Payment results do the
+Creating and bringing back carts: a storefront event for a cart this client has not seen
+running is one update-with-start (one RPC, new cart or not); for a cart it knows to be
+running, a plain update (cheaper for the server). If the cart's workflow has closed (it
+retired, or was terminated), the start is refused by Temporal's ``REJECT_DUPLICATE``
+policy with the closed run's id, and the client starts a new run that continues from that
+run's state. Payment results do the
 same with signal-with-start, so a late result is never dropped. Admin actions never
 create a cart: they bring a closed one back only if it existed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -82,6 +87,9 @@ from workflows.parsing import MESSAGE_BY_NAME, parse_await_timeout
 
 T = TypeVar("T")
 
+#: how many running carts a client remembers (to send them plain updates)
+RUNNING_CARTS_KEPT = 10_000
+
 
 class CartkeeperError(Exception):
     """A request was refused or could not be carried out."""
@@ -94,6 +102,15 @@ class CartkeeperError(Exception):
     @property
     def http_status(self) -> int:
         return self.code.http_status
+
+
+class _RunClosing(CartkeeperError):
+    """The run was ending (continue-as-new, retirement) as the request reached it: the
+    next run takes it. Retried by the client, never shown."""
+
+
+#: how often (and after how long) a request that met a closing run is sent again
+CLOSING_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
 def _edge(check: Callable[[], T]) -> T:
@@ -150,6 +167,8 @@ class CartkeeperClient:
         self.task_queue = task_queue
         self._policy_for = policy_for or (lambda _shop: CartPolicy())
         self._rpc_timeout = timedelta(seconds=update_timeout) if update_timeout else None
+        #: workflow ids of carts seen running lately (most recent last), for plain updates
+        self._running: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
     async def connect(cls, address: str | None = None) -> CartkeeperClient:
@@ -229,17 +248,31 @@ class CartkeeperClient:
         self, shop_id: str, cart_id: str, timeout_seconds: float = 30
     ) -> CartView:
         """For the customer back from the gateway: the cart once its order has a number
-        (or once it left payment), or as it is after ``timeout_seconds`` (at most 300)."""
+        (or once it left payment), or as it is after ``timeout_seconds`` (at most 300).
+
+        A run that continues as new answers its waiting calls at once; the client then
+        asks the next run for the rest of the time."""
         check_ids(shop_id, cart_id)
-        payload = {"timeout_seconds": float(timeout_seconds)}
-        _edge(lambda: parse_await_timeout(payload))
+        _edge(lambda: parse_await_timeout({"timeout_seconds": float(timeout_seconds)}))
         handle = self.client.get_workflow_handle(workflow_id(shop_id, cart_id))
-        return await self._call(
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_seconds
+        while True:
+            remaining = max(deadline - loop.time(), 0.0)
+            view = await _retry_closing(partial(self._await_once, handle, remaining))
+            waiting = view.order_status is not None and view.order_number is None
+            if view.order_status is None and view.state is CartState.PAYMENT_PENDING:
+                waiting = True
+            if not waiting or loop.time() >= deadline - 0.05:
+                return view
+
+    async def _await_once(self, handle: WorkflowHandle[Any, Any], seconds: float) -> CartView:
+        return await self._view(
             handle.execute_update(
                 AWAIT_ORDER,
-                payload,
-                result_type=CartView,
-                rpc_timeout=timedelta(seconds=timeout_seconds + 30),
+                {"timeout_seconds": seconds},
+                result_type=dict,
+                rpc_timeout=timedelta(seconds=seconds + 30),
             )
         )
 
@@ -368,9 +401,37 @@ class CartkeeperClient:
     ) -> CartView:
         """An update that creates the cart's workflow if none runs: one RPC."""
         check_ids(shop_id, cart_id)
+        return await _retry_closing(
+            lambda: self._storefront_once(shop_id, cart_id, update, payload)
+        )
+
+    async def _storefront_once(
+        self, shop_id: str, cart_id: str, update: str, payload: dict[str, Any]
+    ) -> CartView:
+        wid = workflow_id(shop_id, cart_id)
+        if wid in self._running:
+            self._running.move_to_end(wid)
+            handle = self.client.get_workflow_handle(wid)
+            try:
+                return await self._view(
+                    handle.execute_update(
+                        update, payload, result_type=dict, rpc_timeout=self._rpc_timeout
+                    )
+                )
+            except CartkeeperError as error:
+                if error.code is not ErrorCode.CART_NOT_FOUND:
+                    raise
+                self._running.pop(wid, None)  # it closed since: bring it back
         view = await self._with_start(shop_id, cart_id, update=(update, payload))
         assert view is not None
+        self._seen_running(wid)
         return view
+
+    def _seen_running(self, wid: str) -> None:
+        self._running[wid] = None
+        self._running.move_to_end(wid)
+        while len(self._running) > RUNNING_CARTS_KEPT:
+            self._running.popitem(last=False)
 
     async def _with_start(
         self,
@@ -437,12 +498,12 @@ class CartkeeperClient:
             **options,
         )
         try:
-            return await self._call(
+            return await self._view(
                 self.client.execute_update_with_start_workflow(
                     name,
                     payload,
                     start_workflow_operation=start,
-                    result_type=CartView,
+                    result_type=dict,
                     rpc_timeout=self._rpc_timeout,
                 )
             )
@@ -458,11 +519,16 @@ class CartkeeperClient:
         then says what is allowed). Never creates a cart."""
         check_ids(shop_id, cart_id)
         self._parsed(update, payload)
+        return await _retry_closing(lambda: self._admin_once(shop_id, cart_id, update, payload))
+
+    async def _admin_once(
+        self, shop_id: str, cart_id: str, update: str, payload: dict[str, Any]
+    ) -> CartView:
         handle = self.client.get_workflow_handle(workflow_id(shop_id, cart_id))
         try:
-            return await self._call(
+            return await self._view(
                 handle.execute_update(
-                    update, payload, result_type=CartView, rpc_timeout=self._rpc_timeout
+                    update, payload, result_type=dict, rpc_timeout=self._rpc_timeout
                 )
             )
         except CartkeeperError as error:
@@ -474,6 +540,11 @@ class CartkeeperClient:
         )
         assert view is not None
         return view
+
+    @classmethod
+    async def _view(cls, awaitable: Awaitable[Any]) -> CartView:
+        """An update's answer (a JSON object) as a ``CartView``."""
+        return CartView.from_json(await cls._call(awaitable))
 
     @staticmethod
     async def _call(awaitable: Awaitable[T]) -> T:
@@ -491,9 +562,38 @@ class CartkeeperClient:
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 raise CartkeeperError(ErrorCode.CART_NOT_FOUND, "no such cart") from None
+            if _closing(error):
+                raise _RunClosing(ErrorCode.TEMPORAL_UNAVAILABLE, error.message) from None
             if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
                 raise CartkeeperError(ErrorCode.TEMPORAL_UNAVAILABLE, error.message) from None
-            raise CartkeeperError(ErrorCode.INTERNAL, error.message) from None
+            raise CartkeeperError(
+                ErrorCode.INTERNAL, f"{error.message} [{error.status.name}]"
+            ) from None
+
+
+def _closing(error: RPCError) -> bool:
+    """The request met a run that was ending: continue-as-new or completion."""
+    message = error.message.lower()
+    return (
+        "workflow is closing" in message
+        or "workflow task failure" in message
+        or ("workflow task in failed state" in message)
+    )
+
+
+async def _retry_closing(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, sent again (a few times, briefly) while it meets a closing run."""
+    for pause in CLOSING_RETRIES:
+        try:
+            return await call()
+        except _RunClosing:
+            await asyncio.sleep(pause)
+    try:
+        return await call()
+    except _RunClosing as error:
+        raise CartkeeperError(
+            error.code, f"the cart's workflow kept closing: {error.message}"
+        ) from None
 
 
 def _from_failure(cause: BaseException | None) -> CartkeeperError:

@@ -2,10 +2,13 @@
 
     .venv/bin/python -m tests.record_histories
 
+    .venv/bin/python -m tests.record_histories online_order   # one scenario, added
+
 Runs a set of scenarios against a fresh dev server with the current workflow code and
-writes each cart's history to ``tests/histories/<scenario>.json``. Record again only for a
-deliberate, versioned change: the replay test exists so that a change which would break
-running carts fails CI. Keep old histories when adding ``workflow.patched`` branches.
+writes each cart's history to ``tests/histories/<scenario>[-runN].json``. The histories
+were last replaced as a whole by the issue "The cart keeps every promise" (see the README's
+changelog); from then on, changes to ``workflows/`` keep them replaying
+(``workflow.patched``) and new scenarios are *added* by name, never re-recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
@@ -27,9 +31,18 @@ from activities.settings import Settings
 from starter.client import CartkeeperClient
 from worker import build_worker
 from workflows import search_attributes as sa
-from workflows.contract import CartLine, CartPolicy, CartState, CustomerInfo
+from workflows.contract import (
+    PAYMENT_RESULT,
+    CartLine,
+    CartPolicy,
+    CartState,
+    CustomerInfo,
+    workflow_id,
+)
 
 HERE = Path(__file__).parent / "histories"
+#: the cart each recorded history ends with, as replayed when it was recorded
+EXPECTED = Path(__file__).parent / "replayed_carts.json"
 SHOP = "replay"
 LINES = [CartLine("tea", "Green tea", 2, 450), CartLine("cup", "Cup", 1, 1200)]
 FAST = CartPolicy(
@@ -62,22 +75,38 @@ async def online_order(c: CartkeeperClient, cart: str) -> None:
     await c.report_payment_result(SHOP, cart, attempt_id="a1", status="succeeded", amount=2100)
     await c.await_order(SHOP, cart, 10)
     await c.report_payment_result(SHOP, cart, attempt_id="a2", status="succeeded", amount=2100)
+    await c.resolve(SHOP, cart, admin="ann", note="refunded a2")
 
 
-async def offline_order(c: CartkeeperClient, cart: str) -> None:
+async def offline_order_paid_in_parts(c: CartkeeperClient, cart: str) -> None:
     await c.update_cart(SHOP, cart, LINES, "EUR")
-    await c.start_payment(SHOP, cart, attempt_id="b1", method="offline", gateway="bank",
-                          amount=2100)
+    await c.start_payment(
+        SHOP, cart, attempt_id="b1", method="offline", gateway="bank", amount=2100
+    )
     await c.await_order(SHOP, cart, 10)
+    await c.report_payment_result(SHOP, cart, attempt_id="b1", status="succeeded", amount=1000)
+    await c.report_payment_result(SHOP, cart, attempt_id="b2", status="succeeded", amount=1100)
+    await _settled(c, cart)
 
 
 async def failed_then_pending_then_confirmed(c: CartkeeperClient, cart: str) -> None:
     await _pay(c, cart)
     await c.report_payment_result(SHOP, cart, attempt_id="a1", status="failed", amount=2100)
-    await c.start_payment(SHOP, cart, attempt_id="a2", method="online", gateway="stripe",
-                          amount=2100)
+    await c.start_payment(
+        SHOP, cart, attempt_id="a2", method="online", gateway="stripe", amount=2100
+    )
     await c.report_payment_result(SHOP, cart, attempt_id="a2", status="pending", amount=2100)
     await c.confirm(SHOP, cart, admin="ann", note="seen in the gateway")
+    await c.await_order(SHOP, cart, 10)
+    await c.report_payment_result(SHOP, cart, attempt_id="a2", status="succeeded", amount=2100)
+    await _settled(c, cart)
+
+
+async def cart_changed_during_payment(c: CartkeeperClient, cart: str) -> None:
+    await _pay(c, cart)
+    # Back from the gateway the customer adds more; then the old payment succeeds.
+    await c.update_cart(SHOP, cart, [*LINES, CartLine("pot", "Teapot", 1, 500_000)], "EUR")
+    await c.report_payment_result(SHOP, cart, attempt_id="a1", status="succeeded", amount=2100)
     await c.await_order(SHOP, cart, 10)
 
 
@@ -92,25 +121,112 @@ async def lock_unlock_abandon_expire(c: CartkeeperClient, cart: str) -> None:
 
 
 async def deleted_then_paid(c: CartkeeperClient, cart: str) -> None:
+    """Deleted, retired; a late success brings the cart back (a second run restores it
+    from the first run's result) and is recorded for an admin."""
     await _pay(c, cart)
     await c.delete(SHOP, cart, admin="ann")
-    await c.report_payment_result(SHOP, cart, attempt_id="a1", status="succeeded", amount=2100)
     await c.handle(SHOP, cart).result()
+    await c.report_payment_result(SHOP, cart, attempt_id="a1", status="succeeded", amount=2100)
+    await _until_attention(c, cart)
+    await c.handle(SHOP, cart).result()
+
+
+async def terminated_then_paid(c: CartkeeperClient, cart: str) -> None:
+    """Terminated by ops while at the gateway; the late success restores the cart from
+    the terminated run (replayed by a query) and makes the order."""
+    await _pay(c, cart)
+    await c.handle(SHOP, cart).terminate("ops")
+    await c.report_payment_result(SHOP, cart, attempt_id="a1", status="succeeded", amount=2100)
+    await c.await_order(SHOP, cart, 10)
 
 
 async def continued_as_new(c: CartkeeperClient, cart: str) -> None:
     for quantity in range(1, 12):
         await c.update_cart(SHOP, cart, [CartLine("tea", "Green tea", quantity, 450)], "EUR")
+    await c.start_payment(
+        SHOP, cart, attempt_id="b1", method="offline", gateway="bank", amount=4950
+    )
+    await c.await_order(SHOP, cart, 10)
+
+
+async def lines_removed(c: CartkeeperClient, cart: str) -> None:
+    """Several lines removed at once: the journal lists them in the cart's order."""
+    many = [CartLine(f"sku-{n}", f"Item {n}", 1, 100 + n) for n in range(12)]
+    await c.update_cart(SHOP, cart, many, "EUR")
+    await c.update_cart(SHOP, cart, many[::5], "EUR")
+    await c.update_cart(SHOP, cart, [], "EUR")
+
+
+async def operated_from_the_ui(c: CartkeeperClient, cart: str) -> None:
+    """What ops send from the Temporal UI: raw payloads, admin signals, a cancellation."""
+    await _pay(c, cart)
+    handle = c.client.get_workflow_handle(workflow_id(SHOP, cart))
+    await handle.signal(
+        PAYMENT_RESULT, {"attempt_id": "a1", "status": "SUCCEEDED", "amount": "2100"}
+    )
+    await handle.signal(PAYMENT_RESULT, ["not", "an", "object"])
+    await handle.signal("confirm", {"admin": "ops"})  # not locked yet: refused, journaled
+    await handle.signal(PAYMENT_RESULT, {"attempt_id": "a1", "status": "pending", "amount": 2100})
+    await _until(c, cart, CartState.LOCKED)
+    await handle.signal("confirm", {"admin": "ops", "note": "seen in Stripe", "status": "P"})
+    await c.await_order(SHOP, cart, 10)
+    await handle.signal("resolve", {"admin": "ops", "note": "a bad webhook", "items": [1]})
+    await handle.cancel()  # an order: refused and recorded
+    await _until_journal(c, cart, "cancellation_requested")
+
+
+async def cancelled_from_the_ui(c: CartkeeperClient, cart: str) -> None:
+    await c.update_cart(SHOP, cart, LINES, "EUR")
+    await c.handle(SHOP, cart).cancel()
+    await _until(c, cart, CartState.DELETED)
+
+
+async def payment_for_an_unknown_cart(c: CartkeeperClient, cart: str) -> None:
+    await c.report_payment_result(
+        SHOP, cart, attempt_id="ghost", status="succeeded", amount=999, currency="EUR"
+    )
+    await _until_attention(c, cart)
 
 
 SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
     "online_order": (online_order, CartPolicy(projection_interval_seconds=0.2)),
-    "offline_order": (offline_order, CartPolicy()),
+    "offline_order_paid_in_parts": (offline_order_paid_in_parts, CartPolicy()),
     "failed_then_pending_then_confirmed": (failed_then_pending_then_confirmed, CartPolicy()),
+    "cart_changed_during_payment": (cart_changed_during_payment, CartPolicy()),
     "lock_unlock_abandon_expire": (lock_unlock_abandon_expire, FAST),
     "deleted_then_paid": (deleted_then_paid, FAST),
+    "terminated_then_paid": (terminated_then_paid, CartPolicy()),
     "continued_as_new": (continued_as_new, CartPolicy(continue_as_new_after_events=25)),
+    "lines_removed": (lines_removed, CartPolicy()),
+    "operated_from_the_ui": (operated_from_the_ui, replace(FAST, lock_after_seconds=60)),
+    "cancelled_from_the_ui": (cancelled_from_the_ui, CartPolicy()),
+    "payment_for_an_unknown_cart": (payment_for_an_unknown_cart, CartPolicy()),
 }
+
+
+async def _settled(c: CartkeeperClient, cart: str) -> None:
+    for _ in range(100):
+        full = await c.get_cart(SHOP, cart)
+        if full.order is not None and full.order.paid and full.order.number is not None:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{cart} was never paid")
+
+
+async def _until_attention(c: CartkeeperClient, cart: str) -> None:
+    for _ in range(100):
+        if (await c.get_cart(SHOP, cart)).attention:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{cart} never needed an admin")
+
+
+async def _until_journal(c: CartkeeperClient, cart: str, kind: str) -> None:
+    for _ in range(100):
+        if any(entry.kind == kind for entry in (await c.get_cart(SHOP, cart)).journal):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{cart} never recorded {kind}")
 
 
 async def _until(c: CartkeeperClient, cart: str, state: CartState) -> None:
@@ -141,22 +257,29 @@ def _fixed(policy: CartPolicy) -> Callable[[str], CartPolicy]:
 
 
 async def main() -> None:
+    names = sys.argv[1:] or list(SCENARIOS)
+    if not sys.argv[1:]:
+        for old in HERE.glob("*.json"):  # a full recording replaces the set
+            old.unlink()
     temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            data_dir=Path(tmp), database_url=f"sqlite+aiosqlite:///{tmp}/replay.db",
+            data_dir=Path(tmp),
+            database_url=f"sqlite+aiosqlite:///{tmp}/replay.db",
             task_queue="record",
         )
         await upgrade_database(settings.resolved_database_url())
         engine = make_engine(settings.resolved_database_url())
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal, search_attributes=sa.ALL_KEYS,
+            dev_server_existing_path=temporal,
+            search_attributes=sa.ALL_KEYS,
             dev_server_log_level="error",
         )
         async with env:
-            activities = CartActivities(make_session_factory(engine))
+            activities = CartActivities(make_session_factory(engine), env.client)
             async with build_worker(env.client, activities, settings):
-                for name, (scenario, policy) in SCENARIOS.items():
+                for name in names:
+                    scenario, policy = SCENARIOS[name]
                     client = CartkeeperClient(
                         env.client, task_queue="record", policy_for=_fixed(policy)
                     )
@@ -166,5 +289,21 @@ async def main() -> None:
         await engine.dispose()
 
 
+async def write_expected() -> None:
+    """Replay every history and keep the carts they end with (``test_replay`` compares)."""
+    import json
+
+    from tests.replay_carts import replayed_carts
+
+    carts = await replayed_carts()
+    known = json.loads(EXPECTED.read_text()) if EXPECTED.exists() else {}
+    known.update({name: cart for name, cart in carts.items() if name not in known})
+    EXPECTED.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {EXPECTED.name}: {len(known)} carts")
+
+
 if __name__ == "__main__":
     asyncio.run(main())
+    if not sys.argv[1:] and EXPECTED.exists():
+        EXPECTED.unlink()  # a full recording replaces the expectations too
+    asyncio.run(write_expected())

@@ -10,7 +10,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,19 +19,29 @@ from typing import Any
 
 import pytest
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    DeleteWorkflowExecutionRequest,
+    DescribeTaskQueueRequest,
+)
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from activities.cart_activities import CartActivities
 from activities.read_model import get_cart_record
 from activities.settings import Settings
 from starter.client import CartkeeperClient
-from tests.conftest import new_id
+from tests.conftest import FAST, new_id
 from workflows.contract import (
+    IDENTIFY_CUSTOMER,
     Cart,
     CartLine,
     CartState,
+    CartView,
     CustomerInfo,
+    JournalKind,
     LockReason,
     workflow_id,
 )
@@ -49,6 +60,8 @@ class Run:
     out: str
     err: str
     seconds: float
+    #: stdout as written, before decoding
+    raw: bytes = b""
 
     def json(self) -> Any:
         return json.loads(self.out)
@@ -98,7 +111,8 @@ async def run_cli(env: dict[str, str], *args: str, within: float = 60) -> Run:
             f"cartkeeper {' '.join(args)} did not finish within {within}s"
         ) from None
     assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode(), time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return Run(process.returncode, out.decode(), err.decode(), seconds, raw=out)
 
 
 @pytest.fixture
@@ -138,8 +152,10 @@ async def active_cart(carts: CartkeeperClient, session_factory: Any, shop: str) 
     return cart_id
 
 
-async def locked_cart(carts: CartkeeperClient, session_factory: Any, shop: str) -> str:
-    """A cart locked at once: its gateway reported the payment pending."""
+async def locked_cart(
+    carts: CartkeeperClient, session_factory: Any, shop: str, *, amount: int = TOTAL
+) -> str:
+    """A cart locked at once: its gateway reported the payment (of ``amount``) pending."""
     cart_id = new_id()
     await carts.update_cart(shop, cart_id, LINES, "EUR")
     await carts.identify_customer(
@@ -148,14 +164,14 @@ async def locked_cart(carts: CartkeeperClient, session_factory: Any, shop: str) 
     await carts.start_checkout(shop, cart_id)
     attempt = f"pay-{cart_id}"
     await carts.start_payment(
-        shop, cart_id, attempt_id=attempt, method="online", gateway="stripe", amount=TOTAL
+        shop, cart_id, attempt_id=attempt, method="online", gateway="stripe", amount=amount
     )
     await carts.report_payment_result(
         shop,
         cart_id,
         attempt_id=attempt,
         status="pending",
-        amount=TOTAL,
+        amount=amount,
         currency="EUR",
         card_last4="4242",
     )
@@ -178,12 +194,13 @@ HELP: dict[tuple[str, ...], tuple[str, ...]] = {
     ("dev",): ("--simulate", "--no-simulate", "--port", "--ui-port", "--speed"),
     ("worker",): ("TEMPORAL_*", "CARTKEEPER_TASK_QUEUE", "same task queue"),
     ("simulate",): ("--carts", "--shop", "--seed", "--speed", "--wait"),
-    ("carts",): ("list", "show", "confirm", "unlock", "delete"),
+    ("carts",): ("list", "show", "confirm", "unlock", "delete", "resolve"),
     ("carts", "list"): ("--state", "--shop", "--needs-admin", "--limit", "--json", "locked"),
     ("carts", "show"): ("CART", "--shop", "--json", "--journal"),
     ("carts", "confirm"): ("CART", "--shop", "--admin", "--note", "--status", "P", "O"),
     ("carts", "unlock"): ("CART", "--shop", "--admin", "--note"),
     ("carts", "delete"): ("CART", "--shop", "--admin", "--note"),
+    ("carts", "resolve"): ("CART", "--shop", "--admin", "--note", "--item", "--json", "#N"),
 }
 
 
@@ -367,9 +384,62 @@ async def test_show_falls_back_to_the_read_model_when_the_workflow_is_gone(
     assert "note:" in as_json.err
 
 
+#: an item name that would colour the terminal, set its title, overwrite its line, forge
+#: an output line and reverse the text after it, were it printed as it is
+EVIL_NAME = "Tea\x1b[31m red\x1b]0;pwned\x07\rerror: forged\nline\u202eright"
+#: an e-mail address the workflow's own check lets through (a storefront that sends raw
+#: JSON, not the Python client, whose validator would refuse it)
+EVIL_EMAIL = "ann\x1b[2J\u202e@example.com"
+RAW_CONTROLS = (b"\x1b", b"\x07", b"\r", "\u202e".encode())
+
+
+async def test_control_characters_are_shown_escaped(
+    cartkeeper: Cartkeeper,
+    carts: CartkeeperClient,
+    session_factory: Any,
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """Text from outside is printed with its control characters escaped. `carts list`
+    shows no item names: the customer's e-mail is its outside text. (click itself drops
+    CSI sequences such as ``\\x1b[31m`` when stdout is not a terminal, so the name also
+    carries an OSC sequence and a BEL, which it would let through.)"""
+    shop, cart_id = new_id("shop"), new_id()
+    await carts.update_cart(shop, cart_id, [CartLine("tea", EVIL_NAME, 1, 650)], "EUR")
+    handle = dev_env.client.get_workflow_handle(workflow_id(shop, cart_id))
+    customer = {"email": EVIL_EMAIL, "name": EVIL_NAME}
+    await handle.execute_update(IDENTIFY_CUSTOMER, {"customer": customer}, result_type=CartView)
+
+    async def identified() -> Cart | None:
+        record = await get_cart_record(session_factory, shop, cart_id)
+        return record if record is not None and record.customer is not None else None
+
+    await eventually(identified)
+    show, listing, as_json = await asyncio.gather(
+        cartkeeper("carts", "show", cart_id, "--shop", shop),
+        cartkeeper("carts", "list", "--shop", shop),
+        cartkeeper("carts", "show", cart_id, "--shop", shop, "--json"),
+    )
+    escaped_name = r"Tea\x1b[31m red\x1b]0;pwned\x07\rerror: forged\nline\u202eright"
+    escaped_email = r"ann\x1b[2J\u202e@example.com"
+    for run in (show, listing):
+        assert run.code == 0, run.err
+        for raw in RAW_CONTROLS:
+            assert raw not in run.raw, (raw, run.raw)
+        lines = run.out.splitlines()
+        assert not any(line.startswith(("error:", "line")) for line in lines), run.out
+        assert escaped_email in run.out
+    assert escaped_name in show.out  # in the lines and after the customer's name
+    assert f"{escaped_name} <{escaped_email}>" in show.out
+    assert cart_id in listing.out and "1 cart, shop" in listing.out
+    # JSON keeps the exact text (its own escaping makes it safe to print)
+    assert as_json.json()["lines"][0]["name"] == EVIL_NAME
+    assert as_json.json()["customer"]["email"] == EVIL_EMAIL
+    assert b"\x1b" not in as_json.raw
+
+
 async def test_unknown_cart_exits_3(cartkeeper: Cartkeeper) -> None:
     shop, cart_id = new_id("shop"), new_id()
-    commands = ("show", "confirm", "unlock", "delete")
+    commands = ("show", "confirm", "unlock", "delete", "resolve")
     runs = await asyncio.gather(
         *(cartkeeper("carts", command, cart_id, "--shop", shop) for command in commands)
     )
@@ -380,9 +450,14 @@ async def test_unknown_cart_exits_3(cartkeeper: Cartkeeper) -> None:
 
 
 async def test_invalid_cart_id_is_refused(cartkeeper: Cartkeeper) -> None:
-    run = await cartkeeper("carts", "show", "no spaces allowed")
-    assert run.code == 1
-    one_error_line(run, "invalid_id")
+    commands = ("show", "confirm", "resolve")
+    runs = await asyncio.gather(
+        *(cartkeeper("carts", command, "no spaces\x1b[2J allowed") for command in commands)
+    )
+    for command, run in zip(commands, runs, strict=True):
+        assert run.code == 1, (command, run.err)
+        assert "\\x1b[2J" in one_error_line(run, "invalid_id")
+        assert run.out == ""
 
 
 # --------------------------------------------------------------------------- admin actions
@@ -397,17 +472,23 @@ async def test_confirm_a_locked_cart_prints_its_order_number(
         "carts", "confirm", cart_id, "--shop", shop, "--admin", "ann", "--note", "paid by phone"
     )
     assert run.code == 0, run.err
-    match = re.fullmatch(rf"cart {re.escape(cart_id)} confirmed: order (\d+) \(P\)\n", run.out)
+    match = re.fullmatch(
+        rf"cart {re.escape(cart_id)} confirmed: order (\d+) \(P\), paid\n", run.out
+    )
     assert match, run.out
     cart = await carts.get_cart(shop, cart_id)
     assert cart.state is CartState.ORDERED and cart.order is not None
     assert cart.order.number == int(match.group(1)) and cart.order.paid
+    assert cart.order.amount_paid == TOTAL
+    (payment,) = cart.payments
+    assert payment.confirmed_by == "ann" and payment.succeeded_amount == TOTAL
     assert any(
         entry.actor == "admin:ann" and entry.detail == "paid by phone" for entry in cart.journal
     )
 
     again = await cartkeeper("carts", "confirm", cart_id, "--shop", shop)
     assert again.code == 1
+    assert again.out == ""
     one_error_line(again, "already_ordered")
 
 
@@ -415,12 +496,109 @@ async def test_confirm_as_open_order(
     cartkeeper: Cartkeeper, carts: CartkeeperClient, session_factory: Any
 ) -> None:
     shop = new_id("shop")
-    cart_id = await locked_cart(carts, session_factory, shop)
-    run = await cartkeeper("carts", "confirm", cart_id, "--shop", shop, "--status", "O", "--json")
-    assert run.code == 0, run.err
-    data = run.json()
-    assert data["state"] == "ordered" and data["order"]["status"] == "O"
-    assert data["order"]["paid"] is False and isinstance(data["order"]["number"], int)
+    text_cart, json_cart = [await locked_cart(carts, session_factory, shop) for _ in range(2)]
+    text, as_json = await asyncio.gather(
+        cartkeeper("carts", "confirm", text_cart, "--shop", shop, "--status", "O"),
+        cartkeeper("carts", "confirm", json_cart, "--shop", shop, "--status", "O", "--json"),
+    )
+    assert text.code == 0, text.err
+    assert re.fullmatch(
+        rf"cart {re.escape(text_cart)} confirmed: order \d+ \(O\),"
+        r" not fully paid: 0\.00 EUR of 21\.00 EUR\n",
+        text.out,
+    ), text.out
+
+    assert as_json.code == 0, as_json.err
+    view = as_json.json()  # the cart's view, as every update answers
+    assert view["cart_id"] == json_cart and view["state"] == "ordered"
+    assert view["order_status"] == "O" and view["order_paid"] is False
+    assert view["amount_paid"] == 0 and view["total"] == TOTAL
+    assert isinstance(view["order_number"], int)
+    assert view["needs_admin"] is False and view["attention"] == []
+    cart = await carts.get_cart(shop, json_cart)
+    assert cart.order is not None and cart.order.number == view["order_number"]
+    assert not cart.order.paid and cart.payments[0].confirmed_by is None
+
+
+async def test_attention_items_are_shown_and_resolved(
+    cartkeeper: Cartkeeper, carts: CartkeeperClient, session_factory: Any
+) -> None:
+    """A payment short of the total, confirmed as paid: the order is open, an
+    ``amount_mismatch`` needs an admin; `carts show` lists it by number, `carts resolve`
+    closes it with a note, and `carts show` then says who resolved it, when and why."""
+    shop = new_id("shop")
+    cart_id = await locked_cart(carts, session_factory, shop, amount=TOTAL - 100)
+    confirmed = await cartkeeper("carts", "confirm", cart_id, "--shop", shop, "--admin", "ann")
+    assert confirmed.code == 0, confirmed.err
+    assert re.fullmatch(
+        rf"cart {re.escape(cart_id)} confirmed: order \d+ \(O\), not fully paid:"
+        r" 20\.00 EUR of 21\.00 EUR; needs an admin: amount_mismatch\n",
+        confirmed.out,
+    ), confirmed.out
+
+    shown = await cartkeeper("carts", "show", cart_id, "--shop", shop)
+    assert shown.code == 0, shown.err
+    assert "** needs an admin **" in shown.out
+    assert "not fully paid: 20.00 EUR paid, 1.00 EUR due" in shown.out
+    assert "Attention (1 open; resolve with `cartkeeper carts resolve`)" in shown.out
+    item = re.search(
+        rf"^  #(\d+)  OPEN  amount_mismatch  [-0-9: ]+  attempt pay-{re.escape(cart_id)}"
+        r"  20\.00 EUR  expected 21\.00 EUR  ",
+        shown.out,
+        re.MULTILINE,
+    )
+    assert item, shown.out
+    number = item.group(1)
+
+    unknown = await cartkeeper("carts", "resolve", cart_id, "--shop", shop, "--item", "99")
+    assert unknown.code == 1 and unknown.out == ""
+    assert "#99" in one_error_line(unknown, "nothing_to_resolve")
+
+    note = "refunded 1.00 in the gateway"
+    resolved = await cartkeeper(
+        "carts", "resolve", cart_id, "--shop", shop, "--item", number, "--note", note,
+        "--admin", "bob",
+    )  # fmt: skip
+    assert resolved.code == 0, resolved.err
+    assert resolved.out == f"cart {cart_id}: attention resolved\n"
+
+    shown, as_json = await asyncio.gather(
+        cartkeeper("carts", "show", cart_id, "--shop", shop),
+        cartkeeper("carts", "show", cart_id, "--shop", shop, "--json"),
+    )
+    assert shown.code == 0, shown.err
+    assert "needs an admin" not in shown.out
+    assert "Attention (0 open; " in shown.out
+    assert re.search(rf"^  #{number}  resolved  amount_mismatch  ", shown.out, re.MULTILINE)
+    assert re.search(
+        rf"^      resolved by bob at [-0-9: ]+: {re.escape(note)}$", shown.out, re.MULTILINE
+    ), shown.out
+    (attention,) = as_json.json()["attention"]
+    assert attention["id"] == int(number) and attention["resolved_by"] == "bob"
+    assert attention["resolution"] == note and attention["resolved_at"] is not None
+    kinds = [entry["kind"] for entry in as_json.json()["journal"]]
+    assert kinds[-1] == JournalKind.ATTENTION_RESOLVED
+
+    # nothing is open any more: resolving (all, or that item) again is refused
+    again, item_again = await asyncio.gather(
+        cartkeeper("carts", "resolve", cart_id, "--shop", shop),
+        cartkeeper("carts", "resolve", cart_id, "--shop", shop, "--item", number),
+    )
+    for run in (again, item_again):
+        assert run.code == 1 and run.out == "", run.err
+        one_error_line(run, "nothing_to_resolve")
+
+
+async def test_resolve_a_cart_without_attention_is_refused(
+    cartkeeper: Cartkeeper, carts: CartkeeperClient, session_factory: Any
+) -> None:
+    shop = new_id("shop")
+    cart_id = await active_cart(carts, session_factory, shop)
+    run = await cartkeeper("carts", "resolve", cart_id, "--shop", shop, "--note", "checked")
+    assert run.code == 1 and run.out == ""
+    assert "no open attention item" in one_error_line(run, "nothing_to_resolve")
+    bad_item = await cartkeeper("carts", "resolve", cart_id, "--shop", shop, "--item", "0")
+    assert bad_item.code == 2
 
 
 async def test_confirm_of_an_active_cart_is_refused(
@@ -460,7 +638,13 @@ async def test_unlock_then_delete(
 
 
 async def test_unreachable_temporal_exits_4_quickly(cartkeeper: Cartkeeper) -> None:
-    for args in (("carts", "show", "c-1"), ("carts", "confirm", "c-1"), ("simulate",)):
+    commands = (
+        ("carts", "show", "c-1"),
+        ("carts", "confirm", "c-1"),
+        ("carts", "resolve", "c-1"),
+        ("simulate",),
+    )
+    for args in commands:
         run = await cartkeeper("--address", "127.0.0.1:1", *args, within=30)
         assert run.code == 4, (args, run.err)
         assert "127.0.0.1:1" in one_error_line(run, "temporal_unavailable")
@@ -469,6 +653,75 @@ async def test_unreachable_temporal_exits_4_quickly(cartkeeper: Cartkeeper) -> N
     by_env = await cartkeeper("carts", "show", "c-1", env={"TEMPORAL_ADDRESS": "127.0.0.1:1"})
     assert by_env.code == 4
     one_error_line(by_env, "temporal_unavailable")
+
+
+@asynccontextmanager
+async def worker_on(
+    task_queue: str, client: Client, session_factory: Any, settings: Settings
+) -> AsyncIterator[None]:
+    """A worker of our own on ``task_queue`` (the session's serves another queue)."""
+    from worker import build_worker
+
+    queue_settings = settings.model_copy(update={"task_queue": task_queue})
+    activities = CartActivities(session_factory, client)
+    async with build_worker(client, activities, queue_settings):
+        yield
+
+
+async def pollers(client: Client, task_queue: str) -> int:
+    """How many workers Temporal lists as polling ``task_queue`` (as `ensure_worker` asks)."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return len(response.pollers)
+
+
+async def test_an_update_no_worker_applies_exits_4_and_applies_later(
+    cartkeeper: Cartkeeper, dev_env: WorkflowEnvironment, session_factory: Any, settings: Settings
+) -> None:
+    """The worker polled moments ago, so the CLI's `no_worker` check passes, but it is
+    gone: the confirmation is sent, no worker applies it within the wait, and the CLI says
+    so (exit 4) without claiming it failed. When a worker comes back, it applies it."""
+    client = dev_env.client
+    queue, shop = new_id("paused"), new_id("shop")
+    carts = CartkeeperClient(client, task_queue=queue, policy_for=lambda _s: FAST)
+    async with worker_on(queue, client, session_factory, settings):
+        cart_id = await locked_cart(carts, session_factory, shop)
+    assert await pollers(client, queue) > 0  # Temporal lists it for a while
+
+    paused = {"CARTKEEPER_TASK_QUEUE": queue, "CARTKEEPER_WORKER_WAIT": "2"}
+    run = await cartkeeper(
+        "carts", "confirm", cart_id, "--shop", shop, "--admin", "ann", env=paused, within=40
+    )
+    assert run.code == 4, run.out + run.err
+    assert run.out == ""
+    line = one_error_line(run, "update_pending")
+    assert f"the confirmation of cart {cart_id} was sent but no worker applied it" in line
+    assert f"task queue {queue!r}" in line
+    assert (
+        "queued and may still be applied: check with"
+        f" `cartkeeper carts show {cart_id} --shop {shop}` before sending it again"
+    ) in line
+    assert run.seconds < 20, run.seconds  # the wait is 2 s, not the default 20 s
+    record = await get_cart_record(session_factory, shop, cart_id)
+    assert record is not None and record.state is CartState.LOCKED  # not applied (yet)
+
+    async def confirmed() -> Cart | None:
+        cart = await carts.get_cart(shop, cart_id)
+        done = cart.order is not None and cart.order.number is not None
+        return cart if done else None
+
+    async with worker_on(queue, client, session_factory, settings):
+        cart = await eventually(confirmed, within=45)
+        await projected(session_factory, shop, cart_id, CartState.ORDERED)
+    assert cart.state is CartState.ORDERED and cart.order is not None and cart.order.paid
+    assert [entry.actor for entry in cart.journal if entry.kind is JournalKind.CART_CONFIRMED] == [
+        "admin:ann"
+    ]
 
 
 async def test_no_worker_on_the_task_queue_exits_4(
@@ -480,6 +733,46 @@ async def test_no_worker_on_the_task_queue_exits_4(
     run = await cartkeeper("carts", "confirm", cart_id, "--shop", shop, env=nobody)
     assert run.code == 4
     one_error_line(run, "no_worker")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+async def test_a_malformed_setting_exits_2_naming_the_variable(cartkeeper: Cartkeeper) -> None:
+    cases = [
+        ("CARTKEEPER_POLICY", '{"abandon_after_seconds": -1}', "abandon_after_seconds must be"),
+        ("CARTKEEPER_POLICY", "not json", "not valid JSON"),
+        ("CARTKEEPER_POLICY", '{"lock_after_seconds": "600"}', "lock_after_seconds must be"),
+        ("CARTKEEPER_SHOP_POLICIES", '{"s1": {"bogus": 1}}', "unknown policy field(s) bogus"),
+        ("CARTKEEPER_SHOP_POLICIES", '{"s1": {', "not valid JSON"),
+        ("CARTKEEPER_WORKER_WAIT", "soon", "not a number of seconds"),
+        # a field name is quoted escaped: the error stays one line
+        ("CARTKEEPER_POLICY", '{"x\\ny\\u001b]0;t\\u0007": 1}', r"x\ny\x1b]0;t\x07"),
+    ]
+    runs = await asyncio.gather(
+        *(cartkeeper("carts", "list", env={variable: value}) for variable, value, _ in cases)
+    )
+    for (variable, value, expected), run in zip(cases, runs, strict=True):
+        assert run.code == 2, (variable, value, run.err)
+        line = one_error_line(run, "invalid_settings")
+        assert line.startswith(f"error: invalid_settings: {variable}: "), line
+        assert expected in line, line
+        assert run.out == ""
+        assert b"\x1b" not in run.err.encode()
+
+    # every command that reads the settings refuses them, before connecting to anything
+    bad = {"CARTKEEPER_POLICY": '{"abandon_after_seconds": -1}'}
+    commands = [
+        ("carts", "show", "c-1"),
+        ("carts", "confirm", "c-1"),
+        ("carts", "resolve", "c-1"),
+        ("simulate",),
+        ("worker",),
+    ]
+    runs = await asyncio.gather(*(cartkeeper(*args, env=bad, within=30) for args in commands))
+    for args, run in zip(commands, runs, strict=True):
+        assert run.code == 2, (args, run.err)
+        assert "CARTKEEPER_POLICY" in one_error_line(run, "invalid_settings")
 
 
 # --------------------------------------------------------------------------- simulate

@@ -469,3 +469,44 @@ async def test_an_update_that_arrives_while_a_cart_is_restored_is_checked_after(
     refused, visited = results
     assert getattr(refused, "code", None) == "already_ordered", refused
     assert not isinstance(visited, BaseException) and visited.state is CartState.ORDERED
+
+
+def readme_queries() -> list[str]:
+    """The queries of the README's "Queries to paste" table."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("**Queries to paste**", 1)[1].split("\n\n", 2)[1]
+    return re.findall(r"^\| [^|]+ \| `([^`]+)` \|$", section, flags=re.MULTILINE)
+
+
+async def test_the_readme_queries_work(
+    dev_env: WorkflowEnvironment, carts: CartkeeperClient
+) -> None:
+    queries = readme_queries()
+    assert len(queries) >= 5
+    cart_id = await locked_cart(carts)
+    for query in queries:
+        await dev_env.client.count_workflows(query)  # refused if the server cannot parse it
+
+    async def found() -> bool:
+        listed = [
+            wf
+            async for wf in dev_env.client.list_workflows(
+                f'{queries[0]} AND WorkflowId = "{workflow_id(SHOP, cart_id)}"'
+            )
+        ]
+        return bool(listed)
+
+    await eventually(found)
+
+
+def test_the_sdk_still_flags_an_eviction() -> None:
+    """``being_evicted`` reads the SDK instance's ``_deleting`` flag: an SDK upgrade that
+    renames it must fail here, not silently turn evictions into cancellation requests."""
+    import inspect
+
+    from temporalio.worker import _workflow_instance
+
+    source = inspect.getsource(_workflow_instance._WorkflowInstanceImpl)
+    assert "self._deleting = True" in source

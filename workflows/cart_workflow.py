@@ -12,7 +12,6 @@ nothing else. Deterministic: no I/O, clocks or randomness here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import machine
     from workflows import search_attributes as sa
     from workflows.contract import (
-        ACTIVITY_ALLOCATE_ORDER_NUMBER,
         ACTIVITY_PROJECT_CART,
         ACTIVITY_RESTORE_CART,
         AWAIT_ORDER,
@@ -34,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         PAYMENT_RESULT,
         WORKFLOW_NAME,
         AdminActionRefused,
-        AllocateOrderNumberInput,
         CancellationRequested,
         Cart,
         CartInput,
@@ -45,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         OrderNumberAssigned,
         PaymentResultUnreadable,
         ProjectCartInput,
+        ProjectedCart,
         RestoreCartInput,
         RestoredCart,
         RestoreFailed,
@@ -110,6 +108,16 @@ def decode(payload: RawValue) -> object:
     return _MISSING
 
 
+def being_evicted() -> bool:
+    """Whether the SDK is tearing this workflow instance down (cache eviction, worker
+    shutdown, the end of a replay): it cancels the workflow's tasks then, which must not be
+    taken for Temporal's "Request Cancellation". The SDK has no public way to tell; its
+    instance's ``_deleting`` flag does (``tests/test_workflow_operations.py`` checks that
+    it still exists)."""
+    runtime = workflow._Runtime.current()
+    return bool(getattr(runtime, "_deleting", False))
+
+
 def _refusal(refused: machine.CartRefused) -> ApplicationError:
     return ApplicationError(refused.message, type=refused.code, non_retryable=True)
 
@@ -166,15 +174,15 @@ class CartWorkflow:
                 lineage=workflow.info().first_execution_run_id,
             )
         self._ready = input.restore_run_id is None
-        # The read model: the version it holds, since when newer changes wait, whether
-        # they are urgent, and the activity writing it.
+        # The read model: the version it holds, since when newer changes wait, the
+        # activity writing it (with the version it writes), and when to try again after
+        # it gave up. The same activity gives an order its number.
         self._projected_version = input.projected_version if input.cart is not None else 0
         self._dirty_since: datetime | None = None
         self._projecting: tuple[Any, int] | None = None
         self._project_after: datetime | None = None
-        # The order number's activity, and when to try again after it gave up.
-        self._numbering: Any = None
-        self._number_after: datetime | None = None
+        #: the one timer of the loop: (when, its task), re-armed only when ``when`` changes
+        self._alarm: tuple[datetime, asyncio.Task[None]] | None = None
         # Search attributes as published (carried across continue-as-new by Temporal).
         self._search = self._published_search_fields()
         self._search_since: datetime | None = None
@@ -182,6 +190,9 @@ class CartWorkflow:
         self._sleeping_until: datetime | None = None
         #: set while the workflow waits for its handlers before it finishes or continues
         self._closing = False
+        #: when the ``await_order`` calls waiting now must answer (the loop's alarm rings
+        #: for the earliest: no timer of their own)
+        self._answer_by: list[datetime] = []
         #: signals that arrived while a closed cart was being restored, in order
         self._pending_signals: list[tuple[MessageSpec | None, RawValue]] = []
 
@@ -201,6 +212,8 @@ class CartWorkflow:
             try:
                 done = await self._step()
             except asyncio.CancelledError:
+                if being_evicted():
+                    raise  # the worker drops this instance from its cache: not a request
                 # Temporal's "Request Cancellation": never the end of a cart (see
                 # ``workflows.transitions.cancellation_requested``).
                 self._closing = False
@@ -239,36 +252,48 @@ class CartWorkflow:
     def _wake_at(self, now: datetime) -> datetime | None:
         """When the loop must next run: a timer, or an effect that becomes due."""
         times = [next_deadline(self._cart)]
-        if self._dirty_since is not None and self._projecting is None:
-            times.append(max(self._projection_due(), self._project_after or now))
+        if self._wants_projection() and self._projecting is None:
+            times.append(max(self._projection_due(now), self._project_after or now))
         if self._search_since is not None:
             times.append(self._search_due())
-        if needs_number(self._cart) and self._numbering is None:
-            times.append(self._number_after or now)
+        if self._answer_by:
+            times.append(min(self._answer_by))
         due = [t for t in times if t is not None]
         return min(due) if due else None
 
     async def _sleep_until(self, wake_at: datetime | None) -> None:
+        """Wait for a message that changes what is due, a finished effect, or the alarm."""
         self._wake = False
+        self._arm(wake_at)
         self._sleeping_until = wake_at
-        timeout = None
-        if wake_at is not None:
-            timeout = max((wake_at - workflow.now()).total_seconds(), 0.001)
         try:
             await workflow.wait_condition(
-                lambda: self._wake or self._effect_finished(), timeout=timeout
+                lambda: self._wake or self._effect_finished() or self._alarm_rang()
             )
-        except TimeoutError:
-            pass  # a timer is due
         finally:
             self._sleeping_until = None
+
+    def _arm(self, wake_at: datetime | None) -> None:
+        """One timer for the loop, replaced only when the time it should ring changes (a
+        timer started and cancelled at every wake-up would cost history events)."""
+        alarm = self._alarm
+        if alarm is not None and alarm[0] == wake_at and not alarm[1].done():
+            return
+        if alarm is not None and not alarm[1].done():
+            alarm[1].cancel()
+        self._alarm = None
+        if wake_at is not None:
+            delay = max((wake_at - workflow.now()).total_seconds(), 0.001)
+            self._alarm = (wake_at, asyncio.create_task(asyncio.sleep(delay)))
+
+    def _alarm_rang(self) -> bool:
+        return self._alarm is not None and self._alarm[1].done()
 
     def _may_retire(self, now: datetime) -> bool:
         """Finished: the wait for late events is over and every effect is done."""
         return (
             is_retired(self._cart, now)
-            and not needs_number(self._cart)
-            and self._cart.version == self._projected_version
+            and not self._wants_projection()
             and self._projecting is None
         )
 
@@ -281,63 +306,52 @@ class CartWorkflow:
 
     # ------------------------------------------------------------------ effects
 
+    def _wants_projection(self) -> bool:
+        """The read model lags the cart, or the order waits for its number."""
+        return self._dirty_since is not None or needs_number(self._cart)
+
     def _effect_finished(self) -> bool:
-        return (self._numbering is not None and self._numbering.done()) or (
-            self._projecting is not None and self._projecting[0].done()
-        )
+        return self._projecting is not None and self._projecting[0].done()
 
     def _collect_effects(self, now: datetime) -> None:
-        """Apply what finished effect activities returned."""
-        if self._numbering is not None and self._numbering.done():
-            handle, self._numbering = self._numbering, None
-            try:
-                number = handle.result()
-            except ActivityError as error:
-                workflow.logger.warning("order number not allocated yet: %s", error.cause)
-                self._number_after = now + EFFECT_PAUSE
-            else:
-                self._apply(OrderNumberAssigned(number=number))
-        if self._projecting is not None and self._projecting[0].done():
-            (handle, version), self._projecting = self._projecting, None
-            try:
-                handle.result()
-            except ActivityError as error:
-                workflow.logger.warning("read model not written yet: %s", error.cause)
-                self._project_after = now + EFFECT_PAUSE
-            else:
-                self._projected_version = max(self._projected_version, version)
-                self._project_after = None
-            if self._cart.version == self._projected_version:
-                self._dirty_since = None
+        """Apply what a finished projection returned (the order's number, if it gave one)."""
+        if self._projecting is None or not self._projecting[0].done():
+            return
+        (handle, version), self._projecting = self._projecting, None
+        try:
+            result: ProjectedCart = handle.result()
+        except ActivityError as error:
+            workflow.logger.warning("read model not written yet: %s", error.cause)
+            self._project_after = now + EFFECT_PAUSE
+            return
+        self._project_after = None
+        written = version
+        if result.number is not None and result.assigned_at is not None:
+            unchanged = self._cart.version == version
+            at = max(result.assigned_at, self._cart.updated_at or result.assigned_at)
+            self._apply(OrderNumberAssigned(number=result.number), at)
+            if unchanged and at == result.assigned_at:
+                written = result.version  # the cart as written, number included
+        self._projected_version = max(self._projected_version, written)
+        if self._cart.version == self._projected_version:
+            self._dirty_since = None
+        elif self._dirty_since is None:
+            self._dirty_since = now
 
     def _start_effects(self, now: datetime) -> None:
         """Start the effects that are due; never wait for them."""
         cart = self._cart
         if (
-            needs_number(cart)
-            and self._numbering is None
-            and (self._number_after is None or now >= self._number_after)
-        ):
-            self._numbering = workflow.start_activity(
-                ACTIVITY_ALLOCATE_ORDER_NUMBER,
-                AllocateOrderNumberInput(
-                    shop_id=cart.shop_id, cart_id=cart.cart_id, lineage=cart.lineage or ""
-                ),
-                result_type=int,
-                start_to_close_timeout=EFFECT_TIMEOUT,
-                schedule_to_close_timeout=EFFECT_GIVE_UP,
-                retry_policy=EFFECT_RETRY,
-            )
-        if (
-            self._dirty_since is not None
-            and self._projecting is None
-            and now >= self._projection_due()
+            self._projecting is None
+            and self._wants_projection()
+            and now >= self._projection_due(now)
             and (self._project_after is None or now >= self._project_after)
         ):
             # A regular activity: the workflow task is not held while the database writes.
             handle = workflow.start_activity(
                 ACTIVITY_PROJECT_CART,
-                ProjectCartInput(cart=cart),
+                ProjectCartInput(cart=cart, assign_number=needs_number(cart)),
+                result_type=ProjectedCart,
                 start_to_close_timeout=EFFECT_TIMEOUT,
                 schedule_to_close_timeout=EFFECT_GIVE_UP,
                 retry_policy=EFFECT_RETRY,
@@ -346,13 +360,14 @@ class CartWorkflow:
         if self._search_since is not None and now >= self._search_due():
             self._publish_search_attributes()
 
-    def _projection_due(self) -> datetime:
+    def _projection_due(self, now: datetime) -> datetime:
         """Changes are written together, at most ``projection_interval_seconds`` after the
-        first; a cart that an admin acts on is written at once."""
-        assert self._dirty_since is not None
-        if is_urgent(self._cart):
-            return self._dirty_since
-        return self._dirty_since + timedelta(seconds=self._cart.policy.projection_interval_seconds)
+        first; a cart that an admin acts on is written at once, and an order that waits
+        for its number is numbered (and written) at once."""
+        since = self._dirty_since or now
+        if needs_number(self._cart) or is_urgent(self._cart):
+            return since
+        return since + timedelta(seconds=self._cart.policy.projection_interval_seconds)
 
     def _search_due(self) -> datetime:
         assert self._search_since is not None
@@ -407,11 +422,12 @@ class CartWorkflow:
 
     # ------------------------------------------------------------------ applying events
 
-    def _apply(self, event: object) -> None:
-        """Apply an event to the cart; a refusal raises ``machine.CartRefused``."""
+    def _apply(self, event: object, at: datetime | None = None) -> None:
+        """Apply an event to the cart (at ``at``, else now); a refusal raises
+        ``machine.CartRefused``."""
         if self._should_continue_as_new():
             self._wake = True  # a burst of messages can grow the history while we sleep
-        self._decided(machine.apply(self._cart, event, workflow.now()))
+        self._decided(machine.apply(self._cart, event, at or workflow.now()))
 
     def _decided(self, decision: Decision) -> None:
         if not decision.changed:
@@ -502,8 +518,14 @@ class CartWorkflow:
             return cart.state is not CartState.PAYMENT_PENDING
 
         if not settled():
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(settled, timeout=max(timeout, 0.001))
+            deadline = workflow.now() + timedelta(seconds=timeout)
+            self._answer_by.append(deadline)
+            if self._sleeping_until is None or deadline < self._sleeping_until:
+                self._wake = True  # the loop re-arms its alarm for this deadline
+            try:
+                await workflow.wait_condition(lambda: settled() or workflow.now() >= deadline)
+            finally:
+                self._answer_by.remove(deadline)
         return view_of(self._cart)
 
     @await_order.validator

@@ -13,6 +13,7 @@ timezone-aware UTC; durations travel as seconds; states and codes are ``lower_sn
 
 # No ``from __future__ import annotations``: see ``workflows.state``.
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from workflows.codes import (
     ADMIN_CONFIRM_STATUSES,
@@ -124,6 +125,7 @@ __all__ = [
     "PaymentStarted",
     "PaymentStatus",
     "ProjectCartInput",
+    "ProjectedCart",
     "ResolveAttention",
     "RestoreCartInput",
     "RestoreFailed",
@@ -192,6 +194,18 @@ class RestoredCart:
 @dataclass
 class ProjectCartInput:
     cart: Cart
+    #: give the order its number first, and write the cart with it
+    assign_number: bool = False
+
+
+@dataclass
+class ProjectedCart:
+    """What a projection wrote: the cart's version, and the order's number if it assigned
+    one (applied at ``assigned_at``: the workflow applies the same)."""
+
+    version: int
+    number: int | None = None
+    assigned_at: datetime | None = None
 
 
 @dataclass

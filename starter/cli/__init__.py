@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         code = 1
-    except Failure as failure:
-        click.echo(f"error: {failure}", err=True)
+    except Failure as failure:  # raised before the event loop (e.g. by load_settings)
+        from starter.output import safe
+
+        click.echo(f"error: {safe(str(failure))}", err=True)  # one line, whatever it quotes
         code = failure.exit_code
     except Exception as error:
         code = report(error)

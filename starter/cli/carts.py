@@ -203,7 +203,7 @@ async def fetch_cart(
         return cart, None
     except TimeoutError:
         refusal = no_worker(
-            carts_client.task_queue, f"no worker answered within {WORKER_WAIT:.0f}s"
+            carts_client.task_queue, f"no worker answered within {WORKER_WAIT:g}s"
         )
     except CartkeeperError as error:
         if error.code is ErrorCode.CART_NOT_FOUND:
@@ -275,7 +275,7 @@ def admin_action(
             raise Failure(
                 str(ErrorCode.UPDATE_PENDING),
                 f"the {verb} of cart {safe(cart)} was sent but no worker applied it within"
-                f" {WORKER_WAIT:.0f}s (is a worker running on task queue"
+                f" {WORKER_WAIT:g}s (is a worker running on task queue"
                 f" {client.task_queue!r}?). It is queued and may still be applied: check with"
                 f" `{check}` before sending it again",
                 EXIT_UNAVAILABLE,

@@ -23,8 +23,26 @@ if TYPE_CHECKING:
     from starter.client import CartkeeperClient
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: the variable that sets ``WORKER_WAIT`` (seconds)
+WORKER_WAIT_ENV = "CARTKEEPER_WORKER_WAIT"
+DEFAULT_WORKER_WAIT = 20.0
+MAX_WORKER_WAIT = 3600.0
+
+
+def _worker_wait(raw: str | None) -> float | None:
+    """``$CARTKEEPER_WORKER_WAIT`` in seconds: the default if unset, ``None`` if invalid."""
+    if raw is None or not raw.strip():
+        return DEFAULT_WORKER_WAIT
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if 0 < value <= MAX_WORKER_WAIT else None  # NaN is refused too
+
+
 #: how long a command waits for a worker to answer a query or apply an update
-WORKER_WAIT = 20.0
+#: (``$CARTKEEPER_WORKER_WAIT``; an invalid value is refused by ``load_settings``)
+WORKER_WAIT = _worker_wait(os.environ.get(WORKER_WAIT_ENV)) or DEFAULT_WORKER_WAIT
 
 
 @dataclass
@@ -41,10 +59,22 @@ def echo(text: str = "") -> None:
 
 def load_settings() -> Settings:
     """The settings, or a usage error (exit 2) naming the variable that is wrong."""
+    import json
+    import re
+
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from activities.settings import env_name, get_settings
 
+    raw_wait = os.environ.get(WORKER_WAIT_ENV)
+    if _worker_wait(raw_wait) is None:
+        raise Failure(
+            "invalid_settings",
+            f"{WORKER_WAIT_ENV}: {raw_wait!r} is not a number of seconds above 0 and at most"
+            f" {MAX_WORKER_WAIT:g}",
+            EXIT_USAGE,
+        )
     try:
         return get_settings()
     except ValidationError as error:
@@ -56,6 +86,17 @@ def load_settings() -> Settings:
             message = str(item["msg"]).removeprefix("Value error, ")
             problems.append(f"{variable}{where}: {message}")
         raise Failure("invalid_settings", "; ".join(problems), EXIT_USAGE) from None
+    except SettingsError as error:
+        # pydantic-settings could not even parse it (a JSON setting that is not JSON):
+        # 'error parsing value for field "policy" from source "EnvSettingsSource"'
+        field = re.search(r'field "([^"]+)"', str(error))
+        variable = env_name(field.group(1)) if field else "settings"
+        cause = error.__cause__
+        if isinstance(cause, json.JSONDecodeError):
+            detail = f"not valid JSON ({cause})"
+        else:
+            detail = f"cannot be read ({cause or error})"
+        raise Failure("invalid_settings", f"{variable}: {detail}", EXIT_USAGE) from None
 
 
 def run(ctx: click.Context, main: Callable[[], Awaitable[int | None]]) -> NoReturn:
