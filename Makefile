@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench clean distclean
+.PHONY: help venv run test lint bench chaos clean distclean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,8 +33,11 @@ lint: venv ## ruff and mypy (strict)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-bench: venv ## the benchmark (bench/run.py)
+bench: venv ## the benchmark (bench/run.py; needs PostgreSQL for lifecycle_postgres)
 	$(BIN)/python -m bench.run
+
+chaos: venv ## the chaos run (bench/chaos.py; needs PostgreSQL): kills, outage, restart, invariants
+	$(BIN)/python -m bench.chaos
 
 clean: ## caches and build artifacts (keeps .venv and data/)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

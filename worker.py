@@ -14,12 +14,14 @@ unless ``CARTKEEPER_ALLOW_SQLITE_WITH_REMOTE_TEMPORAL=true`` says this is delibe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -46,10 +48,13 @@ def sandbox(passthrough: Sequence[str] = ()) -> SandboxedWorkflowRunner:
     if not passthrough:
         return SANDBOX
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "workflows", *passthrough
-        )
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", *passthrough)
     )
+
+
+#: see ``build_worker``; with ``starter.client.TASK_TIMEOUT`` it bounds how late a cart's
+#: timer fires when the worker that should fire it is killed
+STICKY_TIMEOUT = timedelta(seconds=3)
 
 
 def build_worker(
@@ -70,7 +75,11 @@ def build_worker(
         workflow_runner=sandbox(sandbox_passthrough),
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        # A task sent to a worker that died waits this long on its sticky queue before
+        # any worker may take it (the SDK's default is 10 s).
+        sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
         **options,
     )
 
@@ -117,10 +126,16 @@ async def run_worker(
 ) -> None:
     """Migrate the read model, then run the worker until ``stop`` is set (or forever).
     ``on_ready`` is called once the worker polls (``starter.workerprocess`` reports it to
-    the process that launched it); the other options go to ``build_worker``."""
+    the process that launched it); the other options go to ``build_worker``.
+
+    A read model that cannot be reached does not keep the worker from starting: carts
+    must still change and their timers fire during a database outage. The migration is
+    then retried in the background (the effect activities retry meanwhile)."""
     check_deployment(client, settings)
     url = settings.resolved_database_url()
-    await upgrade_database(url)
+    migrating: asyncio.Task[None] | None = None
+    if not await migrate_once(url):
+        migrating = asyncio.create_task(migrate_until_done(url), name="migrate read model")
     engine = make_engine(url)
     try:
         activities = CartActivities(make_session_factory(engine), client)
@@ -143,7 +158,40 @@ async def run_worker(
             await (stop or asyncio.Event()).wait()
             log.info("worker stopping")
     finally:
+        if migrating is not None:
+            migrating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await migrating
         await engine.dispose()
+
+
+#: how long a start waits for the read model before running without it
+MIGRATION_WAIT = 10.0
+#: between two attempts while the read model is unreachable
+MIGRATION_RETRY = 5.0
+
+
+async def migrate_once(url: str) -> bool:
+    """Migrate the read model; ``False`` if its database cannot be reached now."""
+    try:
+        await asyncio.wait_for(upgrade_database(url), MIGRATION_WAIT)
+    except (OSError, TimeoutError, SQLAlchemyError) as error:
+        log.warning(
+            "the read model cannot be migrated now (%s); the worker starts anyway and"
+            " retries every %.0fs",
+            str(error).splitlines()[0][:200] if str(error) else type(error).__name__,
+            MIGRATION_RETRY,
+        )
+        return False
+    return True
+
+
+async def migrate_until_done(url: str) -> None:
+    while True:
+        await asyncio.sleep(MIGRATION_RETRY)
+        if await migrate_once(url):
+            log.info("the read model is migrated")
+            return
 
 
 async def main(address: str | None = None, namespace: str | None = None) -> None:

@@ -174,9 +174,7 @@ class CartActivities:
                 number = await allocate(session, dialect, cart.shop_id, cart.cart_id, cart.lineage)
                 assigned_at = max(now, cart.updated_at or now)
                 machine.apply(cart, OrderNumberAssigned(number=number), assigned_at)
-                result = ProjectedCart(
-                    version=cart.version, number=number, assigned_at=assigned_at
-                )
+                result = ProjectedCart(version=cart.version, number=number, assigned_at=assigned_at)
             values = cart_values(cart, now)
             if values["total"] != cart.total:
                 log.warning(

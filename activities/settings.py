@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     #: worker tuning
     max_cached_workflows: int = 1_000
     max_concurrent_activities: int = 100
+    #: workflow tasks a worker takes at once (default: the SDK's)
+    max_concurrent_workflow_tasks: int | None = None
     log_level: str = "INFO"
     #: run a worker with a SQLite read model against a Temporal server on another host
     #: (one worker only: see ``worker.check_deployment``)

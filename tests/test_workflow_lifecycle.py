@@ -44,8 +44,13 @@ async def test_continue_as_new_answers_waiting_handlers_and_carries_the_projecti
     cart_id = new_id()
     await to_payment(carts, cart_id)
     first_run = await run_ids(carts.client, cart_id)
-    # The customer is back from the gateway and waits for the order...
-    waiting = asyncio.create_task(carts.await_order(SHOP, cart_id, timeout_seconds=120))
+    # The customer is back from the gateway and waits for the order (twice: a raw
+    # update sees what the workflow does, the client what a storefront sees) ...
+    handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+    raw = asyncio.create_task(
+        handle.execute_update("await_order", {"timeout_seconds": 120}, result_type=dict)
+    )
+    client_wait = asyncio.create_task(carts.await_order(SHOP, cart_id, timeout_seconds=60))
     await asyncio.sleep(0.5)
     # ... while the storefront keeps the cart busy until it continues as new.
     with caplog.at_level(logging.WARNING, logger="temporalio"):
@@ -53,10 +58,17 @@ async def test_continue_as_new_answers_waiting_handlers_and_carries_the_projecti
             await carts.record_visit(SHOP, cart_id, f"/p{n}")
             if await run_ids(carts.client, cart_id) != first_run:
                 break
-        view = await asyncio.wait_for(waiting, 30)
+        answered = await asyncio.wait_for(raw, 30)
     assert await run_ids(carts.client, cart_id) != first_run, "it should have continued"
-    # The waiting call was answered before the run ended (not abandoned, not failed).
-    assert view.state is CartState.PAYMENT_PENDING and view.order_number is None
+    # The run answered its waiting call before it ended (not abandoned, not failed) ...
+    assert answered["state"] == "payment_pending" and answered["order_number"] is None
+    # ... and the client asks the next run for the rest of its time: the order comes.
+    assert not client_wait.done()
+    await carts.report_payment_result(
+        SHOP, cart_id, attempt_id="att-1", status="succeeded", amount=TOTAL
+    )
+    view = await asyncio.wait_for(client_wait, 30)
+    assert view.state is CartState.ORDERED and view.order_number is not None
     unfinished = [r.getMessage() for r in caplog.records if "unfinished" in r.getMessage().lower()]
     assert unfinished == []
     # The new run knows what the read model holds: it starts from the carried version.

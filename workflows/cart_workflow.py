@@ -183,6 +183,8 @@ class CartWorkflow:
         self._project_after: datetime | None = None
         #: the one timer of the loop: (when, its task), re-armed only when ``when`` changes
         self._alarm: tuple[datetime, asyncio.Task[None]] | None = None
+        #: the latest deadline of a timer that fired (see ``_now``)
+        self._clock_floor = workflow.now()
         # Search attributes as published (carried across continue-as-new by Temporal).
         self._search = self._published_search_fields()
         self._search_since: datetime | None = None
@@ -202,7 +204,7 @@ class CartWorkflow:
     async def run(self, input: CartInput) -> Cart:
         if input.restore_run_id is not None:
             await self._restore(input.restore_run_id)
-        now = workflow.now()
+        now = self._now()
         if self._cart.version > self._projected_version:
             self._dirty_since = now
         if search_fields(self._cart) != self._search:
@@ -224,7 +226,7 @@ class CartWorkflow:
 
     async def _step(self) -> bool:
         """One turn of the loop; ``True`` when the workflow may finish."""
-        now = workflow.now()
+        now = self._now()
         self._collect_effects(now)
         self._decided(machine.tick(self._cart, now))
         self._start_effects(now)
@@ -232,7 +234,7 @@ class CartWorkflow:
             self._closing = True
             await workflow.wait_condition(workflow.all_handlers_finished)
             self._closing = False
-            return self._may_retire(workflow.now())
+            return self._may_retire(self._now())
         if self._should_continue_as_new():
             self._closing = True
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -283,11 +285,22 @@ class CartWorkflow:
             alarm[1].cancel()
         self._alarm = None
         if wake_at is not None:
-            delay = max((wake_at - workflow.now()).total_seconds(), 0.001)
+            delay = max((wake_at - self._now()).total_seconds(), 0.001)
             self._alarm = (wake_at, asyncio.create_task(asyncio.sleep(delay)))
 
     def _alarm_rang(self) -> bool:
         return self._alarm is not None and self._alarm[1].done()
+
+    def _now(self) -> datetime:
+        """The workflow's clock, never behind a timer that has fired. (Seen under chaos:
+        after a worker was killed, the task that delivered a fired timer carried the
+        previous task's time; acting on it, the workflow re-armed the timer instead of
+        firing it, and a replay, seeing the true time, did not: a nondeterminism error.)"""
+        alarm = self._alarm
+        if alarm is not None and alarm[1].done() and alarm[0] > self._clock_floor:
+            self._clock_floor = alarm[0]
+        now = workflow.now()
+        return now if now >= self._clock_floor else self._clock_floor
 
     def _may_retire(self, now: datetime) -> bool:
         """Finished: the wait for late events is over and every effect is done."""
@@ -427,12 +440,12 @@ class CartWorkflow:
         ``machine.CartRefused``."""
         if self._should_continue_as_new():
             self._wake = True  # a burst of messages can grow the history while we sleep
-        self._decided(machine.apply(self._cart, event, at or workflow.now()))
+        self._decided(machine.apply(self._cart, event, at or self._now()))
 
     def _decided(self, decision: Decision) -> None:
         if not decision.changed:
             return
-        now = workflow.now()
+        now = self._now()
         if self._dirty_since is None:
             self._dirty_since = now
         if self._search_since is None and search_fields(self._cart) != self._search:
@@ -518,12 +531,12 @@ class CartWorkflow:
             return cart.state is not CartState.PAYMENT_PENDING
 
         if not settled():
-            deadline = workflow.now() + timedelta(seconds=timeout)
+            deadline = self._now() + timedelta(seconds=timeout)
             self._answer_by.append(deadline)
             if self._sleeping_until is None or deadline < self._sleeping_until:
                 self._wake = True  # the loop re-arms its alarm for this deadline
             try:
-                await workflow.wait_condition(lambda: settled() or workflow.now() >= deadline)
+                await workflow.wait_condition(lambda: settled() or self._now() >= deadline)
             finally:
                 self._answer_by.remove(deadline)
         return view_of(self._cart)

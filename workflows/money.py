@@ -222,12 +222,7 @@ def payment_result(cart: Cart, event: PaymentResultReported, now: datetime) -> b
     elif status is PaymentStatus.PENDING:
         # A pending payment for a cart without lines makes no order and locks nothing:
         # there is nothing to sell (a later success is flagged, never an empty order).
-        if (
-            is_current
-            and cart.lines
-            and cart.state.is_open
-            and cart.state is not CartState.LOCKED
-        ):
+        if is_current and cart.lines and cart.state.is_open and cart.state is not CartState.LOCKED:
             if cart.policy.process_pending_payments:
                 create_order(
                     cart, now, source=OrderSource.PENDING_PAYMENT, attempt_id=attempt.attempt_id

@@ -202,9 +202,7 @@ async def fetch_cart(
         cart = await asyncio.wait_for(carts_client.get_cart(shop_id, cart_id), WORKER_WAIT)
         return cart, None
     except TimeoutError:
-        refusal = no_worker(
-            carts_client.task_queue, f"no worker answered within {WORKER_WAIT:g}s"
-        )
+        refusal = no_worker(carts_client.task_queue, f"no worker answered within {WORKER_WAIT:g}s")
     except CartkeeperError as error:
         if error.code is ErrorCode.CART_NOT_FOUND:
             refusal = Failure("cart_not_found", f"no cart {cart_id!r} in shop {shop_id!r}", 3)

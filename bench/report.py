@@ -1,0 +1,196 @@
+"""The benchmark's outputs: ``results.json`` (figures and targets), ``results.details.json``
+(everything measured) and the summary printed at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.kinds import Kinds
+from bench.plan import TARGET_LATENCY_FACTOR, TARGET_RATIO, TARGET_RSS_MB, Plan
+
+#: the lifecycle parts: results key and what it is called in the summary
+LIFECYCLES = (("lifecycle", "SQLite"), ("lifecycle_postgres", "PostgreSQL"))
+LIFECYCLE_KEYS = (
+    "carts_per_s",
+    "floor_carts_per_s",
+    "ratio",
+    "update_p50_ms",
+    "update_p99_ms",
+    "floor_update_p50_ms",
+    "floor_update_p99_ms",
+)
+
+
+def environment(temporal: str, plan: Plan, quick: bool, only: str | None) -> dict[str, Any]:
+    try:
+        cli = subprocess.run(
+            [temporal, "--version"], capture_output=True, text=True, check=False, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        cli = "unknown"
+    return {
+        "cpu_count": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "temporalio": metadata.version("temporalio"),
+        "temporal_cli": cli,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if quick else "full",
+        "only": only,
+        "plan": dataclasses.asdict(plan),
+    }
+
+
+def lifecycle_figures(lifecycle: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``results.json`` figures of one lifecycle part (``None`` where it did not run)."""
+    out: dict[str, Any] = dict.fromkeys(LIFECYCLE_KEYS)
+    if lifecycle is None:
+        return out
+    rate = lifecycle["throughput_median"][Kinds.LIFECYCLE]
+    floor_rate = lifecycle["throughput_median"][Kinds.FLOOR]
+    lat, floor_lat = lifecycle["latency"][Kinds.LIFECYCLE], lifecycle["latency"][Kinds.FLOOR]
+    out.update(
+        carts_per_s=rate,
+        floor_carts_per_s=floor_rate,
+        ratio=round(rate / floor_rate, 3) if floor_rate else None,
+        update_p50_ms=lat["update_p50_ms"],
+        update_p99_ms=lat["update_p99_ms"],
+        floor_update_p50_ms=floor_lat["update_p50_ms"],
+        floor_update_p99_ms=floor_lat["update_p99_ms"],
+    )
+    return out
+
+
+def target(value: Any, limit: Any, op: str) -> dict[str, Any]:
+    met = None
+    if value is not None and limit is not None:
+        met = value >= limit if op == ">=" else value <= limit
+    return {"value": value, "target": f"{op} {limit}" if limit is not None else op, "met": met}
+
+
+def build_results(
+    lifecycles: dict[str, dict[str, Any] | None],
+    idle: dict[str, Any] | None,
+    env: dict[str, Any],
+) -> dict[str, Any]:
+    """``lifecycles``: the measured parts by results key (``lifecycle``,
+    ``lifecycle_postgres``), ``None`` for a part that did not run."""
+    results: dict[str, Any] = {}
+    targets: dict[str, Any] = {}
+    for key, _name in LIFECYCLES:
+        lc = results[key] = lifecycle_figures(lifecycles.get(key))
+        targets[f"{key}.ratio"] = target(lc["ratio"], TARGET_RATIO, ">=")
+        for p in ("p50", "p99"):
+            floor_value = lc[f"floor_update_{p}_ms"]
+            limit = (
+                round(floor_value * TARGET_LATENCY_FACTOR, 1) if floor_value is not None else None
+            )
+            targets[f"{key}.update_{p}_ms"] = target(lc[f"update_{p}_ms"], limit, "<=")
+            targets[f"{key}.update_{p}_ms"]["rule"] = f"<= {TARGET_LATENCY_FACTOR} x floor"
+    results["idle"] = {
+        "open_carts": idle["open_carts"] if idle else None,
+        "worker_rss_mb": idle["rss_mb"] if idle else None,
+    }
+    targets["idle.worker_rss_mb"] = target(results["idle"]["worker_rss_mb"], TARGET_RSS_MB, "<=")
+    targets["all_met"] = all(t["met"] for t in targets.values() if isinstance(t, dict))
+    results["targets"] = targets
+    results["environment"] = env
+    return results
+
+
+def write_outputs(
+    output: Path, results: dict[str, Any], details: dict[str, Any]
+) -> tuple[Path, Path]:
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    details_path = output.with_name(output.stem + ".details.json")
+    details_path.write_text(json.dumps(details, indent=2, default=str) + "\n")
+    return output, details_path
+
+
+def print_summary(results: dict[str, Any], details: dict[str, Any]) -> None:
+    idle, targets = results["idle"], results["targets"]
+
+    def mark(key: str) -> str:
+        met = targets.get(key, {}).get("met")
+        return {True: "met", False: "MISSED", None: "n/a"}[met]
+
+    print()
+    print("=" * 78)
+    print(
+        "cartkeeper benchmark",
+        results["environment"]["date"],
+        f"({results['environment']['mode']}, {results['environment']['cpu_count']} CPUs)",
+    )
+    for key, name in LIFECYCLES:
+        lc = results[key]
+        if lc["carts_per_s"] is None:
+            if key in details.get("skipped", {}):
+                print("-" * 78)
+                print(f"{key}: not run ({details['skipped'][key]})")
+            continue
+        print("-" * 78)
+        print(f"{key} (read model on {name})")
+        print(
+            f"throughput   lifecycle {lc['carts_per_s']:7.2f} carts/s   floor "
+            f"{lc['floor_carts_per_s']:7.2f} carts/s   ratio {lc['ratio']:.2f} "
+            f"(>= {TARGET_RATIO}: {mark(f'{key}.ratio')})"
+        )
+        for p in ("p50", "p99"):
+            print(
+                f"update {p}   lifecycle {lc[f'update_{p}_ms']:7.1f} ms        floor "
+                f"{lc[f'floor_update_{p}_ms']:7.1f} ms        "
+                f"(<= {TARGET_LATENCY_FACTOR}x: {mark(f'{key}.update_{p}_ms')})"
+            )
+        part = details.get(key, {})
+        for kind, cpu in (part.get("cpu_ms_per_cart") or {}).items():
+            print(
+                f"cpu ms/cart  {kind:9s} server {cpu['server']:6.1f}  worker "
+                f"{cpu['worker']:6.1f}  client {cpu['client']:6.1f}"
+            )
+        other = part.get("other_cpu_share")
+        if other is not None:
+            print(f"note         CPU used by processes not ours during these runs: {other:.0%}")
+    hist = details.get("diagnostics", {}).get("histories", {})
+    if hist:
+        print("-" * 78)
+    for name, h in hist.items():
+        if "events" in h:
+            print(
+                f"history      {name:38s} {h['events']:3d} events, {h['bytes']:6d} bytes, "
+                f"{h['workflow_tasks']} workflow tasks"
+            )
+    if idle["worker_rss_mb"] is not None:
+        print("-" * 78)
+        print(
+            f"idle         {idle['open_carts']} open carts, worker RSS "
+            f"{idle['worker_rss_mb']:.1f} MB (<= {TARGET_RSS_MB:.0f}: "
+            f"{mark('idle.worker_rss_mb')})"
+        )
+        info = details.get("idle", {})
+        if info.get("open_carts", 0) < info.get("carts", 0):
+            print(f"             WARNING: {info['carts']} carts were requested")
+        cpu = info.get("create_cpu_ms_per_cart", {})
+        print(
+            f"             empty worker {info.get('rss_mb_empty_worker')} MB; created "
+            f"{info.get('create_per_s')}/s; CPU ms per created cart: server "
+            f"{cpu.get('server')}, worker {cpu.get('worker')}"
+        )
+    print("-" * 78)
+    print(
+        "all targets met"
+        if targets["all_met"]
+        else "targets MISSED or not measured: "
+        + ", ".join(k for k, t in targets.items() if isinstance(t, dict) and t["met"] is not True)
+    )
+    print("=" * 78)
