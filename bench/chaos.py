@@ -56,13 +56,13 @@ COUNTS = (
 
 #: Short timers, so that they fire during the run: a silent gateway locks the cart after
 #: 5 s, an idle cart is abandoned after 20 s; carts stay open (retire after 2 h, expire
-#: after 30 days) until the checker has read them; the read model is written within 1 s.
+#: after 30 days) until the checker has read them; the read model and search attributes
+#: are written as the product's default says (5 s after a change, at once when urgent).
 POLICY = CartPolicy(
     abandon_after_seconds=20,
     lock_after_seconds=5,
     retire_after_seconds=2 * 60 * 60,
     journal_limit=1_000,
-    projection_interval_seconds=1.0,
 )
 
 Say = Callable[[str], None]
@@ -153,10 +153,10 @@ class WorkerChaos:
     """SIGKILL the worker every ``every`` seconds on average and start it again at once (a
     start that fails, e.g. while the database is down, is retried with a short backoff).
 
-    The interval is drawn from ``every`` +- 10%: with an exact period equal to Temporal's
-    default workflow task timeout (10 s), a task lost with a killed worker times out just
-    as the next kill comes and is handed to the dying worker again, run after run (a
-    resonance of the harness, not of crashes)."""
+    The interval is drawn from ``every`` +- 10%: with an exact period that is a multiple of
+    the workflow task timeout (5 s, ``starter.client.TASK_TIMEOUT``), a task lost with a
+    killed worker could time out just as the next kill comes and be handed to the dying
+    worker again, run after run (a resonance of the harness, not of crashes)."""
 
     worker: WorkerProcess
     timeline: Timeline

@@ -56,15 +56,38 @@ async def call(awaitable: Awaitable[T]) -> T:
     except WorkflowQueryFailedError as error:
         raise CartkeeperError(ErrorCode.INTERNAL, str(error)) from None
     except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise CartkeeperError(ErrorCode.CART_NOT_FOUND, "no such cart") from None
-        if _closing(error):
-            raise _RunClosing(ErrorCode.TEMPORAL_UNAVAILABLE, error.message) from None
-        if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise CartkeeperError(ErrorCode.TEMPORAL_UNAVAILABLE, error.message) from None
-        raise CartkeeperError(
-            ErrorCode.INTERNAL, f"{error.message} [{error.status.name}]"
-        ) from None
+        raise from_rpc_error(error) from None
+
+
+#: RPC outcomes that pass: the request may be sent again (exit 4, HTTP 503)
+TRANSIENT = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,  # rate limited
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
+
+
+def from_rpc_error(error: RPCError) -> CartkeeperError:
+    """A failed call to Temporal as a coded error."""
+    if error.status == RPCStatusCode.NOT_FOUND:
+        if error.message.lower().startswith("namespace"):
+            # Not the cart: the client is configured for a namespace the server lacks.
+            return CartkeeperError(
+                ErrorCode.TEMPORAL_UNAVAILABLE,
+                f"{error.message} (check TEMPORAL_NAMESPACE)",
+            )
+        return CartkeeperError(ErrorCode.CART_NOT_FOUND, "no such cart")
+    if _closing(error):
+        return _RunClosing(ErrorCode.TEMPORAL_UNAVAILABLE, error.message)
+    if error.status in TRANSIENT:
+        return CartkeeperError(
+            ErrorCode.TEMPORAL_UNAVAILABLE, f"{error.message} [{error.status.name}]"
+        )
+    return CartkeeperError(ErrorCode.INTERNAL, f"{error.message} [{error.status.name}]")
 
 
 def _closing(error: RPCError) -> bool:

@@ -1871,6 +1871,15 @@ class CartMachine(RuleBasedStateMachine):
             if (
                 status is PaymentStatus.SUCCEEDED
                 and prev.succeeded_amount is not None
+                and event.currency in ISO_4217
+                and event.currency != prev.succeeded_currency
+            ):
+                # ... and one in another currency too (the money is not counted twice).
+                assert outcome is True
+                assert [a.kind for a in new] == [AttentionKind.PAYMENT_CURRENCY_MISMATCH]
+            elif (
+                status is PaymentStatus.SUCCEEDED
+                and prev.succeeded_amount is not None
                 and event.amount != prev.succeeded_amount
             ):
                 assert outcome is True
@@ -1897,8 +1906,13 @@ class CartMachine(RuleBasedStateMachine):
                 prev.confirmed_by is not None and PaymentStatus.SUCCEEDED not in prev.results
             )
             if status is PaymentStatus.SUCCEEDED and confirmed_only:
-                differs = event.amount != prev.succeeded_amount
-                assert new_kinds == ([AttentionKind.AMOUNT_MISMATCH] if differs else [])
+                if event.currency is not None and event.currency != prev.succeeded_currency:
+                    # The gateway's currency counts over the one the admin assumed.
+                    assert new_kinds == [AttentionKind.PAYMENT_CURRENCY_MISMATCH]
+                    assert attempt.succeeded_currency == event.currency
+                else:
+                    differs = event.amount != prev.succeeded_amount
+                    assert new_kinds == ([AttentionKind.AMOUNT_MISMATCH] if differs else [])
                 assert attempt.succeeded_amount == event.amount
             elif status in NEGATIVE_PAYMENT_STATUSES and confirmed_only:
                 assert new_kinds == [AttentionKind.CONFIRMED_PAYMENT_FAILED]
@@ -2038,8 +2052,11 @@ class CartMachine(RuleBasedStateMachine):
             assert confirmed.status is PaymentStatus.SUCCEEDED
             assert confirmed.confirmed_by == "root"
             assert order.attempt_id == confirmed.attempt_id
-            if confirmed.succeeded_amount != order.total:
-                assert AttentionKind.AMOUNT_MISMATCH in {a.kind for a in self.cart.attention}
+            kinds = {a.kind for a in self.cart.attention}
+            if confirmed.succeeded_currency != order.currency:
+                assert AttentionKind.PAYMENT_CURRENCY_MISMATCH in kinds
+            elif confirmed.succeeded_amount != order.total:
+                assert AttentionKind.AMOUNT_MISMATCH in kinds
         else:
             assert order.attempt_id == before.current_attempt_id
             assert self.cart.payments == before.payments

@@ -214,6 +214,43 @@ def test_gateway_reports_less_than_an_admin_confirmed() -> None:
     assert till.kinds() == [AttentionKind.AMOUNT_MISMATCH]
 
 
+def test_gateway_reports_another_currency_than_an_admin_confirmed() -> None:
+    """The same amount in USD on a EUR cart an admin confirmed: it does not count."""
+    till = Till().do(
+        lines(2500), start("a1", 2500), PaymentResultReported("a1", PaymentStatus.PENDING, 0)
+    )
+    till.do(ConfirmCart(admin="ann"))
+    assert till.cart.order is not None and till.cart.order.paid
+    till.do(paid("a1", 2500, "USD"))
+    order = till.cart.order
+    assert order is not None and not order.paid and order.amount_paid == 0
+    assert till.kinds() == [AttentionKind.PAYMENT_CURRENCY_MISMATCH]
+    attempt = till.cart.attempt("a1")
+    assert attempt is not None and attempt.succeeded_currency == "USD"
+    assert attempt.succeeded_amount == 2500
+
+
+def test_a_repeated_success_in_another_currency_is_flagged() -> None:
+    till = Till().do(lines(1000), start("a1", 1000), paid("a1", 1000))
+    till.do(paid("a1", 1000, "EUR"))
+    assert till.cart.attention == [], "the same currency, named, is the same webhook"
+    till.do(paid("a1", 1000, "USD"))
+    assert till.kinds() == [AttentionKind.PAYMENT_CURRENCY_MISMATCH]
+    order = till.cart.order
+    assert order is not None and order.paid and order.amount_paid == 1000
+    assert till.cart.journal[-2].kind is JournalKind.PAYMENT_RESULT_IGNORED
+
+
+def test_admin_confirms_an_attempt_in_another_currency() -> None:
+    """A result that came before its start made an attempt in the gateway's currency."""
+    till = Till().do(lines(2500), PaymentResultReported("a1", PaymentStatus.PENDING, 2500, "USD"))
+    assert till.cart.state is CartState.LOCKED
+    till.do(ConfirmCart(admin="ann"))
+    order = till.cart.order
+    assert order is not None and not order.paid and order.amount_paid == 0
+    assert AttentionKind.PAYMENT_CURRENCY_MISMATCH in till.kinds()
+
+
 def test_admin_confirm_o_awaits_the_money() -> None:
     till = Till().do(
         lines(2500), start("a1", 2500), PaymentResultReported("a1", PaymentStatus.PENDING, 0)

@@ -64,8 +64,17 @@ with workflow.unsafe.imports_passed_through():
 EFFECT_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
-    # Retries cost no history events: try often, so the read model catches up soon
-    # after an outage.
+    # Retries cost no history events. At most 30 s apart: after an outage the read model
+    # catches up within 30-40 s (interval plus one attempt), the carts that waited come
+    # back spread over that time rather than in one burst of workflow tasks (with 10 s,
+    # such a burst after ``make chaos``'s outage met a worker restart and delayed other
+    # carts' timers), and a database that is down is asked less often.
+    maximum_interval=timedelta(seconds=30),
+)
+#: a restore keeps the cart's updates waiting: it retries at most 10 s apart
+RESTORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
 )
 EFFECT_TIMEOUT = timedelta(seconds=10)
@@ -416,7 +425,7 @@ class CartWorkflow:
             RestoreCartInput(shop_id=self._cart.shop_id, cart_id=self._cart.cart_id, run_id=run_id),
             result_type=RestoredCart,
             start_to_close_timeout=RESTORE_TIMEOUT,
-            retry_policy=EFFECT_RETRY,
+            retry_policy=RESTORE_RETRY,
         )
         if restored.cart is not None:
             self._cart = restored.cart

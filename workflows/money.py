@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from workflows.codes import (
+    ISO_4217,
     NEGATIVE_PAYMENT_STATUSES,
     ORDER_STATUS_OPEN,
     ORDER_STATUS_PROCESSED,
@@ -245,6 +246,30 @@ def _repeated_result(
     if (
         event.status is PaymentStatus.SUCCEEDED
         and attempt.succeeded_amount is not None
+        and event.currency in ISO_4217  # (a malformed one is no news: ignored as before)
+        and event.currency != attempt.succeeded_currency
+    ):
+        journal(
+            cart,
+            now,
+            JournalKind.PAYMENT_RESULT_IGNORED,
+            GATEWAY,
+            f"succeeded again in {event.currency} (recorded {attempt.succeeded_currency})",
+        )
+        raise_attention(
+            cart,
+            now,
+            AttentionKind.PAYMENT_CURRENCY_MISMATCH,
+            attempt_id=attempt.attempt_id,
+            amount=event.amount,
+            detail=f"attempt {attempt.attempt_id} reported succeeded again in another"
+            f" currency: {event.amount} {event.currency}, recorded"
+            f" {attempt.succeeded_amount} {attempt.succeeded_currency}",
+        )
+        return True
+    if (
+        event.status is PaymentStatus.SUCCEEDED
+        and attempt.succeeded_amount is not None
         and event.amount != attempt.succeeded_amount
     ):
         journal(
@@ -282,6 +307,23 @@ def _after_success(
     if status is PaymentStatus.SUCCEEDED and confirmed and not gateway_success:
         # The gateway confirms what an admin confirmed: the gateway's amount counts.
         journal(cart, now, JournalKind.PAYMENT_SUCCEEDED, GATEWAY, detail)
+        if event.currency is not None and event.currency != attempt.succeeded_currency:
+            # The gateway's currency counts: the admin's confirmation assumed the cart's.
+            raise_attention(
+                cart,
+                now,
+                AttentionKind.PAYMENT_CURRENCY_MISMATCH,
+                attempt_id=attempt.attempt_id,
+                amount=event.amount,
+                detail=f"the gateway reports {event.amount} {event.currency} for attempt"
+                f" {attempt.attempt_id}, which {attempt.confirmed_by} confirmed as"
+                f" {attempt.succeeded_amount} {attempt.succeeded_currency}",
+            )
+            attempt.succeeded_amount = event.amount
+            attempt.succeeded_currency = event.currency
+            if cart.order is not None:
+                settle(cart, now)
+            return
         if event.amount != attempt.succeeded_amount:
             raise_attention(
                 cart,
@@ -375,7 +417,19 @@ def _payment_succeeded(cart: Cart, attempt: PaymentAttempt, now: datetime) -> No
 def _flag_success(cart: Cart, attempt: PaymentAttempt, due: int, now: datetime) -> None:
     """Flag what an admin must look at in a success that counts towards the order."""
     amount = attempt.succeeded_amount or 0
-    counted = attempt.succeeded_currency == (cart.order.currency if cart.order else None)
+    currency = cart.order.currency if cart.order else None
+    counted = attempt.succeeded_currency == currency
+    if not counted and attempt.confirmed_by is not None:
+        # (A gateway's success in another currency is flagged where it is recorded.)
+        raise_attention(
+            cart,
+            now,
+            AttentionKind.PAYMENT_CURRENCY_MISMATCH,
+            attempt_id=attempt.attempt_id,
+            amount=amount,
+            detail=f"{attempt.confirmed_by} confirmed attempt {attempt.attempt_id} in"
+            f" {attempt.succeeded_currency}; the order is in {currency}: it does not count",
+        )
     if counted and amount != due:
         raise_attention(
             cart,

@@ -317,8 +317,17 @@ def confirm(
     """
 
     async def action(client: CartkeeperClient, shop_id: str) -> CartView:
-        await client.confirm(shop_id, cart, admin=admin, note=note, status=status)
-        return await client.await_order(shop_id, cart, timeout_seconds=10)
+        from starter.client import CartkeeperError
+        from workflows.contract import ErrorCode
+
+        confirmed = await client.confirm(shop_id, cart, admin=admin, note=note, status=status)
+        try:
+            return await asyncio.wait_for(client.await_order(shop_id, cart, timeout_seconds=10), 15)
+        except (TimeoutError, CartkeeperError) as error:
+            if isinstance(error, CartkeeperError) and error.code is not ErrorCode.UPDATE_PENDING:
+                raise
+            # The confirmation was applied; only its number is not known yet.
+            return confirmed
 
     def describe(view: CartView) -> str:
         from starter.output import format_money

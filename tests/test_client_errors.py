@@ -1,0 +1,59 @@
+"""How Temporal's RPC failures become coded errors (``starter.client_errors``)."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
+
+from starter.client_errors import CartkeeperError, _RunClosing, call, from_rpc_error
+from workflows.contract import ErrorCode
+
+
+def rpc(status: RPCStatusCode, message: str) -> RPCError:
+    return RPCError(message, status, b"")
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "code"),
+    [
+        (RPCStatusCode.NOT_FOUND, "workflow not found for ID: cart:s:c", ErrorCode.CART_NOT_FOUND),
+        (
+            RPCStatusCode.NOT_FOUND,
+            "workflow not found for ID: cart:namespace-shop:c",
+            ErrorCode.CART_NOT_FOUND,
+        ),
+        (
+            RPCStatusCode.NOT_FOUND,
+            'Namespace name "shop-prod" is not found.',
+            ErrorCode.TEMPORAL_UNAVAILABLE,
+        ),
+        (RPCStatusCode.UNAVAILABLE, "connection refused", ErrorCode.TEMPORAL_UNAVAILABLE),
+        (RPCStatusCode.DEADLINE_EXCEEDED, "deadline", ErrorCode.TEMPORAL_UNAVAILABLE),
+        (RPCStatusCode.RESOURCE_EXHAUSTED, "rate limit", ErrorCode.TEMPORAL_UNAVAILABLE),
+        (RPCStatusCode.ABORTED, "aborted", ErrorCode.TEMPORAL_UNAVAILABLE),
+        (RPCStatusCode.CANCELLED, "cancelled", ErrorCode.TEMPORAL_UNAVAILABLE),
+        (RPCStatusCode.INVALID_ARGUMENT, "bad request", ErrorCode.INTERNAL),
+        (RPCStatusCode.PERMISSION_DENIED, "no", ErrorCode.INTERNAL),
+    ],
+)
+def test_rpc_errors_are_coded(status: RPCStatusCode, message: str, code: ErrorCode) -> None:
+    error = from_rpc_error(rpc(status, message))
+    assert error.code is code
+    assert not isinstance(error, _RunClosing)
+    if code is ErrorCode.TEMPORAL_UNAVAILABLE and status is RPCStatusCode.NOT_FOUND:
+        assert "TEMPORAL_NAMESPACE" in error.message
+
+
+def test_a_closing_run_is_retried_not_shown() -> None:
+    error = from_rpc_error(rpc(RPCStatusCode.FAILED_PRECONDITION, "workflow is closing"))
+    assert isinstance(error, _RunClosing)
+
+
+async def test_call_raises_the_coded_error() -> None:
+    async def failing() -> None:
+        raise rpc(RPCStatusCode.RESOURCE_EXHAUSTED, "namespace rate limit exceeded")
+
+    with pytest.raises(CartkeeperError) as raised:
+        await call(failing())
+    assert raised.value.code is ErrorCode.TEMPORAL_UNAVAILABLE
+    assert raised.value.http_status == 503
