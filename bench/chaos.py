@@ -68,14 +68,19 @@ POLICY = CartPolicy(
 Say = Callable[[str], None]
 
 
-def worker_log_problems(log_path: Path) -> dict[str, Any]:
-    """Workflow-task failures in the worker's log: nondeterminism (by run id) and others."""
+def worker_log_problems(log_paths: list[Path]) -> dict[str, Any]:
+    """Workflow-task failures in the workers' logs: nondeterminism (by run id) and others."""
     import re
 
-    try:
-        text = re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(errors="replace"))
-    except OSError:
+    texts = []
+    for log_path in log_paths:
+        try:
+            texts.append(log_path.read_text(errors="replace"))
+        except OSError:
+            continue
+    if not texts:
         return {}
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(texts))
     nondeterminism: dict[str, str] = {}
     failing_tasks = 0
     for line in text.splitlines():
@@ -150,15 +155,16 @@ class Timeline:
 
 @dataclass
 class WorkerChaos:
-    """SIGKILL the worker every ``every`` seconds on average and start it again at once (a
+    """SIGKILL a worker every ``every`` seconds on average and start it again at once (a
     start that fails, e.g. while the database is down, is retried with a short backoff).
+    With several workers the kills go round them: one worker is down at a time.
 
     The interval is drawn from ``every`` +- 10%: with an exact period that is a multiple of
     the workflow task timeout (5 s, ``starter.client.TASK_TIMEOUT``), a task lost with a
     killed worker could time out just as the next kill comes and be handed to the dying
     worker again, run after run (a resonance of the harness, not of crashes)."""
 
-    worker: WorkerProcess
+    workers: list[WorkerProcess]
     timeline: Timeline
     say: Say
     every: float
@@ -169,14 +175,23 @@ class WorkerChaos:
     down_s: float = 0.0
     starting: bool = False
 
+    @property
+    def starts(self) -> int:
+        return sum(worker.starts for worker in self.workers)
+
     async def ensure_running(self) -> None:
+        """Every worker runs (each killed one is started again)."""
+        for worker in self.workers:
+            await self._start(worker)
+
+    async def _start(self, worker: WorkerProcess) -> None:
         began = time.monotonic()
         backoff = 1.0
         self.starting = True
         try:
-            while not self.worker.running:
+            while not worker.running:
                 try:
-                    await self.worker.start(within=90)
+                    await worker.start(within=90)
                 except WorkerStartError as error:
                     self.start_failures += 1
                     lines = [ln for ln in str(error).splitlines() if "Error" in ln]
@@ -184,7 +199,7 @@ class WorkerChaos:
                     self.timeline.mark("worker_start_failed", reason=reason)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
-            self.timeline.mark("worker_started", pid=self.worker.pid)
+            self.timeline.mark("worker_started", pid=worker.pid, name=worker.name)
         finally:
             self.starting = False
             self.down_s += time.monotonic() - began
@@ -205,10 +220,11 @@ class WorkerChaos:
             if restarting is not None and not restarting.done():
                 self.skipped += 1  # still starting after the last kill
                 continue
-            await self.worker.kill_and_wait()
+            victim = self.workers[self.kills % len(self.workers)]
+            await victim.kill_and_wait()
             self.kills += 1
-            self.timeline.mark("worker_killed")
-            restarting = asyncio.create_task(self.ensure_running())
+            self.timeline.mark("worker_killed", name=victim.name)
+            restarting = asyncio.create_task(self._start(victim))
         if restarting is not None:
             await restarting
 
@@ -300,20 +316,23 @@ async def chaos_main(args: argparse.Namespace) -> int:
     async with scratch_database(args.postgres_url, "chaos") as database:
         await upgrade_database(database.url)
         engine = make_engine(database.url)
-        worker: WorkerProcess | None = None
+        workers: list[WorkerProcess] = []
         try:
             client = await server.launch()
-            worker = bench_worker(
-                state_dir,
-                server.address,
-                database.url,
-                name="worker",
-                task_queue=TASK_QUEUE,
-                floor=False,
-            )
-            await worker.start()
+            for n in range(args.workers):
+                worker = bench_worker(
+                    state_dir,
+                    server.address,
+                    database.url,
+                    name="worker" if n == 0 else f"worker{n + 1}",
+                    task_queue=TASK_QUEUE,
+                    floor=False,
+                )
+                workers.append(worker)
+                await worker.start()
+            pids = ", ".join(str(worker.pid) for worker in workers)
             say(
-                f"server {server.address} (file-backed, {state_dir}); worker pid {worker.pid};"
+                f"server {server.address} (file-backed, {state_dir}); worker pid {pids};"
                 f" read model {database.name}; {schedule.checkouts} checkouts by"
                 f" {schedule.shoppers} shoppers"
             )
@@ -321,7 +340,7 @@ async def chaos_main(args: argparse.Namespace) -> int:
                 client, task_queue=TASK_QUEUE, policy_for=lambda _shop: POLICY, update_timeout=15
             )
             traffic = Traffic(carts, shop, args.seed, timeline.started, wait_with=args.wait_with)
-            chaos = WorkerChaos(worker, timeline, say, schedule.kill_every_s, seed=args.seed)
+            chaos = WorkerChaos(workers, timeline, say, schedule.kill_every_s, seed=args.seed)
             stop_killing = asyncio.Event()
             killer = asyncio.create_task(chaos.run(stop_killing))
             outage = asyncio.create_task(
@@ -357,14 +376,14 @@ async def chaos_main(args: argparse.Namespace) -> int:
                 client, shop, snapshot.unreadable, Path(args.output).with_suffix(".histories")
             )
         except BaseException:
-            if worker is not None:
+            for worker in workers:
                 print(worker.log_tail(), file=sys.stderr)
             raise
         finally:
             for task in faults:
                 task.cancel()
             await asyncio.gather(*faults, return_exceptions=True)
-            if worker is not None:
+            for worker in workers:
                 await worker.stop()
             await server.stop()
             await engine.dispose()
@@ -407,13 +426,14 @@ async def chaos_main(args: argparse.Namespace) -> int:
         "worker": {
             "kills": chaos.kills,
             "kills_skipped_while_starting": chaos.skipped,
-            "starts": chaos.worker.starts,
+            "processes": args.workers,
+            "starts": chaos.starts,
             "start_failures": chaos.start_failures,
             "down_s": round(chaos.down_s, 1),
         },
         "catch_up": catch,
         "stuck_histories": saved,
-        "worker_log": worker_log_problems(chaos.worker.log_path),
+        "worker_log": worker_log_problems([worker.log_path for worker in workers]),
         "check": check_details,
         "timer_lateness": lateness,
         "client_errors_retried": dict(traffic.errors.most_common()),
@@ -492,6 +512,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_DATABASE_URL") or DEFAULT_POSTGRES_URL,
         help="the PostgreSQL server (a database chaos_<stamp> is created on it and dropped"
         " afterwards; default $BENCH_DATABASE_URL, else %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1, the issue's chaos run); the kills go round them,"
+        " one down at a time",
     )
     parser.add_argument("--output", default=str(BENCH_DIR / "chaos.json"))
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
