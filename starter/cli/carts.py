@@ -284,6 +284,31 @@ def admin_action(
     run(click.get_current_context(), main)
 
 
+async def confirm_and_number(
+    client: CartkeeperClient,
+    shop_id: str,
+    cart: str,
+    admin: str,
+    note: str | None,
+    status: str,
+    number_wait: float = 10,
+) -> CartView:
+    """Confirm, then wait (briefly) for the order's number. A confirmation that was
+    applied is reported as such even when its number is not known yet."""
+    from starter.client import CartkeeperError
+    from workflows.contract import ErrorCode
+
+    confirmed = await client.confirm(shop_id, cart, admin=admin, note=note, status=status)
+    try:
+        return await asyncio.wait_for(
+            client.await_order(shop_id, cart, timeout_seconds=number_wait), number_wait * 1.5 + 1
+        )
+    except (TimeoutError, CartkeeperError) as error:
+        if isinstance(error, CartkeeperError) and error.code is not ErrorCode.UPDATE_PENDING:
+            raise
+        return confirmed  # "(number pending)"
+
+
 def attention_note(view: CartView) -> str:
     return f"; needs an admin: {', '.join(view.attention)}" if view.attention else ""
 
@@ -317,17 +342,7 @@ def confirm(
     """
 
     async def action(client: CartkeeperClient, shop_id: str) -> CartView:
-        from starter.client import CartkeeperError
-        from workflows.contract import ErrorCode
-
-        confirmed = await client.confirm(shop_id, cart, admin=admin, note=note, status=status)
-        try:
-            return await asyncio.wait_for(client.await_order(shop_id, cart, timeout_seconds=10), 15)
-        except (TimeoutError, CartkeeperError) as error:
-            if isinstance(error, CartkeeperError) and error.code is not ErrorCode.UPDATE_PENDING:
-                raise
-            # The confirmation was applied; only its number is not known yet.
-            return confirmed
+        return await confirm_and_number(client, shop_id, cart, admin, note, status)
 
     def describe(view: CartView) -> str:
         from starter.output import format_money
