@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.contract import TASK_QUEUE, CartPolicy
@@ -74,9 +74,25 @@ class Settings(BaseSettings):
     #: workflow tasks a worker takes at once (default: the SDK's)
     max_concurrent_workflow_tasks: int | None = None
     log_level: str = "INFO"
+    #: outgoing mail: an SMTP relay (default: the local mail catcher of ``cartkeeper dev``)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    #: ``none`` (plain), ``starttls`` (upgrade after connecting, usually port 587) or
+    #: ``tls`` (implicit TLS, usually port 465)
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    #: a CA bundle to trust for the relay's certificate (default: the system's)
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     #: run a worker with a SQLite read model against a Temporal server on another host
     #: (one worker only: see ``worker.check_deployment``)
     allow_sqlite_with_remote_temporal: bool = False
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the local mail catcher keeps what it receives."""
+        return self.data_dir / "mail"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from activities.settings import Settings
 from starter.devserver import NAMESPACE, DevError, DevServer, find_temporal, port_in_use
+from starter.mailcatcher import MailCatcher
 
 __all__ = [
     "NAMESPACE",
@@ -75,9 +76,18 @@ def cli_prefix(options: DevOptions) -> str:
     return prefix
 
 
-def banner(settings: Settings, server: DevServer, options: DevOptions) -> str:
+def banner(
+    settings: Settings, server: DevServer, options: DevOptions, mail: MailCatcher | None = None
+) -> str:
     db_url = safe_url(settings.resolved_database_url())
     locked = ui_url(options.ui_port, LOCKED_QUERY)
+    if mail is not None:
+        mail_line = (
+            f"  mail catcher    smtp://{mail.host}:{mail.port}  (kept in"
+            f" {mail.mailbox.directory}; `{options.prog} mail list`)"
+        )
+    else:
+        mail_line = f"  outgoing mail   smtp://{settings.smtp_host}:{settings.smtp_port}"
     return "\n".join(
         [
             "",
@@ -90,6 +100,7 @@ def banner(settings: Settings, server: DevServer, options: DevOptions) -> str:
             f"  read model      {db_url}",
             f"  Temporal state  {server.db_file}",
             f"  server log      {server.log_file}",
+            mail_line,
             "",
         ]
     )
@@ -115,6 +126,22 @@ def examples(
             "",
         ]
     )
+
+
+async def start_mail_catcher(settings: Settings) -> tuple[MailCatcher | None, Settings]:
+    """The local mail catcher, when outgoing mail goes to this machine: on the configured
+    port, or a free one if that is taken (the settings then point the worker at it)."""
+    if settings.smtp_host not in ("127.0.0.1", "localhost") or settings.smtp_security != "none":
+        return None, settings  # a real relay is configured: nothing to catch
+    catcher = MailCatcher(settings.mail_dir.resolve(), host="127.0.0.1", port=settings.smtp_port)
+    try:
+        await catcher.start()
+    except OSError:
+        catcher = MailCatcher(settings.mail_dir.resolve(), host="127.0.0.1", port=0)
+        await catcher.start()
+    if catcher.port != settings.smtp_port:
+        settings = settings.model_copy(update={"smtp_port": catcher.port})
+    return catcher, settings
 
 
 def _err(message: str) -> None:
@@ -153,8 +180,10 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
 
     worker: asyncio.Task[None] | None = None
     demo: asyncio.Task[None] | None = None
+    mail: MailCatcher | None = None
     code = 0
     try:
+        mail, settings = await start_mail_catcher(settings)
         server = DevServer(
             db_file=data_dir / "temporal.db",
             log_file=data_dir / SERVER_LOG,
@@ -172,7 +201,7 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
             return 0
         client = ready.result()
         worker = asyncio.create_task(run_worker(client, settings, stop), name="worker")
-        out(banner(settings, server, options))
+        out(banner(settings, server, options, mail))
 
         async def demo_run() -> None:
             result = await simulate(
@@ -240,6 +269,8 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
             out("stopping the worker ...")
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(worker, 30)
+        if mail is not None:
+            await mail.stop()
         if server is not None and server.process is not None:
             out("stopping the Temporal dev server ...")
             server_code = await server.stop()

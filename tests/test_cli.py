@@ -190,7 +190,7 @@ def one_error_line(run: Run, code: str) -> str:
 
 
 HELP: dict[tuple[str, ...], tuple[str, ...]] = {
-    (): ("--address", "--namespace", "dev", "worker", "simulate", "carts"),
+    (): ("--address", "--namespace", "dev", "worker", "simulate", "carts", "mail"),
     ("dev",): ("--simulate", "--no-simulate", "--port", "--ui-port", "--speed"),
     ("worker",): ("TEMPORAL_*", "CARTKEEPER_TASK_QUEUE", "same task queue"),
     ("simulate",): ("--carts", "--shop", "--seed", "--speed", "--wait"),
@@ -201,6 +201,10 @@ HELP: dict[tuple[str, ...], tuple[str, ...]] = {
     ("carts", "unlock"): ("CART", "--shop", "--admin", "--note"),
     ("carts", "delete"): ("CART", "--shop", "--admin", "--note"),
     ("carts", "resolve"): ("CART", "--shop", "--admin", "--note", "--item", "--json", "#N"),
+    ("mail",): ("list", "show", "open", "data/mail"),
+    ("mail", "list"): ("--json",),
+    ("mail", "show"): ("ID", "--html"),
+    ("mail", "open"): ("ID", "--output", "HTML"),
 }
 
 

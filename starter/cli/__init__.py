@@ -21,6 +21,7 @@ from typing import NoReturn
 import click
 
 from starter.cli import carts as _carts  # noqa: F401  (registers the commands)
+from starter.cli import mail as _mail  # noqa: F401
 from starter.cli import run_commands as _run_commands  # noqa: F401
 from starter.cli.common import report
 from starter.cli.root import cli

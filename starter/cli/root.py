@@ -35,7 +35,7 @@ def cli(ctx: click.Context, address: str | None, namespace: str | None) -> None:
       cartkeeper carts list --state locked  # in another terminal
       cartkeeper carts confirm CART         # a locked cart becomes an order
 
-    Exit codes: 0 ok, 1 refused, 2 usage error, 3 no such cart, 4 Temporal, a worker or
-    the database unreachable (or a request queued but not applied yet).
+    Exit codes: 0 ok, 1 refused, 2 usage error, 3 no such cart (or message), 4 Temporal,
+    a worker or the database unreachable (or a request queued but not applied yet).
     """
     ctx.obj = Options(address=address, namespace=namespace)

@@ -1,0 +1,147 @@
+"""Sending one e-mail to an SMTP relay (aiosmtplib): plain, STARTTLS or implicit TLS, with
+an optional login, all from the settings.
+
+Every failure is a ``MailError`` with a code and whether trying again later may succeed:
+a relay that refuses a recipient or the message for good (5xx) is ``smtp_refused`` and
+permanent; one that is down, drops the connection, answers 4xx or does not answer in time
+is ``smtp_unavailable`` / ``smtp_timeout`` and transient. The caller (an activity) decides
+on retries; nothing here retries.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+from activities.settings import Settings
+
+
+class MailError(Exception):
+    """A message was not accepted by the relay."""
+
+    def __init__(self, code: str, message: str, *, transient: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 1025
+    security: str = "none"  # none | starttls | tls
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpConfig:
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            ca_file=settings.smtp_ca_file,
+            timeout_seconds=settings.smtp_timeout_seconds,
+        )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if self.security == "none":
+            return None
+        return ssl.create_default_context(
+            cafile=str(self.ca_file) if self.ca_file is not None else None
+        )
+
+    def describe(self) -> str:
+        """Where mail goes, without the password."""
+        login = f"{self.username}@" if self.username else ""
+        return f"smtp://{login}{self.host}:{self.port} ({self.security})"
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What the relay answered for an accepted message."""
+
+    message_id: str | None
+    recipients: tuple[str, ...]
+    response: str
+
+
+async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage:
+    """Hand ``message`` to the relay; ``MailError`` when it is not accepted."""
+    context = config.tls_context()
+    client = aiosmtplib.SMTP(
+        hostname=config.host,
+        port=config.port,
+        timeout=config.timeout_seconds,
+        use_tls=config.security == "tls",
+        start_tls=config.security == "starttls",
+        tls_context=context,
+        username=config.username,
+        password=config.password,
+    )
+    try:
+        async with client:
+            refused, response = await client.send_message(message)
+    except aiosmtplib.SMTPRecipientsRefused as error:
+        raise _refused(error.recipients) from None
+    except aiosmtplib.SMTPTimeoutError as error:
+        raise MailError(
+            "smtp_timeout",
+            f"{config.describe()} did not answer within {config.timeout_seconds:g}s: {error}",
+            transient=True,
+        ) from None
+    except aiosmtplib.SMTPAuthenticationError as error:
+        raise MailError(
+            "smtp_refused",
+            f"{config.describe()} refused the login: {error.code} {error.message}",
+            transient=False,
+        ) from None
+    except aiosmtplib.SMTPResponseException as error:
+        permanent = 500 <= error.code < 600
+        raise MailError(
+            "smtp_refused" if permanent else "smtp_unavailable",
+            f"{config.describe()} answered {error.code} {error.message}",
+            transient=not permanent,
+        ) from None
+    except (aiosmtplib.SMTPException, OSError) as error:
+        # Connection refused or dropped, TLS handshake failed, ...
+        raise MailError(
+            "smtp_unavailable",
+            f"{config.describe()}: {type(error).__name__}: {error}",
+            transient=True,
+        ) from None
+    # Some recipients may have been refused while others were accepted: it went out.
+    accepted = tuple(address for address in _recipients(message) if address not in refused)
+    return SentMessage(
+        message_id=message.get("Message-ID"),
+        recipients=accepted,
+        response=response,
+    )
+
+
+def _recipients(message: EmailMessage) -> list[str]:
+    from email.utils import getaddresses
+
+    fields = [str(value) for key in ("To", "Cc", "Bcc") for value in message.get_all(key, [])]
+    return [address for _name, address in getaddresses(fields) if address]
+
+
+def _refused(recipients: list[aiosmtplib.SMTPRecipientRefused]) -> MailError:
+    codes = sorted({refusal.code for refusal in recipients})
+    permanent = all(500 <= code < 600 for code in codes)
+    detail = "; ".join(
+        f"{refusal.recipient}: {refusal.code} {refusal.message}" for refusal in recipients
+    )
+    return MailError(
+        "smtp_refused" if permanent else "smtp_unavailable",
+        f"every recipient was refused ({detail})",
+        transient=not permanent,
+    )
