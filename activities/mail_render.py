@@ -15,19 +15,25 @@ with the headers mail clients and providers expect.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import css_inline
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import format_percent, is_currency
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+from workflows.codes import ISO_4217, currency_exponent
 
 TEMPLATES = Path(__file__).resolve().parent / "mail_templates"
 DEFAULT_LOCALE = "en"
@@ -78,26 +84,50 @@ class RenderedMail:
 
 
 def money(amount: int, currency: str, locale: str) -> str:
-    """``amount`` minor units of ``currency`` as the customer's locale writes it."""
-    digits = get_currency_precision(currency)
-    return format_currency(Decimal(amount).scaleb(-digits), currency, locale=_babel(locale))
+    """``amount`` minor units of ``currency`` as the customer's locale writes it, with the
+    currency's ISO 4217 decimals (the project's, not babel's cash rounding: 123456 HUF
+    minor units are 1,234.56 HUF)."""
+    if currency not in ISO_4217 or not is_currency(currency):
+        raise ValueError(f"{currency!r} is not an ISO 4217 currency code")
+    digits = currency_exponent(currency)
+    where = parse_locale(locale)
+    pattern = copy.copy(where.currency_formats["standard"])
+    pattern.frac_prec = (digits, digits)
+    text: str = pattern.apply(
+        Decimal(amount).scaleb(-digits), where, currency=currency, currency_digits=False
+    )
+    return text
 
 
-def _babel(locale: str) -> Locale:
+def parse_locale(locale: str) -> Locale:
+    """The customer's locale (``de-AT``, ``de_AT``, ``DE``, ``de.UTF-8`` ...); English when
+    it cannot be read."""
+    tag = locale.split(".", 1)[0].split("@", 1)[0].replace("-", "_").strip()
     try:
-        return Locale.parse(locale.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        return Locale.parse(DEFAULT_LOCALE)
+        return Locale.parse(tag)
+    except (UnknownLocaleError, ValueError, TypeError):
+        try:
+            return Locale.parse(tag.lower())
+        except (UnknownLocaleError, ValueError, TypeError):
+            return Locale.parse(DEFAULT_LOCALE)
 
 
 def candidates(locale: str) -> list[str]:
-    """``de_AT`` → ``["de_AT", "de", "en"]``."""
-    tag = locale.replace("-", "_")
-    out = [tag]
-    if "_" in tag:
-        out.append(tag.split("_", 1)[0])
-    if DEFAULT_LOCALE not in out:
-        out.append(DEFAULT_LOCALE)
+    """The template folders to try, most specific first: ``sr_Latn_RS`` →
+    ``["sr_Latn_RS", "sr_Latn", "sr", "en"]``; ``de-AT`` → ``["de_AT", "de", "en"]``."""
+    where = parse_locale(locale)
+    out: list[str] = []
+    for parts in (
+        (where.language, where.script, where.territory),
+        (where.language, where.script),
+        (where.language, where.territory),
+        (where.language,),
+        (DEFAULT_LOCALE,),
+    ):
+        if all(parts):
+            tag = "_".join(str(part) for part in parts)
+            if tag not in out:
+                out.append(tag)
     return out
 
 
@@ -114,8 +144,11 @@ class MailRenderer:
 
     def render(self, name: str, content: MailContent) -> RenderedMail:
         """Subject, text and HTML of template ``name`` for ``content.locale`` (falling back)."""
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise TemplateMissing(f"{name!r} is not a template name")
+        folders = {path.name for path in self.templates.iterdir() if path.is_dir()}
         for locale in candidates(content.locale):
-            if (self.templates / locale / f"{name}.html").is_file():
+            if locale in folders and (self.templates / locale / f"{name}.html").is_file():
                 break
         else:
             raise TemplateMissing(f"no template {name!r} for {content.locale} or {DEFAULT_LOCALE}")
@@ -140,13 +173,13 @@ class MailRenderer:
         coupon_values = None
         if coupon is not None:
             if coupon.percent is not None:
-                value = f"{coupon.percent} %"
+                value = format_percent(coupon.percent / 100, locale=parse_locale(locale))
             else:
                 value = money(coupon.amount or 0, content.currency, locale)
             coupon_values = {
                 "code": coupon.code,
                 "value": value,
-                "expires": format_date(coupon.expires_at, "long", locale=_babel(locale))
+                "expires": format_date(coupon.expires_at, "long", locale=parse_locale(locale))
                 if coupon.expires_at
                 else None,
             }
@@ -175,6 +208,29 @@ def message_id(shop_id: str, cart_id: str, key: str, domain: str) -> str:
     return f"<{digest}@{domain}>"
 
 
+def _display_name(name: str | None) -> str:
+    """A name fit for a header: control characters (CR, LF ...) dropped."""
+    return "".join(char for char in (name or "") if unicodedata.category(char)[0] != "C").strip()
+
+
+def check_link(url: str) -> str:
+    """A link fit for ``List-Unsubscribe``: absolute http(s), nothing that would end the
+    ``<...>`` or add a second URI."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ValueError(f"{url!r} is not an absolute http(s) URL")
+    if any(char in url for char in ' <>,"') or not url.isprintable():
+        raise ValueError(f"{url!r} has characters a List-Unsubscribe link cannot carry")
+    return url
+
+
+def _address(name: str | None, address: str) -> Address:
+    username, _, domain = address.rpartition("@")
+    if not username or not domain:
+        raise ValueError(f"{address!r} is not an e-mail address")
+    return Address(display_name=_display_name(name), username=username, domain=domain)
+
+
 def build_message(
     rendered: RenderedMail,
     *,
@@ -190,9 +246,10 @@ def build_message(
     """The whole message: text and HTML alternatives, and the headers above."""
     if date.tzinfo is None:
         raise ValueError("the message date must be timezone-aware")
+    check_link(unsubscribe_url)
     message = EmailMessage()
-    message["From"] = formataddr(sender)
-    message["To"] = formataddr((recipient[0] or "", recipient[1]))
+    message["From"] = _address(sender[0], sender[1])
+    message["To"] = _address(recipient[0], recipient[1])
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(date.astimezone(UTC))
     message["Message-ID"] = message_id(shop_id, cart_id, key, domain)

@@ -4,15 +4,23 @@ an optional login, all from the settings.
 Every failure is a ``MailError`` with a code and whether trying again later may succeed:
 a relay that refuses a recipient or the message for good (5xx) is ``smtp_refused`` and
 permanent; one that is down, drops the connection, answers 4xx or does not answer in time
-is ``smtp_unavailable`` / ``smtp_timeout`` and transient. The caller (an activity) decides
-on retries; nothing here retries.
+is ``smtp_unavailable`` / ``smtp_timeout`` and transient; a configuration that cannot work
+(TLS or a login the relay does not offer, an unreadable CA file, a password to be sent in
+clear to another host) is ``smtp_misconfigured`` and permanent. The caller (an activity)
+decides on retries; nothing here retries.
+
+The message is written with lines up to 998 characters (RFC 5322), so that a long
+``List-Unsubscribe`` link is sent as it is, never folded or encoded.
 """
 
 from __future__ import annotations
 
+import copy
+import email.policy
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.utils import getaddresses
 from pathlib import Path
 
 import aiosmtplib
@@ -36,7 +44,7 @@ class SmtpConfig:
     port: int = 1025
     security: str = "none"  # none | starttls | tls
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     ca_file: Path | None = None
     timeout_seconds: float = 10.0
 
@@ -72,11 +80,41 @@ class SentMessage:
     message_id: str | None
     recipients: tuple[str, ...]
     response: str
+    #: recipients the relay refused while it accepted the others
+    refused: tuple[str, ...] = ()
+
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: the relay's answers that mean "this configuration cannot work" (not worth a retry)
+_UNSUPPORTED = ("not supported", "no suitable authentication method")
+
+
+def misconfigured(message: str) -> MailError:
+    return MailError("smtp_misconfigured", message, transient=False)
 
 
 async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage:
     """Hand ``message`` to the relay; ``MailError`` when it is not accepted."""
-    context = config.tls_context()
+    if config.username and config.security == "none" and config.host not in LOCAL_HOSTS:
+        raise misconfigured(
+            f"{config.describe()}: the login would cross the network in clear;"
+            " use CARTKEEPER_SMTP_SECURITY=starttls or tls"
+        )
+    sender = _addresses(message, ("Sender", "From"))[:1]
+    recipients = _addresses(message, ("To", "Cc", "Bcc"))
+    if not sender or not recipients:
+        raise MailError(
+            "smtp_refused", "the message has no sender or no recipient", transient=False
+        )
+    outgoing = copy.copy(message)
+    del outgoing["Bcc"]
+    utf8 = not all(address.isascii() for address in (*sender, *recipients))
+    policy = (email.policy.SMTPUTF8 if utf8 else email.policy.SMTP).clone(max_line_length=998)
+    data = outgoing.as_bytes(policy=policy)
+    try:
+        context = config.tls_context()
+    except (OSError, ssl.SSLError) as error:
+        raise misconfigured(f"the CA file {config.ca_file}: {error}") from None
     client = aiosmtplib.SMTP(
         hostname=config.host,
         port=config.port,
@@ -89,7 +127,9 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
     )
     try:
         async with client:
-            refused, response = await client.send_message(message)
+            refused, response = await client.sendmail(
+                sender[0], recipients, data, mail_options=["SMTPUTF8"] if utf8 else []
+            )
     except aiosmtplib.SMTPRecipientsRefused as error:
         raise _refused(error.recipients) from None
     except aiosmtplib.SMTPTimeoutError as error:
@@ -99,11 +139,14 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
             transient=True,
         ) from None
     except aiosmtplib.SMTPAuthenticationError as error:
+        permanent = 500 <= error.code < 600
         raise MailError(
-            "smtp_refused",
+            "smtp_refused" if permanent else "smtp_unavailable",
             f"{config.describe()} refused the login: {error.code} {error.message}",
-            transient=False,
+            transient=not permanent,
         ) from None
+    except aiosmtplib.SMTPNotSupported as error:
+        raise misconfigured(f"{config.describe()}: {error}") from None
     except aiosmtplib.SMTPResponseException as error:
         permanent = 500 <= error.code < 600
         raise MailError(
@@ -112,6 +155,8 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
             transient=not permanent,
         ) from None
     except (aiosmtplib.SMTPException, OSError) as error:
+        if any(words in str(error).lower() for words in _UNSUPPORTED):
+            raise misconfigured(f"{config.describe()}: {error}") from None
         # Connection refused or dropped, TLS handshake failed, ...
         raise MailError(
             "smtp_unavailable",
@@ -119,18 +164,16 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
             transient=True,
         ) from None
     # Some recipients may have been refused while others were accepted: it went out.
-    accepted = tuple(address for address in _recipients(message) if address not in refused)
     return SentMessage(
         message_id=message.get("Message-ID"),
-        recipients=accepted,
+        recipients=tuple(address for address in recipients if address not in refused),
         response=response,
+        refused=tuple(sorted(refused)),
     )
 
 
-def _recipients(message: EmailMessage) -> list[str]:
-    from email.utils import getaddresses
-
-    fields = [str(value) for key in ("To", "Cc", "Bcc") for value in message.get_all(key, [])]
+def _addresses(message: EmailMessage, headers: tuple[str, ...]) -> list[str]:
+    fields = [str(value) for key in headers for value in message.get_all(key, [])]
     return [address for _name, address in getaddresses(fields) if address]
 
 

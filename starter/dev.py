@@ -22,8 +22,12 @@ from urllib.parse import quote
 from sqlalchemy.engine import make_url
 
 from activities.settings import Settings
+from activities.smtp import LOCAL_HOSTS
 from starter.devserver import NAMESPACE, DevError, DevServer, find_temporal, port_in_use
 from starter.mailcatcher import MailCatcher
+
+#: the catcher's port unless the settings name another (a taken default moves)
+DEFAULT_SMTP_PORT = 1025
 
 __all__ = [
     "NAMESPACE",
@@ -131,12 +135,14 @@ def examples(
 async def start_mail_catcher(settings: Settings) -> tuple[MailCatcher | None, Settings]:
     """The local mail catcher, when outgoing mail goes to this machine: on the configured
     port, or a free one if that is taken (the settings then point the worker at it)."""
-    if settings.smtp_host not in ("127.0.0.1", "localhost") or settings.smtp_security != "none":
+    if settings.smtp_host not in LOCAL_HOSTS or settings.smtp_security != "none":
         return None, settings  # a real relay is configured: nothing to catch
     catcher = MailCatcher(settings.mail_dir.resolve(), host="127.0.0.1", port=settings.smtp_port)
     try:
         await catcher.start()
     except OSError:
+        if settings.smtp_port != DEFAULT_SMTP_PORT:
+            return None, settings  # a local relay of yours listens there: it gets the mail
         catcher = MailCatcher(settings.mail_dir.resolve(), host="127.0.0.1", port=0)
         await catcher.start()
     if catcher.port != settings.smtp_port:

@@ -86,11 +86,13 @@ class Mailbox:
             raise MailNotFound(f"no message {number} in {self.directory}")
         message = self.message(number)
         envelope = self._envelope(number)
+        try:
+            received_at = datetime.fromisoformat(str(envelope["received_at"]))
+        except (KeyError, ValueError):
+            received_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         return StoredMail(
             id=number,
-            received_at=datetime.fromisoformat(str(envelope.get("received_at")))
-            if envelope.get("received_at")
-            else datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            received_at=received_at,
             envelope_from=str(envelope.get("envelope_from", "")),
             envelope_to=_strings(envelope.get("envelope_to")),
             subject=str(message.get("Subject", "")),

@@ -48,7 +48,9 @@ class MailCatcher:
         handler = _Keep(self.mailbox)
 
         def protocol() -> Any:
-            return SMTP(handler, hostname="cartkeeper-mail-catcher", loop=loop)
+            return SMTP(
+                handler, hostname="cartkeeper-mail-catcher", loop=loop, enable_SMTPUTF8=True
+            )
 
         self._server = await loop.create_server(protocol, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from workflows.codes import currency_exponent
 from workflows.contract import Cart, CartState, JournalEntry
 
 # --------------------------------------------------------------------------- safe text
@@ -40,21 +41,8 @@ def safe(text: object) -> str:
 
 # --------------------------------------------------------------------------- money
 
+
 #: ISO 4217 minor-unit exponents that are not 2 (everything else has cents).
-_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(
-        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0
-    ),
-    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
-    **dict.fromkeys("CLF UYW".split(), 4),
-}
-
-
-def currency_exponent(currency: str | None) -> int:
-    """How many decimals the currency's minor unit has (2 unless ISO 4217 says otherwise)."""
-    return _EXPONENTS.get(currency or "", 2)
-
-
 def format_money(amount: int | None, currency: str | None) -> str:
     """Minor units as a decimal amount with its currency: ``2100, "EUR"`` is ``21.00 EUR``."""
     if amount is None:

@@ -11,6 +11,8 @@ import sys
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
+
 from activities.smtp import SmtpConfig, send_message
 from starter.mailbox import Mailbox
 from starter.mailcatcher import MailCatcher
@@ -90,8 +92,24 @@ async def test_caught_mail_is_listed_shown_and_opened(tmp_path: Path) -> None:
     code, _, err = await cartkeeper(tmp_path, "mail", "open", "2")
     assert code == 1 and err.startswith("error: no_html_part: message 2 has no HTML part")
 
+    code, _, err = await cartkeeper(
+        tmp_path, "mail", "open", "1", "--output", str(tmp_path / "no" / "such" / "dir.html")
+    )
+    assert code == 1 and err.startswith("error: cannot_write: ")
+
     code, _, err = await cartkeeper(tmp_path, "mail", "show", "9")
     assert code == 3 and err.startswith("error: mail_not_found: no message 9")
+
+
+async def test_an_international_address_is_caught(tmp_path: Path) -> None:
+    mail = reminder("Grüße")
+    del mail["To"]
+    mail["To"] = "Jürgen <jürgen@exämple.de>"
+    async with MailCatcher(tmp_path / "mail", port=0) as catcher:
+        sent = await send_message(SmtpConfig(port=catcher.port, timeout_seconds=5), mail)
+    assert sent.recipients == ("jürgen@exämple.de",)
+    (stored,) = Mailbox(tmp_path / "mail").messages()
+    assert stored.envelope_to == ("jürgen@exämple.de",) and stored.subject == "Grüße"
 
 
 async def test_an_empty_mailbox(tmp_path: Path) -> None:
@@ -102,12 +120,15 @@ async def test_an_empty_mailbox(tmp_path: Path) -> None:
 
 
 async def test_dev_starts_the_catcher_on_a_free_port_when_its_own_is_taken(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from activities.settings import Settings
+    from starter import dev
     from starter.dev import start_mail_catcher
 
     async with MailCatcher(tmp_path / "other", port=0) as occupant:
+        # the default port (1025 outside this test) is taken by something else
+        monkeypatch.setattr(dev, "DEFAULT_SMTP_PORT", occupant.port)
         settings = Settings(data_dir=tmp_path, smtp_port=occupant.port)
         catcher, used = await start_mail_catcher(settings)
         assert catcher is not None
@@ -119,6 +140,16 @@ async def test_dev_starts_the_catcher_on_a_free_port_when_its_own_is_taken(
     assert [item.subject for item in Mailbox(tmp_path / "mail").messages()] == [
         "to the worker's relay"
     ]
+
+
+async def test_dev_leaves_a_local_relay_on_a_port_of_your_choice_alone(tmp_path: Path) -> None:
+    from activities.settings import Settings
+    from starter.dev import start_mail_catcher
+
+    async with MailCatcher(tmp_path / "relay", port=0) as relay:
+        settings = Settings(data_dir=tmp_path, smtp_port=relay.port)
+        catcher, used = await start_mail_catcher(settings)
+    assert catcher is None and used is settings
 
 
 async def test_dev_catches_nothing_when_a_real_relay_is_configured(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from starter.mailbox import Mailbox, body
 from starter.mailcatcher import MailCatcher
 
 NOW = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
+LONG_LINK = "https://shop.example.com/unsubscribe?token=" + "a1B2c3D4" * 16
 
 
 def content(locale: str = "en", currency: str = "EUR", **changes: object) -> MailContent:
@@ -55,6 +56,9 @@ def content(locale: str = "en", currency: str = "EUR", **changes: object) -> Mai
         (3050, "JPY", "ja", "￥3,050"),  # no minor units: 3050 yen
         (3050, "KWD", "en", "KWD3.050"),  # three decimals
         (123456789, "EUR", "de", "1.234.567,89\xa0€"),
+        # ISO 4217's decimals, not babel's cash rounding (HUF 2, IQD 3)
+        (123456, "HUF", "hu", "1\xa0234,56\xa0Ft"),
+        (123456, "IQD", "en", "IQD123.456"),
     ],
 )
 def test_money_in_the_carts_currency_and_the_customers_locale(
@@ -63,10 +67,20 @@ def test_money_in_the_carts_currency_and_the_customers_locale(
     assert money(amount, currency, locale) == expected
 
 
+def test_an_unknown_currency_is_refused() -> None:
+    for currency in ("XYZ", "eur", ""):
+        with pytest.raises(ValueError):
+            money(100, currency, "en")
+
+
 def test_locales_fall_back() -> None:
     assert candidates("de_AT") == ["de_AT", "de", "en"]
     assert candidates("de-CH") == ["de_CH", "de", "en"]
     assert candidates("en") == ["en"]
+    assert candidates("DE") == candidates("de.UTF-8") == ["de", "en"]
+    assert candidates("sr_Latn_RS") == ["sr_Latn_RS", "sr_Latn", "sr_RS", "sr", "en"]
+    for junk in ("", "zz", "/etc", "en/../de", "x" * 300):
+        assert candidates(junk) == ["en"]
     renderer = MailRenderer()
     assert renderer.render("reminder", content("de_AT")).locale == "de"
     assert renderer.render("reminder", content("fr")).locale == "en"
@@ -94,7 +108,7 @@ def test_the_reminder_in_german_in_the_carts_currency() -> None:
     )
     assert mail.subject == "Ann, Ihr Warenkorb bei Demo Shop wartet"
     assert "Summe: 30,50\xa0CHF" in mail.text
-    assert "Mit dem Code ZURUECK sparen Sie 15 %." in mail.text
+    assert "Mit dem Code ZURUECK sparen Sie 15\xa0%." in mail.text
 
 
 def test_html_is_escaped_and_text_is_not() -> None:
@@ -133,6 +147,39 @@ def test_headers_and_a_stable_message_id() -> None:
         build_message(rendered, key="k", **{**kwargs, "date": NOW.replace(tzinfo=None)})  # type: ignore[arg-type]
 
 
+def test_what_cannot_go_into_a_header_is_refused_or_cleaned() -> None:
+    rendered = MailRenderer().render("reminder", content())
+    kwargs = {
+        "sender": ("Demo Shop", "shop@example.com"),
+        "shop_id": "demo",
+        "cart_id": "c-1",
+        "key": "reminder-1",
+        "domain": "shop.example.com",
+        "date": NOW,
+    }
+    for link in (
+        "https://shop.example.com/u?t=1>, <mailto:evil@example.com",
+        "javascript:alert(1)",
+        "/relative/unsubscribe",
+        "https://shop.example.com/u?t=a b",
+    ):
+        with pytest.raises(ValueError):
+            build_message(
+                rendered,
+                recipient=("Ann", "ann@example.com"),
+                unsubscribe_url=link,
+                **kwargs,  # type: ignore[arg-type]
+            )
+    message = build_message(
+        rendered,
+        recipient=("Ann\r\nBcc: evil@example.com", "jürgen@exämple.de"),
+        unsubscribe_url="https://shop.example.com/u?t=1",
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert "Bcc" not in message and "\n" not in str(message["To"])
+    assert message["To"].addresses[0].domain == "exämple.de"
+
+
 async def test_the_whole_message_through_smtp(tmp_path: Path) -> None:
     rendered = MailRenderer().render("reminder", content("de"))
     message = build_message(
@@ -142,14 +189,17 @@ async def test_the_whole_message_through_smtp(tmp_path: Path) -> None:
         shop_id="demo",
         cart_id="c-1",
         key="reminder-1",
-        unsubscribe_url="https://shop.example.com/unsubscribe?t=xyz",
+        unsubscribe_url=LONG_LINK,
         domain="shop.example.com",
         date=NOW,
     )
     async with MailCatcher(tmp_path, port=0) as catcher:
         await send_message(SmtpConfig(port=catcher.port, timeout_seconds=5), message)
     (stored,) = Mailbox(tmp_path).messages()
-    received = BytesParser(policy=policy.default).parsebytes(stored.path.read_bytes())
+    raw = stored.path.read_bytes()
+    # Sent as it is: one line, never folded or encoded (mail providers read it raw).
+    assert f"List-Unsubscribe: <{LONG_LINK}>\r\n".encode() in raw
+    received = BytesParser(policy=policy.default).parsebytes(raw)
     assert received["To"] == "Ann Müller <ann@example.com>"
     assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert received["Message-ID"] == message["Message-ID"]

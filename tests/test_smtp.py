@@ -38,9 +38,11 @@ class Handler:
         *,
         rcpt_answer: str | None = None,
         data_delay: float = 0.0,
+        refuse: frozenset[str] = frozenset(),
     ) -> None:
         self.rcpt_answer = rcpt_answer
         self.data_delay = data_delay
+        self.refuse = refuse
         self.received: list[Envelope] = []
 
     async def handle_RCPT(
@@ -48,6 +50,8 @@ class Handler:
     ) -> str:
         if self.rcpt_answer is not None:
             return self.rcpt_answer
+        if address in self.refuse:
+            return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -103,6 +107,14 @@ async def test_an_accepted_message_reaches_the_relay() -> None:
     assert envelope.mail_from == "shop@example.com"
     assert envelope.rcpt_tos == ["ann@example.com"]
     assert b"Message-ID: <cart-1.reminder-1@shop.example.com>" in (envelope.content or b"")
+
+
+async def test_one_refused_recipient_of_two_is_reported_and_the_rest_sent() -> None:
+    handler = Handler(refuse=frozenset({"bob@example.com"}))
+    async with smtp_server(handler) as port:
+        sent = await send_message(config(port), message("ann@example.com, bob@example.com"))
+    assert sent.recipients == ("ann@example.com",) and sent.refused == ("bob@example.com",)
+    assert handler.received[0].rcpt_tos == ["ann@example.com"]
 
 
 async def test_a_refused_recipient_is_permanent() -> None:
@@ -211,6 +223,32 @@ async def test_implicit_tls(tls: tuple[ssl.SSLContext, Path]) -> None:
     async with smtp_server(handler, ssl_context=server_context) as port:
         await send_message(config(port, security="tls", ca_file=ca_file), message())
     assert len(handler.received) == 1
+
+
+async def test_configurations_that_cannot_work_are_permanent(
+    tmp_path: Path, tls: tuple[ssl.SSLContext, Path]
+) -> None:
+    # A password in clear to another host is never sent.
+    with pytest.raises(MailError) as clear:
+        await send_message(
+            SmtpConfig(host="relay.example.com", port=25, username="shop", password="x"),
+            message(),
+        )
+    assert clear.value.code == "smtp_misconfigured" and not clear.value.transient
+    # An unreadable CA file.
+    with pytest.raises(MailError) as ca:
+        await send_message(config(25, security="tls", ca_file=tmp_path / "missing.pem"), message())
+    assert ca.value.code == "smtp_misconfigured"
+    # STARTTLS asked of a relay that does not offer it.
+    async with smtp_server(Handler()) as port:
+        with pytest.raises(MailError) as starttls:
+            await send_message(config(port, security="starttls", ca_file=tls[1]), message())
+    assert starttls.value.code == "smtp_misconfigured" and not starttls.value.transient
+
+
+def test_the_password_is_never_shown() -> None:
+    smtp = SmtpConfig(username="shop", password="hunter2")
+    assert "hunter2" not in repr(smtp) and "hunter2" not in smtp.describe()
 
 
 def test_the_config_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -209,3 +209,18 @@ ISO_4217 = frozenset(
     XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL
     """.split()
 )
+
+
+#: minor units of the currencies whose minor unit is not 2 decimals (ISO 4217)
+CURRENCY_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0
+    ),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+    **dict.fromkeys("CLF UYW".split(), 4),
+}
+
+
+def currency_exponent(currency: str | None) -> int:
+    """How many decimals the currency's minor unit has (2 unless ISO 4217 says otherwise)."""
+    return CURRENCY_EXPONENTS.get(currency or "", 2)

@@ -106,7 +106,10 @@ def open_mail(message_id: int, output: Path | None) -> None:
             f"message {message_id} has no HTML part (parts: {', '.join(_types(message))})",
         )
     target = output or item.path.with_suffix(".html")
-    target.write_text(html, encoding="utf-8")
+    try:
+        target.write_text(html, encoding="utf-8")
+    except OSError as error:
+        raise Failure("cannot_write", f"{target}: {error.strerror or error}") from None
     echo(str(target.resolve()))
 
 
