@@ -72,7 +72,16 @@ def show(message_id: int, show_html: bool) -> None:
     from starter.output import safe
 
     _, item, message = _found(message_id)
-    for name in ("Date", "From", "To", "Subject", "Message-ID", "List-Unsubscribe"):
+    for name in (
+        "Date",
+        "From",
+        "To",
+        "Subject",
+        "Message-ID",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "Content-Language",
+    ):
         for value in message.get_all(name, []):
             echo(f"{name}: {safe(value)}")
     echo(f"Envelope: {safe(item.envelope_from)} -> {safe(', '.join(item.envelope_to))}")
