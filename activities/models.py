@@ -150,3 +150,35 @@ class OrderNumber(Base):
         ),
         {"sqlite_autoincrement": True},
     )
+
+
+class Coupon(Base):
+    """A discount code given to one cart (by a reminder): a fixed amount in the cart's
+    currency or a percent, valid until ``expires_at``, redeemed at most once when
+    ``single_use`` (``activities.coupons``)."""
+
+    __tablename__ = "coupons"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: the cart it was made for, and what made it (e.g. the reminder's key): one coupon
+    #: per (shop, cart, issued_for), whatever the retries
+    cart_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    issued_for: Mapped[str] = mapped_column(String(ID_LENGTH))
+    #: ``fixed`` (``amount`` minor units of ``currency``) or ``percent`` (``amount`` %)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    single_use: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    redeemed_at: Mapped[datetime | None]
+    #: what redeemed it (e.g. the cart or order), for an idempotent retry
+    redeemed_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    redemptions: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+    __table_args__ = (
+        UniqueConstraint(
+            "shop_id", "cart_id", "issued_for", name="uq_coupons_shop_id_cart_id_issued_for"
+        ),
+    )
