@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     #: a CA bundle to trust for the relay's certificate (default: the system's)
     smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: signs the links in customer e-mail (recovery, unsubscribe). Every worker and web
+    #: process of a deployment must share it; unset, one is made and kept in ``data_dir``
+    #: (fine for one machine, see ``activities.links``)
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
     #: run a worker with a SQLite read model against a Temporal server on another host
     #: (one worker only: see ``worker.check_deployment``)
     allow_sqlite_with_remote_temporal: bool = False
