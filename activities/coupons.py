@@ -7,8 +7,13 @@ against a cart, redeemed exactly once.
   or why not (``CouponRefused`` with a code: ``coupon_not_found``, ``coupon_expired``,
   ``coupon_used``, ``coupon_currency_mismatch``).
 - ``redeem``: one conditional ``UPDATE``: a single-use coupon is redeemed by the first
-  caller only; the same caller (``redeemed_by``) asking again gets the same answer, anyone
-  else ``coupon_used``. Safe with concurrent callers on SQLite and PostgreSQL.
+  caller only; the same caller (``redeemed_by``) asking again gets the same answer (even
+  after the expiry), anyone else ``coupon_used``. Safe with concurrent callers on SQLite
+  and PostgreSQL. A multi-use coupon counts each redemption; the same caller twice in a
+  row counts once.
+- A coupon is the customer's: it applies to any cart of its shop, not only the one it was
+  made for (a customer who comes back with a new cart keeps the discount).
+- Times are timezone-aware UTC; a naive one is refused (``ValueError``).
 """
 
 from __future__ import annotations
@@ -95,8 +100,16 @@ def new_code(length: int = 8) -> str:
 
 
 def normalize(code: str) -> str:
-    """What a customer typed, as stored: upper case, no spaces."""
-    return "".join(code.split()).upper()
+    """What a customer typed, as stored: upper case, only the code's letters and digits
+    (spaces, dashes of any kind dropped), the dash put back (``szrc keey`` → ``SZRC-KEEY``)."""
+    raw = "".join(char for char in code.upper() if char in ALPHABET)
+    return f"{raw[:4]}-{raw[4:]}" if len(raw) == 8 else raw
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("coupon times must be timezone-aware (UTC)")
+    return now
 
 
 async def issue(
@@ -108,6 +121,7 @@ async def issue(
     now: datetime,
 ) -> IssuedCoupon:
     """The coupon of (shop, cart, issued_for): made on the first call, the same after."""
+    now = _aware(now)
     existing = await _issued(sessions, shop_id, cart_id, issued_for)
     if existing is not None:
         return existing
@@ -165,8 +179,10 @@ async def find(sessions: async_sessionmaker[AsyncSession], shop_id: str, code: s
 
 
 def discount(coupon: IssuedCoupon, total: int, currency: str) -> int:
-    """The discount on a cart of ``total`` minor units of ``currency`` (never more than
-    the total)."""
+    """The discount on a cart of ``total`` minor units of ``currency``: never more than the
+    total, never negative; a percent is rounded down to the minor unit."""
+    if total <= 0:
+        return 0
     if coupon.kind == "percent":
         return total * coupon.amount // 100
     if coupon.currency != currency:
@@ -189,12 +205,19 @@ async def check(
 ) -> tuple[IssuedCoupon, int]:
     """The coupon and its discount on this cart now, or ``CouponRefused``."""
     coupon = await find(sessions, shop_id, code)
-    _usable(coupon, now, by)
+    _usable(coupon, _aware(now), by)
     return coupon, discount(coupon, total, currency)
 
 
+def _holds(coupon: IssuedCoupon, by: str | None) -> bool:
+    """``by`` already redeemed this single-use coupon (its retry is answered the same)."""
+    return coupon.single_use and coupon.redeemed_at is not None and coupon.redeemed_by == by
+
+
 def _usable(coupon: IssuedCoupon, now: datetime, by: str | None) -> None:
-    if coupon.single_use and coupon.redeemed_at is not None and coupon.redeemed_by != by:
+    if _holds(coupon, by):
+        return  # even past its expiry: the redemption happened in time
+    if coupon.single_use and coupon.redeemed_at is not None:
         raise CouponRefused("coupon_used", f"coupon {coupon.code} was already used")
     if now >= coupon.expires_at:
         raise CouponRefused(
@@ -212,9 +235,10 @@ async def redeem(
 ) -> IssuedCoupon:
     """Redeem the coupon for ``by`` (e.g. the order): exactly once for a single-use
     coupon, whoever asks concurrently; ``by`` asking again is answered the same."""
+    now = _aware(now)
     coupon = await find(sessions, shop_id, code)
     _usable(coupon, now, by)
-    if coupon.single_use and coupon.redeemed_by == by:
+    if _holds(coupon, by):
         return coupon  # a retry of the redemption that won
     conditions: list[Any] = [
         Coupon.shop_id == shop_id,
@@ -223,6 +247,9 @@ async def redeem(
     ]
     if coupon.single_use:
         conditions.append(Coupon.redeemed_at.is_(None))
+    else:
+        # the same caller twice in a row (a retry) counts once
+        conditions.append(Coupon.redeemed_by.is_distinct_from(by))
     async with write_session(sessions) as session:
         result = await session.execute(
             update(Coupon)
@@ -236,6 +263,7 @@ async def redeem(
         )
         won = getattr(result, "rowcount", 0) == 1
     after = await find(sessions, shop_id, code)
-    if not won:
+    if not won and not (after.redeemed_by == by and after.redeemed_at is not None):
         _usable(after, now, by)  # raises coupon_used or coupon_expired
+        raise CouponRefused("coupon_used", f"coupon {after.code} could not be redeemed")
     return after

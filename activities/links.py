@@ -2,7 +2,8 @@
 abandoned cart back and expires, and an unsubscribe link that works for a long time (mail
 providers and customers click it months later).
 
-A token carries only ids (shop, cart, reminder; shop and address for unsubscribe), is
+A token carries ids (shop, cart, reminder), or for unsubscribe the shop and the address
+itself (readable in the link: it names whom it unsubscribes; signed, not encrypted), is
 signed with the deployment's secret key and a purpose (a recovery token is never accepted
 as an unsubscribe token, nor the other way round), and is URL-safe. A link that was changed,
 signed with another key, or (recovery) is older than its lifetime is refused with a code:
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -71,14 +73,22 @@ def secret_key(settings: Settings) -> str:
 def _make_key(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key)
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
+    temporary = Path(name)
     try:
-        os.link(temporary, path)  # the first process to get here wins
-    except FileExistsError:
-        key = path.read_text().strip()
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)  # the first process to get here wins
+        except FileExistsError:
+            key = path.read_text().strip()
+            if len(key) < 32:
+                raise ValueError(
+                    f"{path} holds no usable key (under 32 characters): delete it, or set"
+                    " CARTKEEPER_SECRET_KEY"
+                ) from None
     finally:
         temporary.unlink(missing_ok=True)
     return key

@@ -137,3 +137,59 @@ async def test_a_coupon_for_many_uses(db: ScratchDatabase) -> None:
         await redeem(sessions, "shop", coupon.code, by=f"order-{n}", now=T0)
     _, off = await check(sessions, "shop", coupon.code, total=1000, currency="EUR", now=T0)
     assert off == 100
+
+
+async def test_what_a_customer_types_is_found(db: ScratchDatabase) -> None:
+    sessions = db.session_factory
+    coupon = await issue(sessions, "shop", "cart-1", "r1", TEN_EUR, T0)
+    raw = coupon.code.replace("-", "")
+    for typed in (raw.lower(), f"{raw[:4]} {raw[4:]}", f"{raw[:4]}\u2013{raw[4:]}", f" {raw} "):
+        assert (await find(sessions, "shop", typed)).code == coupon.code
+
+
+async def test_the_winner_retrying_after_the_expiry_keeps_its_redemption(
+    db: ScratchDatabase,
+) -> None:
+    sessions = db.session_factory
+    coupon = await issue(sessions, "shop", "cart-1", "r1", TEN_EUR, T0)
+    await redeem(sessions, "shop", coupon.code, by="order-1", now=T0)
+    late = T0 + timedelta(days=5)
+    again = await redeem(sessions, "shop", coupon.code, by="order-1", now=late)
+    assert again.redeemed_by == "order-1" and again.redeemed_at == T0
+    with pytest.raises(CouponRefused) as used:
+        await redeem(sessions, "shop", coupon.code, by="order-2", now=T0)
+    assert used.value.code == "coupon_used"
+
+
+async def test_a_multi_use_retry_counts_once(db: ScratchDatabase) -> None:
+    from sqlalchemy import select
+
+    from activities.models import Coupon
+
+    sessions = db.session_factory
+    terms = CouponTerms(kind="percent", amount=10, currency=None, valid_days=3, single_use=False)
+    coupon = await issue(sessions, "shop", "cart-1", "r1", terms, T0)
+    for by in ("order-1", "order-1", "order-2"):
+        await redeem(sessions, "shop", coupon.code, by=by, now=T0)
+    async with sessions() as session:
+        uses = (
+            await session.execute(select(Coupon.redemptions).where(Coupon.code == coupon.code))
+        ).scalar_one()
+    assert uses == 2
+
+
+async def test_naive_times_are_refused(db: ScratchDatabase) -> None:
+    sessions = db.session_factory
+    naive = T0.replace(tzinfo=None)
+    with pytest.raises(ValueError):
+        await issue(sessions, "shop", "cart-1", "r1", TEN_EUR, naive)
+    coupon = await issue(sessions, "shop", "cart-1", "r1", TEN_EUR, T0)
+    with pytest.raises(ValueError):
+        await redeem(sessions, "shop", coupon.code, by="order-1", now=naive)
+    with pytest.raises(ValueError):
+        await check(sessions, "shop", coupon.code, total=1, currency="EUR", now=naive)
+
+
+async def test_no_discount_on_an_empty_or_negative_total(db: ScratchDatabase) -> None:
+    coupon = await issue(db.session_factory, "shop", "cart-1", "r1", TEN_EUR, T0)
+    assert discount(coupon, 0, "EUR") == 0 and discount(coupon, -500, "EUR") == 0

@@ -77,3 +77,15 @@ def test_the_key_comes_from_the_setting_or_is_made_once(
         Settings()
     with pytest.raises(ValueError):
         Links("short")
+
+
+def test_an_unusable_key_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CARTKEEPER_SECRET_KEY", raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "secret_key").write_text("")
+    (data / f".secret_key.{12345}.tmp").write_text("left by a crash")
+    with pytest.raises(ValueError, match="secret_key holds no usable key"):
+        secret_key(Settings(data_dir=data))
+    (data / "secret_key").unlink()
+    assert len(secret_key(Settings(data_dir=data))) >= 32
