@@ -52,15 +52,6 @@ def sandbox(passthrough: Sequence[str] = ()) -> SandboxedWorkflowRunner:
     )
 
 
-#: see ``build_worker``; with ``starter.client.TASK_TIMEOUT`` it bounds how late a cart's
-#: timer fires when the worker that should fire it is killed. Every task of a cart last run
-#: by a dead worker waits this long first: under ``make chaos`` (a kill every 10 s) 3 s gave
-#: the lock timer a median lateness of 3.1 s, 1 s gives 0.3-1.2 s. A live worker takes a
-#: sticky task within milliseconds; a busy one that leaves it waiting over 1 s makes it go
-#: to the task queue, where it costs a full replay (see ``bench/README.md``).
-STICKY_TIMEOUT = timedelta(seconds=1)
-
-
 def build_worker(
     client: Client,
     activities: CartActivities,
@@ -83,7 +74,7 @@ def build_worker(
         graceful_shutdown_timeout=timedelta(seconds=10),
         # A task sent to a worker that died waits this long on its sticky queue before
         # any worker may take it (the SDK's default is 10 s).
-        sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_timeout_seconds),
         **options,
     )
 

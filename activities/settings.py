@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = 100
     #: workflow tasks a worker takes at once (default: the SDK's)
     max_concurrent_workflow_tasks: int | None = None
+    #: how long a cart's task waits on its last worker's sticky queue before any worker
+    #: may take it (the SDK's default is 10 s). With ``starter.client.TASK_TIMEOUT`` it
+    #: bounds how late a cart's timer fires when the worker that should fire it is killed:
+    #: under ``make chaos`` 3 s gave the lock timer a median lateness of 3.1 s, 1 s gives
+    #: 0.3-1.2 s. A busy worker that leaves a task waiting longer sends it to the task
+    #: queue, where it costs a full replay (see ``bench/README.md``).
+    sticky_timeout_seconds: float = Field(default=1.0, ge=0.1, le=60)
     log_level: str = "INFO"
     #: outgoing mail: an SMTP relay (default: the local mail catcher of ``cartkeeper dev``)
     smtp_host: str = "127.0.0.1"
