@@ -2,7 +2,8 @@
 with the headers mail clients and providers expect.
 
 - Templates (Jinja2) live in ``activities/mail_templates/<locale>/<name>.subject.txt``,
-  ``<name>.txt`` and ``<name>.html``. The HTML is autoescaped (a customer name such as
+  ``<name>.txt`` and ``<name>.html`` (which extends ``_layout.html``: the page and its CSS,
+  shared by every locale). The HTML is autoescaped (a customer name such as
   ``<script>`` is shown, never run), the text is not. The locale falls back from
   ``de_AT`` to ``de`` to ``en``.
 - Amounts are formatted with babel in **the cart's own currency** (integer minor units,
@@ -141,14 +142,15 @@ class MailRenderer:
         self.text = Environment(
             loader=loader, autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
         )
+        #: the locales that have templates (read once, not at every message)
+        self.locales = frozenset(path.name for path in templates.iterdir() if path.is_dir())
 
     def render(self, name: str, content: MailContent) -> RenderedMail:
         """Subject, text and HTML of template ``name`` for ``content.locale`` (falling back)."""
         if not name.replace("_", "").replace("-", "").isalnum():
             raise TemplateMissing(f"{name!r} is not a template name")
-        folders = {path.name for path in self.templates.iterdir() if path.is_dir()}
         for locale in candidates(content.locale):
-            if locale in folders and (self.templates / locale / f"{name}.html").is_file():
+            if locale in self.locales and (self.templates / locale / f"{name}.html").is_file():
                 break
         else:
             raise TemplateMissing(f"no template {name!r} for {content.locale} or {DEFAULT_LOCALE}")

@@ -139,21 +139,13 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
             transient=True,
         ) from None
     except aiosmtplib.SMTPAuthenticationError as error:
-        permanent = 500 <= error.code < 600
-        raise MailError(
-            "smtp_refused" if permanent else "smtp_unavailable",
-            f"{config.describe()} refused the login: {error.code} {error.message}",
-            transient=not permanent,
+        raise _answered(
+            error.code, f"{config.describe()} refused the login:", error.message
         ) from None
     except aiosmtplib.SMTPNotSupported as error:
         raise misconfigured(f"{config.describe()}: {error}") from None
     except aiosmtplib.SMTPResponseException as error:
-        permanent = 500 <= error.code < 600
-        raise MailError(
-            "smtp_refused" if permanent else "smtp_unavailable",
-            f"{config.describe()} answered {error.code} {error.message}",
-            transient=not permanent,
-        ) from None
+        raise _answered(error.code, f"{config.describe()} answered", error.message) from None
     except (aiosmtplib.SMTPException, OSError) as error:
         if any(words in str(error).lower() for words in _UNSUPPORTED):
             raise misconfigured(f"{config.describe()}: {error}") from None
@@ -175,6 +167,16 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
 def _addresses(message: EmailMessage, headers: tuple[str, ...]) -> list[str]:
     fields = [str(value) for key in headers for value in message.get_all(key, [])]
     return [address for _name, address in getaddresses(fields) if address]
+
+
+def _answered(code: int, what: str, message: str = "") -> MailError:
+    """A relay's refusal: 5xx for good (``smtp_refused``), anything else for now."""
+    permanent = 500 <= code < 600
+    return MailError(
+        "smtp_refused" if permanent else "smtp_unavailable",
+        f"{what} {code} {message}".rstrip(),
+        transient=not permanent,
+    )
 
 
 def _refused(recipients: list[aiosmtplib.SMTPRecipientRefused]) -> MailError:

@@ -81,16 +81,18 @@ class Mailbox:
         return [self.get(number) for number in self._numbers()]
 
     def get(self, number: int) -> StoredMail:
+        return self.load(number)[0]
+
+    def load(self, number: int) -> tuple[StoredMail, EmailMessage]:
+        """Message ``number``: what ``messages`` lists of it, and the message itself."""
         path = self.directory / f"{number:06d}.eml"
-        if not path.is_file():
-            raise MailNotFound(f"no message {number} in {self.directory}")
         message = self.message(number)
         envelope = self._envelope(number)
         try:
             received_at = datetime.fromisoformat(str(envelope["received_at"]))
         except (KeyError, ValueError):
             received_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        return StoredMail(
+        stored = StoredMail(
             id=number,
             received_at=received_at,
             envelope_from=str(envelope.get("envelope_from", "")),
@@ -99,6 +101,7 @@ class Mailbox:
             sender=str(message.get("From", "")),
             path=path,
         )
+        return stored, message
 
     def message(self, number: int) -> EmailMessage:
         path = self.directory / f"{number:06d}.eml"

@@ -36,7 +36,7 @@ def _found(number: int) -> tuple[Mailbox, StoredMail, EmailMessage]:
 
     mailbox = _mailbox()
     try:
-        return mailbox, mailbox.get(number), mailbox.message(number)
+        return (mailbox, *mailbox.load(number))
     except MailNotFound as missing:
         raise Failure("mail_not_found", str(missing), EXIT_NOT_FOUND) from None
 
@@ -47,12 +47,13 @@ def list_mail(as_json: bool) -> None:
     """The caught messages, oldest first: number, time, recipients, subject."""
     from starter.output import dumps, safe
 
-    stored = _mailbox().messages()
+    mailbox = _mailbox()
+    stored = mailbox.messages()
     if as_json:
         echo(dumps([item.as_json() for item in stored]))
         return
     if not stored:
-        echo(f"no messages in {_mailbox().directory}")
+        echo(f"no messages in {mailbox.directory}")
         return
     echo(f"{'ID':>4}  {'RECEIVED (UTC)':19}  {'TO':30}  SUBJECT")
     for item in stored:
