@@ -26,12 +26,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.alerts import admin_alert_activities
 from activities.cart_activities import CartActivities
 from activities.db import make_engine, make_session_factory, upgrade_database
+from activities.reminder_activities import ReminderActivities
 from activities.settings import Settings, get_settings
 from starter.connect import connect, resolved_address
 from starter.errors import EXIT_USAGE, Failure
+from starter.schedules import start_digest_schedules
 from workflows.cart_workflow import CartWorkflow
+from workflows.digest_workflow import DailyDigest
 
 log = logging.getLogger("cartkeeper.worker")
 
@@ -57,16 +61,24 @@ def build_worker(
     activities: CartActivities,
     settings: Settings,
     *,
+    reminders: ReminderActivities | None = None,
     extra_workflows: Sequence[type] = (),
     sandbox_passthrough: Sequence[str] = (),
     **options: Any,
 ) -> Worker:
-    """The worker for ``settings.task_queue`` (tests and the benchmark use it too)."""
+    """The worker for ``settings.task_queue`` (tests and the benchmark use it too). The
+    reminder activities default to ones on ``activities``' sessions and ``settings``."""
+    if reminders is None:
+        reminders = ReminderActivities(activities.session_factory, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CartWorkflow, *extra_workflows],
-        activities=activities.all(),
+        workflows=[CartWorkflow, DailyDigest, *extra_workflows],
+        activities=[
+            *activities.all(),
+            *reminders.all(),
+            *admin_alert_activities(activities.session_factory, settings),
+        ],
         workflow_runner=sandbox(sandbox_passthrough),
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
@@ -133,11 +145,13 @@ async def run_worker(
         migrating = asyncio.create_task(migrate_until_done(url), name="migrate read model")
     engine = make_engine(url)
     try:
-        activities = CartActivities(make_session_factory(engine), client)
+        session_factory = make_session_factory(engine)
+        activities = CartActivities(session_factory, client)
         worker = build_worker(
             client,
             activities,
             settings,
+            reminders=ReminderActivities(session_factory, settings),
             extra_workflows=extra_workflows,
             sandbox_passthrough=sandbox_passthrough,
         )
@@ -150,7 +164,10 @@ async def run_worker(
             )
             if on_ready is not None:
                 on_ready()
+            # the daily digests' schedules: a refusal is logged, never stops the worker
+            schedules = asyncio.create_task(start_digest_schedules(client, settings))
             await (stop or asyncio.Event()).wait()
+            schedules.cancel()
             log.info("worker stopping")
     finally:
         if migrating is not None:

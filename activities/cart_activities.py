@@ -2,7 +2,8 @@
 
 Every activity is idempotent, so Temporal may retry it freely:
 - ``project_cart`` upserts the snapshot and never goes backwards (by ``Cart.version``,
-  within one lineage; a newer lineage under the same id replaces the row);
+  within one lineage; a newer lineage under the same id replaces the row); in the same
+  transaction it writes the reminders the workflow skipped to the reminder ledger;
 - ``allocate_order_number`` gives a cart one number, whatever the retries or races;
 - ``restore_cart`` finds the state a new run of a closed cart continues from: the closed
   run's result, a replay of a terminated run (a query), else the last projection.
@@ -22,8 +23,8 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedE
 from temporalio.service import RPCError
 
 from activities.db import SessionFactory, write_session
-from activities.models import CartRecord, OrderNumber
-from activities.read_model import cart_values, get_cart_record
+from activities.models import CartRecord, OrderNumber, ReminderSend
+from activities.read_model import cart_values, get_cart_record, skipped_reminder_values
 from workflows import machine
 from workflows.contract import (
     ACTIVITY_ALLOCATE_ORDER_NUMBER,
@@ -81,6 +82,36 @@ def upsert_cart_statement(dialect: str) -> Insert:
         where=or_(
             and_(same_lineage, excluded.version > stored.version),
             and_(~same_lineage, excluded.created_at > stored.created_at),
+        ),
+    )
+
+
+_REMINDER_SENDS = ReminderSend.__table__
+_REMINDER_KEY = ("shop_id", "cart_id", "lineage", "reminder_id")
+#: what a workflow-side skip writes over (the row's key and creation stay)
+_SKIP_FIELDS = ("status", "reason", "detail", "variant", "manual", "email", "currency", "due_at")
+
+
+@cache
+def upsert_skipped_reminders_statement(dialect: str) -> Insert:
+    """INSERT a reminder the workflow skipped into the ledger (``reminder_sends``), or
+    UPDATE its row unless the row says more: a ``sent`` row, or a skip that already has
+    its reason (``send_reminder``'s own, with the relay's answer say), is kept."""
+    columns = [column.name for column in _REMINDER_SENDS.columns]
+    statement = _insert(dialect, _REMINDER_SENDS).values(
+        {name: bindparam(name) for name in columns}
+    )
+    excluded = statement.excluded
+    stored = _REMINDER_SENDS.c
+    return statement.on_conflict_do_update(
+        index_elements=list(_REMINDER_KEY),
+        set_={
+            **{name: excluded[name] for name in _SKIP_FIELDS},
+            "updated_at": excluded.updated_at,
+        },
+        where=and_(
+            stored.status != "sent",
+            or_(stored.status != "skipped", stored.reason.is_(None)),
         ),
     )
 
@@ -184,6 +215,14 @@ class CartActivities:
                     cart.total,
                 )
             written = await session.execute(upsert_cart_statement(dialect), values)
+            # Skips the workflow decided go to the reminder ledger with the row (statistics
+            # count them); a projection that is not newer than the stored one (late or
+            # repeated) writes none.
+            newer = bool(getattr(written, "rowcount", 1))
+            if cart.reminders and newer:
+                skipped = skipped_reminder_values(cart, now)
+                if skipped:
+                    await session.execute(upsert_skipped_reminders_statement(dialect), skipped)
         log.debug(
             "cart %s/%s version %s %s",
             cart.shop_id,

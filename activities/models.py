@@ -106,6 +106,10 @@ class CartRecord(Base):
     #: ``Cart.lineage``: the cart's first run id. A newer lineage under the same id (the
     #: id reused after Temporal forgot the old cart) replaces the row
     lineage: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    #: the reminder whose recovery link the customer last followed (an order with one is
+    #: a recovered order), and the coupon attached to the cart
+    recovered_via: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    coupon_code: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     last_activity_at: Mapped[datetime | None]
@@ -182,3 +186,149 @@ class Coupon(Base):
             "shop_id", "cart_id", "issued_for", name="uq_coupons_shop_id_cart_id_issued_for"
         ),
     )
+
+
+class Campaign(Base):
+    """A shop's reminder campaign and the shop settings its e-mails need
+    (``activities.campaigns``). One per shop; ``version`` grows with every edit."""
+
+    __tablename__ = "campaigns"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    version: Mapped[int] = mapped_column(BigInteger)
+    shop_name: Mapped[str] = mapped_column(String(200))
+    #: the From address of reminders
+    sender: Mapped[str] = mapped_column(String(320))
+    #: where a recovery link sends the customer; ``{cart_id}`` and ``{coupon}`` are filled
+    restore_url: Mapped[str] = mapped_column(String(2000))
+    #: only customers who gave marketing consent get reminders
+    requires_consent: Mapped[bool] = mapped_column(Boolean)
+    #: ``continue``: a cart abandoned again gets the reminders it was not sent yet;
+    #: ``once``: a cart gets the sequence for its first abandonment only
+    restart_rule: Mapped[str] = mapped_column(String(16))
+    #: quiet hours in the customer's local time, minutes after midnight (start == end: none)
+    quiet_start_minute: Mapped[int] = mapped_column(Integer)
+    quiet_end_minute: Mapped[int] = mapped_column(Integer)
+    #: the time zone of customers who did not give one
+    default_time_zone: Mapped[str] = mapped_column(String(64))
+    #: at most ``cap_count`` reminders per customer (e-mail) in ``cap_period_days``
+    cap_count: Mapped[int] = mapped_column(Integer)
+    cap_period_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
+class CampaignReminder(Base):
+    """One reminder of a shop's campaign. Removed reminders are kept (``removed_at``) so
+    statistics and sequences that planned them still name them."""
+
+    __tablename__ = "campaign_reminders"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    reminder_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    #: seconds after the cart was abandoned
+    delay_seconds: Mapped[int] = mapped_column(BigInteger)
+    #: automatic reminders are scheduled by the cart; manual ones only sent by an admin
+    automatic: Mapped[bool] = mapped_column(Boolean)
+    subject: Mapped[str] = mapped_column(String(500))
+    #: the template's name (``activities/mail_templates/<locale>/<template>.*``)
+    template: Mapped[str] = mapped_column(String(ID_LENGTH))
+    #: ``fixed`` or ``percent``; ``None``: no coupon
+    coupon_kind: Mapped[str | None] = mapped_column(String(16))
+    coupon_amount: Mapped[int | None] = mapped_column(BigInteger)
+    coupon_expiry_days: Mapped[int | None] = mapped_column(Integer)
+    #: variant ``b`` (subject, template, coupon fields); ``None``: one variant only
+    variant_b: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
+class ReminderSend(Base):
+    """The ledger of reminders: one row per cart (lineage) and reminder, written before
+    the e-mail leaves (``sending``) and after (``sent``), or why it was not (``skipped``).
+    It makes sending idempotent and it is what statistics count (it outlives carts)."""
+
+    __tablename__ = "reminder_sends"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    cart_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    lineage: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    reminder_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(600))
+    variant: Mapped[str | None] = mapped_column(String(8))
+    manual: Mapped[bool] = mapped_column(Boolean, server_default="0")
+    #: lower-cased; the customer for caps and statistics
+    email: Mapped[str | None] = mapped_column(String(320))
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    coupon_code: Mapped[str | None] = mapped_column(String(32))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    due_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_reminder_sends_email_sent_at", "email", "sent_at"),
+        Index("ix_reminder_sends_shop_id_created_at", "shop_id", "created_at"),
+    )
+
+
+class Suppression(Base):
+    """An address that gets no more reminders from a shop: unsubscribed or bounced."""
+
+    __tablename__ = "suppressions"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    #: lower-cased
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    #: what recorded it (``one_click``, ``link``, ``admin``, ``smtp``) and from which cart
+    source: Mapped[str] = mapped_column(String(32))
+    cart_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime]
+
+
+class RecoveryClick(Base):
+    """One click on a recovery link (every click is kept; statistics count carts)."""
+
+    __tablename__ = "recovery_clicks"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        Identity(start=1),
+        primary_key=True,
+        autoincrement=True,
+    )
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    cart_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    lineage: Mapped[str] = mapped_column(String(ID_LENGTH))
+    reminder_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    clicked_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_recovery_clicks_shop_id_cart_id", "shop_id", "cart_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class AdminNotice(Base):
+    """One e-mail to a shop's admins (``activities.admin_mail``): a lock alert per (cart,
+    lineage, lock), a digest per day. Claimed before the e-mail leaves (``sent_at`` NULL)
+    and marked sent after, so a retry never sends it twice (see ``admin_mail.deliver``)."""
+
+    __tablename__ = "admin_notices"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    #: what the notice is about, e.g. ``lock:<cart>:<lineage>:<locked_at>``, ``digest:<day>``
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: ``lock_alert`` or ``daily_digest``
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

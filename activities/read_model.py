@@ -18,10 +18,12 @@ from temporalio.converter import DataConverter
 
 from activities.db import SessionFactory
 from activities.models import CartRecord
-from workflows.contract import Cart, CartState, LockReason
+from workflows.contract import Cart, CartState, LockReason, ReminderStatus
 
 #: The largest integer the ``total`` column holds (BIGINT); larger totals are clamped.
 MAX_DB_INT = 2**63 - 1
+#: ``reminder_sends.detail`` holds at most this many characters
+REMINDER_DETAIL_LIMIT = 600
 
 _JSON_ENCODING = b"json/plain"
 
@@ -79,6 +81,8 @@ def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:
         "lock_reason": str(cart.lock_reason) if cart.lock_reason is not None else None,
         "attention": ",".join(str(item.kind) for item in cart.open_attention) or None,
         "lineage": cart.lineage,
+        "recovered_via": _text(cart.recovered_via),
+        "coupon_code": _text(cart.coupon_code),
         "created_at": cart.created_at or updated_at,
         "updated_at": updated_at,
         "last_activity_at": cart.last_activity_at,
@@ -89,6 +93,49 @@ def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:
         "projected_at": projected_at,
         "snapshot": encode_cart(cart),
     }
+
+
+def skipped_reminder_values(cart: Cart, projected_at: datetime) -> list[dict[str, Any]]:
+    """The ``reminder_sends`` rows (every column) of the cart's skipped reminders, as the
+    workflow decided them (came back, ordered, overdue, quiet hours ...), so statistics
+    count every skip. Empty, and no work, for a cart without reminders."""
+    if not cart.reminders:
+        return []
+    email = cart.customer.email if cart.customer else None
+    address = _text(email.strip().lower()) if email else None
+    rows = []
+    for step in cart.reminders:
+        if step.status != ReminderStatus.SKIPPED:
+            continue
+        at = step.at or projected_at
+        rows.append(
+            {
+                "shop_id": cart.shop_id,
+                "cart_id": cart.cart_id,
+                "lineage": cart.lineage or "",
+                "reminder_id": step.reminder_id,
+                "status": str(ReminderStatus.SKIPPED),
+                "reason": str(step.reason) if step.reason is not None else None,
+                "detail": _clip(_text(step.detail), REMINDER_DETAIL_LIMIT),
+                "variant": step.variant,
+                "manual": step.manual,
+                "email": address,
+                "message_id": None,
+                "coupon_code": None,
+                "currency": cart.currency,
+                "due_at": step.due_at,
+                "created_at": at,
+                "updated_at": at,
+                "sent_at": None,
+            }
+        )
+    return rows
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    if value is None or len(value) <= limit:
+        return value
+    return value[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------- rows

@@ -125,8 +125,139 @@ class Settings(BaseSettings):
 
     def policy_for(self, shop_id: str) -> CartPolicy:
         """The shop's policy: defaults, then ``policy``, then the shop's own overrides."""
-        merged = {**self.policy, **self.shop_policies.get(shop_id, {})}
+        # New carts alert the shop's admins once locked this long (``CartPolicy``'s own
+        # default, 0, is what carts recorded before alerts existed replay with).
+        merged = {
+            "lock_alert_after_seconds": self.lock_alert_after_seconds,
+            **self.policy,
+            **self.shop_policies.get(shop_id, {}),
+        }
         return make_policy(merged, f"the policy of shop {shop_id!r}")
+
+    # ------------------------------------------------------------------ the web endpoint
+    # (``starter.web``: recovery and unsubscribe links, health; ``cartkeeper web``, and
+    # ``cartkeeper dev`` runs it too)
+
+    #: where ``cartkeeper web`` (and ``cartkeeper dev``) listens
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=1, le=65535)
+    #: the web endpoint as customers reach it, without a trailing slash: e-mail links are
+    #: ``{public_url}/r/<token>`` (recovery) and ``{public_url}/u/<token>`` (unsubscribe),
+    #: so it must match where the app is served (behind a proxy: the proxy's https URL)
+    public_url: str = "http://127.0.0.1:8080"
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment:
+            raise ValueError("must have no query or fragment")
+        return value
+
+    # ------------------------------------------------------------------ reminders
+    # (``activities.reminder_activities``)
+
+    #: the domain part of reminders' Message-IDs (``<digest@mail_domain>``); unset: the
+    #: domain of the campaign's sender address. A Message-ID is fixed when the reminder is
+    #: first claimed in the ledger, so changing this never changes a retry's id
+    mail_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$", max_length=253)
+
+    # ------------------------------------------------------------------ admin alerts
+    # (``activities.alerts``: the lock alert; ``activities.digest`` and
+    # ``starter.schedules``: the daily digest on a Temporal Schedule per shop)
+
+    #: the admins' e-mail addresses of each shop, e.g.
+    #: ``CARTKEEPER_SHOP_ADMINS='{"demo": ["admin@example.com"]}'``. A shop without any
+    #: gets no lock alert and no digest (the activities answer ``no_admins``)
+    shop_admins: dict[str, list[str]] = Field(default_factory=dict)
+    #: alert a shop's admins when a cart has been locked this long (seed 004: 30 minutes)
+    lock_alert_after_seconds: int = Field(default=1800, ge=1, le=30 * 24 * 60 * 60)
+    #: when the daily digest is sent, ``HH:MM`` in each shop's own time zone
+    digest_local_time: str = "08:00"
+    #: each shop's IANA time zone (``{"demo": "Europe/Berlin"}``), for the digest's time
+    #: and its "yesterday"; a shop not named here is on UTC
+    shop_time_zones: dict[str, str] = Field(default_factory=dict)
+    #: the From address of admin alerts and digests
+    alert_sender: str = "cartkeeper@localhost"
+
+    @field_validator("shop_admins")
+    @classmethod
+    def _check_shop_admins(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        checked = {}
+        for shop, addresses in value.items():
+            cleaned = [address.strip() for address in addresses]
+            for address in cleaned:
+                if not _plain_address(address):
+                    raise ValueError(f"shop {shop!r}: {address!r} is not an e-mail address")
+            checked[shop] = list(dict.fromkeys(cleaned))  # each once, in order
+        return checked
+
+    @field_validator("digest_local_time")
+    @classmethod
+    def _check_digest_local_time(cls, value: str) -> str:
+        import re
+
+        value = value.strip()
+        found = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)
+        if found is None:
+            raise ValueError(f"{value!r} is not a time HH:MM (00:00 to 23:59)")
+        return f"{int(found.group(1)):02d}:{found.group(2)}"
+
+    @field_validator("shop_time_zones")
+    @classmethod
+    def _check_shop_time_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for shop, zone in value.items():
+            if not _known_zone(zone):
+                raise ValueError(f"shop {shop!r}: {zone!r} is not an IANA time zone")
+        return value
+
+    @field_validator("alert_sender")
+    @classmethod
+    def _check_alert_sender(cls, value: str) -> str:
+        value = value.strip()
+        if not _plain_address(value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value
+
+    def admins_for(self, shop_id: str) -> list[str]:
+        """The shop's admin addresses (none: no alerts, no digest)."""
+        return list(self.shop_admins.get(shop_id, []))
+
+    def time_zone_for(self, shop_id: str) -> str:
+        """The shop's IANA time zone (``UTC`` unless ``shop_time_zones`` names one)."""
+        return self.shop_time_zones.get(shop_id, "UTC")
+
+    def digest_time(self) -> tuple[int, int]:
+        """``digest_local_time`` as (hour, minute)."""
+        hour, minute = self.digest_local_time.split(":")
+        return int(hour), int(minute)
+
+
+def _plain_address(address: str) -> bool:
+    """``local@domain``, nothing a header or an SMTP command could trip on."""
+    local, at, domain = address.rpartition("@")
+    return bool(
+        at
+        and local
+        and domain
+        and address.isprintable()
+        and not any(char in address for char in ' <>,;"()[]\\')
+    )
+
+
+def _known_zone(zone: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 @lru_cache(maxsize=1)

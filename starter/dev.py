@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
@@ -25,6 +25,9 @@ from activities.settings import Settings
 from activities.smtp import LOCAL_HOSTS
 from starter.devserver import NAMESPACE, DevError, DevServer, find_temporal, port_in_use
 from starter.mailcatcher import MailCatcher
+
+if TYPE_CHECKING:
+    from starter.web.server import WebServer
 
 #: the catcher's port unless the settings name another (a taken default moves)
 DEFAULT_SMTP_PORT = 1025
@@ -81,7 +84,11 @@ def cli_prefix(options: DevOptions) -> str:
 
 
 def banner(
-    settings: Settings, server: DevServer, options: DevOptions, mail: MailCatcher | None = None
+    settings: Settings,
+    server: DevServer,
+    options: DevOptions,
+    mail: MailCatcher | None = None,
+    web: WebServer | None = None,
 ) -> str:
     db_url = safe_url(settings.resolved_database_url())
     locked = ui_url(options.ui_port, LOCKED_QUERY)
@@ -92,6 +99,11 @@ def banner(
         )
     else:
         mail_line = f"  outgoing mail   smtp://{settings.smtp_host}:{settings.smtp_port}"
+    if web is not None:
+        links = "" if settings.public_url == web.url else f"; e-mail links: {settings.public_url}"
+        web_line = f"  web endpoint    {web.url}  (links /r/…, /u/…; {web.url}/readyz{links})"
+    else:
+        web_line = f"  web endpoint    not started: port {settings.web_port} is in use (yours?)"
     return "\n".join(
         [
             "",
@@ -105,6 +117,7 @@ def banner(
             f"  Temporal state  {server.db_file}",
             f"  server log      {server.log_file}",
             mail_line,
+            web_line,
             "",
         ]
     )
@@ -159,6 +172,7 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
     clean stop)."""
     from starter.errors import EXIT_UNAVAILABLE, classify
     from starter.simulate import render_summary, simulate
+    from starter.web.server import start_web_server
     from worker import run_worker
     from workflows.contract import CartState
 
@@ -187,6 +201,7 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
     worker: asyncio.Task[None] | None = None
     demo: asyncio.Task[None] | None = None
     mail: MailCatcher | None = None
+    web: WebServer | None = None
     code = 0
     try:
         mail, settings = await start_mail_catcher(settings)
@@ -206,8 +221,9 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
             ready.cancel()
             return 0
         client = ready.result()
+        web, settings = await start_web_server(settings, client)  # before the worker: its links
         worker = asyncio.create_task(run_worker(client, settings, stop), name="worker")
-        out(banner(settings, server, options, mail))
+        out(banner(settings, server, options, mail, web))
 
         async def demo_run() -> None:
             result = await simulate(
@@ -271,6 +287,8 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
             demo.cancel()
             with contextlib.suppress(BaseException):
                 await demo
+        if web is not None:
+            await web.stop()
         if worker is not None and not worker.done():
             out("stopping the worker ...")
             with contextlib.suppress(BaseException):

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
@@ -188,6 +189,79 @@ async def payment_for_an_unknown_cart(c: CartkeeperClient, cart: str) -> None:
     await _until_attention(c, cart)
 
 
+#: the recording's read model (scenarios that need rows, e.g. a campaign, write them)
+_SESSIONS: list[Any] = []
+
+
+async def _campaign(delays: tuple[int, ...]) -> None:
+    """A campaign with short delays, written as rows (the store refuses delays under a
+    minute, which would make the recording slow)."""
+    from datetime import UTC, datetime
+
+    from activities.db import write_session
+    from activities.models import Campaign, CampaignReminder
+
+    now = datetime.now(UTC)
+    async with write_session(_SESSIONS[0]) as session:
+        if await session.get(Campaign, SHOP) is not None:
+            return
+        session.add(
+            Campaign(
+                shop_id=SHOP,
+                enabled=True,
+                version=1,
+                shop_name="Replay shop",
+                sender="shop@example.com",
+                restore_url="https://shop.example.com/cart/{cart_id}?coupon={coupon}",
+                requires_consent=False,
+                restart_rule="continue",
+                quiet_start_minute=0,
+                quiet_end_minute=0,
+                default_time_zone="UTC",
+                cap_count=10,
+                cap_period_days=7,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        for n, delay in enumerate(delays, start=1):
+            session.add(
+                CampaignReminder(
+                    shop_id=SHOP,
+                    reminder_id=f"r{n}",
+                    position=n,
+                    name=f"Reminder {n}",
+                    delay_seconds=delay,
+                    automatic=True,
+                    subject="Your cart is waiting",
+                    template="reminder",
+                    coupon_kind="percent" if n == 1 else None,
+                    coupon_amount=10 if n == 1 else None,
+                    coupon_expiry_days=7 if n == 1 else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+
+async def reminder_sequence(c: CartkeeperClient, cart: str) -> None:
+    """Abandoned with an address: the first reminder is sent (with a coupon), the
+    customer follows its recovery link (the second is skipped), pays; an admin's manual
+    send is refused on the ordered cart."""
+    await _campaign((1, 30))
+    await c.update_cart(SHOP, cart, LINES[:1], "EUR")
+    await c.identify_customer(SHOP, cart, CustomerInfo(email="ann@example.com", name="Ann"))
+    await _until(c, cart, CartState.ABANDONED)
+    await _until_journal(c, cart, "reminder_sent")
+    await c.handle(SHOP, cart).signal(
+        "recovery_link_clicked", {"reminder_id": "r1", "coupon_code": "K7Q2M9XA"}
+    )
+    await _until(c, cart, CartState.ACTIVE)
+    await _pay(c, cart)
+    await c.report_payment_result(SHOP, cart, attempt_id="a1", status="succeeded", amount=2100)
+    await _settled(c, cart)
+
+
 SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
     "online_order": (online_order, CartPolicy(projection_interval_seconds=0.2)),
     "offline_order_paid_in_parts": (offline_order_paid_in_parts, CartPolicy()),
@@ -201,6 +275,10 @@ SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
     "operated_from_the_ui": (operated_from_the_ui, replace(FAST, lock_after_seconds=60)),
     "cancelled_from_the_ui": (cancelled_from_the_ui, CartPolicy()),
     "payment_for_an_unknown_cart": (payment_for_an_unknown_cart, CartPolicy()),
+    "reminder_sequence": (
+        reminder_sequence,
+        replace(FAST, lifetime_seconds=3600, retire_after_seconds=3600),
+    ),
 }
 
 
@@ -270,6 +348,10 @@ async def main() -> None:
         )
         await upgrade_database(settings.resolved_database_url())
         engine = make_engine(settings.resolved_database_url())
+        _SESSIONS[:] = [make_session_factory(engine)]
+        from starter.dev import start_mail_catcher
+
+        catcher, settings = await start_mail_catcher(settings)
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal,
             search_attributes=sa.ALL_KEYS,
@@ -287,6 +369,8 @@ async def main() -> None:
                     await asyncio.sleep(0.5)
                     await _save(client.handle(SHOP, name), name)
         await engine.dispose()
+        if catcher is not None:
+            await catcher.stop()
 
 
 async def write_expected() -> None:

@@ -190,7 +190,20 @@ def one_error_line(run: Run, code: str) -> str:
 
 
 HELP: dict[tuple[str, ...], tuple[str, ...]] = {
-    (): ("--address", "--namespace", "dev", "worker", "simulate", "carts", "mail"),
+    (): (
+        "--address",
+        "--namespace",
+        "dev",
+        "worker",
+        "simulate",
+        "carts",
+        "mail",
+        "campaigns",
+        "reminders",
+        "stats",
+        "digest",
+        "web",
+    ),
     ("dev",): ("--simulate", "--no-simulate", "--port", "--ui-port", "--speed"),
     ("worker",): ("TEMPORAL_*", "CARTKEEPER_TASK_QUEUE", "same task queue"),
     ("simulate",): ("--carts", "--shop", "--seed", "--speed", "--wait"),
@@ -205,6 +218,22 @@ HELP: dict[tuple[str, ...], tuple[str, ...]] = {
     ("mail", "list"): ("--json",),
     ("mail", "show"): ("ID", "--html"),
     ("mail", "open"): ("ID", "--output", "HTML"),
+    ("campaigns",): ("show", "set", "reminder-set", "reminder-remove", "load", "dump", "init"),
+    ("campaigns", "show"): ("--shop", "--json"),
+    ("campaigns", "set"): ("--shop", "--quiet-hours", "--cap", "--restart-rule"),
+    ("campaigns", "reminder-set"): ("ID", "--delay", "--coupon", "--subject", "--template"),
+    ("campaigns", "reminder-remove"): ("ID", "--shop"),
+    ("campaigns", "load"): ("FILE", "removed"),
+    ("campaigns", "dump"): ("--shop",),
+    ("campaigns", "init"): ("--shop",),
+    ("reminders",): ("preview",),
+    ("reminders", "preview"): ("REMINDER", "--cart", "--variant", "--html"),
+    ("web",): ("--host", "--port", "--log-level", "/r/TOKEN", "/readyz"),
+    ("stats",): ("recovery",),
+    ("stats", "recovery"): ("--from", "--to", "--shop", "--json", "recovery link"),
+    ("digest",): ("send", "schedule", "CARTKEEPER_SHOP_ADMINS"),
+    ("digest", "send"): ("--shop", "--day", "--dry-run"),
+    ("digest", "schedule"): ("--shop",),
 }
 
 

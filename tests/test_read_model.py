@@ -235,7 +235,7 @@ async def _revision(database: ScratchDatabase) -> str | None:
 async def test_migrations_run_twice_without_error(blank_db: ScratchDatabase) -> None:
     await blank_db.upgrade()
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0003"
+    assert await _revision(blank_db) == _head() == "0005"
     async with blank_db.engine.connect() as connection:
         tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert {"carts", "order_numbers", "alembic_version"} <= tables
@@ -301,7 +301,7 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
     assert await _revision(blank_db) == "0001"
 
     old_carts = [ordered_cart("shop-1", "old-ordered"), locked_cart("shop-1", "old-locked")]
-    new_columns = {"lineage", "order_amount_paid", "attention"}
+    new_columns = {"lineage", "order_amount_paid", "attention", "recovered_via", "coupon_code"}
     for cart in old_carts:
         cart.lineage = None  # its snapshot was written before the field existed
     async with write_session(blank_db.session_factory) as session:
@@ -319,7 +319,7 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
             )
 
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0003"
+    assert await _revision(blank_db) == _head() == "0005"
 
     ordered = await stored_row(blank_db, "shop-1", "old-ordered")
     assert (ordered.state, ordered.order_number, ordered.order_paid) == (
@@ -842,8 +842,12 @@ def test_policy_for_merges_defaults_global_and_shop_overrides(
         ' "s2": {"projection_interval_seconds": 0.5}}',
     )
     settings = Settings()
+    # new carts alert the admins after 30 minutes locked (the settings' default)
     base = CartPolicy(
-        abandon_after_seconds=900, lock_after_seconds=600, projection_interval_seconds=2.0
+        abandon_after_seconds=900,
+        lock_after_seconds=600,
+        projection_interval_seconds=2.0,
+        lock_alert_after_seconds=1800,
     )
     assert settings.policy_for("other") == base
     assert settings.policy_for("s1") == CartPolicy(
@@ -851,16 +855,20 @@ def test_policy_for_merges_defaults_global_and_shop_overrides(
         lock_after_seconds=60,
         process_pending_payments=True,
         projection_interval_seconds=2.0,
+        lock_alert_after_seconds=1800,
     )
     assert settings.policy_for("s2") == CartPolicy(
-        abandon_after_seconds=900, lock_after_seconds=600, projection_interval_seconds=0.5
+        abandon_after_seconds=900,
+        lock_after_seconds=600,
+        projection_interval_seconds=0.5,
+        lock_alert_after_seconds=1800,
     )
     # an integral interval becomes a float (the field's type), as the payload converter
     # would decode it
     assert isinstance(settings.policy_for("other").projection_interval_seconds, float)
     clean_env.delenv("CARTKEEPER_POLICY")
     clean_env.delenv("CARTKEEPER_SHOP_POLICIES")
-    assert Settings().policy_for("any") == CartPolicy()
+    assert Settings().policy_for("any") == CartPolicy(lock_alert_after_seconds=1800)
 
 
 # --------------------------------------------------------------------------- deployment

@@ -291,8 +291,18 @@ async def test_handlers_carry_descriptions_for_the_ui(
     definition = metadata.definition
     signals = {s.name: s.description for s in definition.signal_definitions}
     updates = {u.name: u.description for u in definition.update_definitions}
-    assert set(signals) == {"payment_result", "confirm", "unlock", "delete", "resolve"}
-    assert {"update_cart", "start_payment", "confirm", "await_order"} <= set(updates)
+    assert set(signals) == {
+        "payment_result",
+        "confirm",
+        "unlock",
+        "delete",
+        "resolve",
+        "send_reminder",
+        "recovery_link_clicked",
+    }
+    assert {"update_cart", "start_payment", "confirm", "await_order", "send_reminder"} <= set(
+        updates
+    )
     for name, description in {**signals, **updates}.items():
         assert len(description) > 20, name
     assert '"admin"' in signals["confirm"] and '"status"' in signals["payment_result"]

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RawValue, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         AWAIT_ORDER,
         GET_CART,
         PAYMENT_RESULT,
+        RECOVERY_LINK_CLICKED,
         WORKFLOW_NAME,
         AdminActionRefused,
         CancellationRequested,
@@ -55,33 +56,19 @@ with workflow.unsafe.imports_passed_through():
         admin_name,
         parse_await_timeout,
         parse_payment_result,
+        parse_recovery_link_clicked,
     )
     from workflows.timers import is_retired, next_deadline
 
-# Effects retry until they succeed: a database outage delays the read model and the order
-# number, it never loses them. Each attempt is short; after ``EFFECT_GIVE_UP`` of retries
-# the workflow starts the effect again with the cart as it then is (fresher data).
-EFFECT_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    # Retries cost no history events. At most 30 s apart: after an outage the read model
-    # catches up within 30-40 s (interval plus one attempt), the carts that waited come
-    # back spread over that time rather than in one burst of workflow tasks (with 10 s,
-    # such a burst after ``make chaos``'s outage met a worker restart and delayed other
-    # carts' timers), and a database that is down is asked less often.
-    maximum_interval=timedelta(seconds=30),
+from workflows.cart_mail import (
+    EFFECT_GIVE_UP,
+    EFFECT_PAUSE,
+    EFFECT_RETRY,
+    EFFECT_TIMEOUT,
+    RESTORE_RETRY,
+    RESTORE_TIMEOUT,
+    CartMail,
 )
-#: a restore keeps the cart's updates waiting: it retries at most 10 s apart
-RESTORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-)
-EFFECT_TIMEOUT = timedelta(seconds=10)
-EFFECT_GIVE_UP = timedelta(minutes=5)
-#: after an effect gave up, wait this long before starting it again
-EFFECT_PAUSE = timedelta(seconds=30)
-RESTORE_TIMEOUT = timedelta(seconds=30)
 
 _MISSING = object()
 
@@ -169,7 +156,7 @@ def _with_messages(cls: type[Any]) -> type[Any]:
 
 @workflow.defn(name=WORKFLOW_NAME)
 @_with_messages
-class CartWorkflow:
+class CartWorkflow(CartMail):
     @workflow.init
     def __init__(self, input: CartInput) -> None:
         if input.cart is not None:
@@ -205,7 +192,9 @@ class CartWorkflow:
         #: for the earliest: no timer of their own)
         self._answer_by: list[datetime] = []
         #: signals that arrived while a closed cart was being restored, in order
-        self._pending_signals: list[tuple[MessageSpec | None, RawValue]] = []
+        self._pending_signals: list[Callable[[], None]] = []
+        # The e-mail effects (``workflows.cart_mail``): reminders and the lock alert.
+        self._init_mail()
 
     # ------------------------------------------------------------------ main loop
 
@@ -269,6 +258,7 @@ class CartWorkflow:
             times.append(self._search_due())
         if self._answer_by:
             times.append(min(self._answer_by))
+        times.append(self._mail_wake_at(now))
         due = [t for t in times if t is not None]
         return min(due) if due else None
 
@@ -317,6 +307,7 @@ class CartWorkflow:
             is_retired(self._cart, now)
             and not self._wants_projection()
             and self._projecting is None
+            and not self._mail_in_flight()
         )
 
     def _should_continue_as_new(self) -> bool:
@@ -333,9 +324,15 @@ class CartWorkflow:
         return self._dirty_since is not None or needs_number(self._cart)
 
     def _effect_finished(self) -> bool:
-        return self._projecting is not None and self._projecting[0].done()
+        return (
+            self._projecting is not None and self._projecting[0].done()
+        ) or self._mail_finished()
 
     def _collect_effects(self, now: datetime) -> None:
+        self._collect_mail(now)
+        self._collect_projection(now)
+
+    def _collect_projection(self, now: datetime) -> None:
         """Apply what a finished projection returned (the order's number, if it gave one)."""
         if self._projecting is None or not self._projecting[0].done():
             return
@@ -381,6 +378,7 @@ class CartWorkflow:
             self._projecting = (handle, cart.version)
         if self._search_since is not None and now >= self._search_due():
             self._publish_search_attributes()
+        self._start_mail(now)
 
     def _projection_due(self, now: datetime) -> datetime:
         """Changes are written together, at most ``projection_interval_seconds`` after the
@@ -436,11 +434,8 @@ class CartWorkflow:
             self._apply(RestoreFailed(detail=restored.detail or "no earlier state was found"))
         self._ready = True
         pending, self._pending_signals = self._pending_signals, []
-        for spec, payload in pending:
-            if spec is None:
-                self.payment_result(payload)
-            else:
-                self._on_admin_signal(spec, payload)
+        for deliver in pending:
+            deliver()
 
     # ------------------------------------------------------------------ applying events
 
@@ -493,7 +488,7 @@ class CartWorkflow:
     def _on_admin_signal(self, spec: MessageSpec, payload: RawValue) -> None:
         if not self._ready:
             # Signals are applied in order once the cart is loaded.
-            self._pending_signals.append((spec, payload))
+            self._pending_signals.append(lambda: self._on_admin_signal(spec, payload))
             return
         raw = decode(payload)
         try:
@@ -565,7 +560,7 @@ class CartWorkflow:
     )
     def payment_result(self, payload: RawValue) -> None:
         if not self._ready:
-            self._pending_signals.append((None, payload))
+            self._pending_signals.append(lambda: self.payment_result(payload))
             return
         raw = decode(payload)
         if raw is _MISSING:
@@ -578,6 +573,30 @@ class CartWorkflow:
             )
             return
         self._apply(parse_payment_result(raw))
+
+    @workflow.signal(
+        name=RECOVERY_LINK_CLICKED,
+        description='Web: the customer followed a reminder\'s recovery link. {"reminder_id": '
+        '"first", "coupon_code": "K7Q2M9XA"}; an abandoned cart becomes active',
+    )
+    def recovery_link_clicked(self, payload: RawValue) -> None:
+        if not self._ready:
+            self._pending_signals.append(lambda: self.recovery_link_clicked(payload))
+            return
+        raw = decode(payload)
+        try:
+            if raw is _MISSING:
+                raise machine.CartRefused(ErrorCode.INVALID_INPUT, "a click is a JSON object")
+            self._apply(parse_recovery_link_clicked(raw))
+        except machine.CartRefused as refused:
+            self._apply(
+                AdminActionRefused(
+                    action=RECOVERY_LINK_CLICKED,
+                    admin="web",
+                    code=str(refused.code),
+                    reason=refused.message,
+                )
+            )
 
     # ------------------------------------------------------------------ reads
 

@@ -139,6 +139,55 @@ class JournalKind(StrEnum):
     ATTENTION_RESOLVED = "attention_resolved"
     ADMIN_ACTION_REFUSED = "admin_action_refused"
     CANCELLATION_REQUESTED = "cancellation_requested"
+    REMINDERS_PLANNED = "reminders_planned"
+    REMINDER_SENT = "reminder_sent"
+    REMINDER_SKIPPED = "reminder_skipped"
+    REMINDER_DEFERRED = "reminder_deferred"
+    RECOVERY_LINK_CLICKED = "recovery_link_clicked"
+    LOCK_ALERT_SENT = "lock_alert_sent"
+
+
+class ReminderStatus(StrEnum):
+    """A reminder of a cart's sequence: waiting for its time, being sent, or done."""
+
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+
+
+class SkipReason(StrEnum):
+    """Why a reminder was not sent: every skip carries one (journal and statistics)."""
+
+    #: the customer came back (the cart is active again)
+    CART_ACTIVE = "cart_active"
+    ORDERED = "ordered"
+    #: the cart expired or was deleted
+    CART_CLOSED = "cart_closed"
+    #: the cart has no customer address
+    NO_ADDRESS = "no_address"
+    #: the shop requires marketing consent and the customer did not give it
+    NO_CONSENT = "no_consent"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    #: the customer (same e-mail) has a newer cart or an order
+    NEWER_CART = "newer_cart"
+    #: the customer's cap of reminders per period is reached
+    CAP_REACHED = "cap_reached"
+    #: its time fell in quiet hours and the next allowed time is after the next reminder
+    QUIET_HOURS = "quiet_hours"
+    #: its time passed while the cart was busy or no worker ran: a later reminder is due
+    #: too, or it is later than the campaign allows; never sent late in a burst
+    OVERDUE = "overdue"
+    #: the campaign no longer has this reminder (removed or made manual after planning)
+    REMINDER_REMOVED = "reminder_removed"
+    CAMPAIGN_DISABLED = "campaign_disabled"
+    #: the campaign's rule sends the sequence once per cart, and it already ran
+    ALREADY_RUN = "already_run"
+    #: the mail relay refused the message for good (bad address, say)
+    SEND_FAILED = "send_failed"
+    #: an admin's manual send was already made for this reminder and cart
+    ALREADY_SENT = "already_sent"
 
 
 class ErrorCode(StrEnum):
@@ -168,6 +217,10 @@ class ErrorCode(StrEnum):
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     NOTHING_TO_RESOLVE = "nothing_to_resolve"
     CART_NOT_FOUND = "cart_not_found"
+    NO_ADDRESS = "no_address"
+    NOT_ABANDONED = "not_abandoned"
+    REMINDER_ALREADY_SENT = "reminder_already_sent"
+    INVALID_REMINDER = "invalid_reminder"
     TEMPORAL_UNAVAILABLE = "temporal_unavailable"
     #: the request reached Temporal but no worker applied it in time; it may still apply
     UPDATE_PENDING = "update_pending"
@@ -190,6 +243,9 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CART_EXPIRED: 410,
     ErrorCode.CART_DELETED: 410,
     ErrorCode.CART_NOT_FOUND: 404,
+    ErrorCode.NO_ADDRESS: 409,
+    ErrorCode.NOT_ABANDONED: 409,
+    ErrorCode.REMINDER_ALREADY_SENT: 409,
     ErrorCode.TEMPORAL_UNAVAILABLE: 503,
     ErrorCode.UPDATE_PENDING: 504,
     ErrorCode.INTERNAL: 500,

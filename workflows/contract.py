@@ -31,6 +31,8 @@ from workflows.codes import (
     OrderSource,
     PaymentMethod,
     PaymentStatus,
+    ReminderStatus,
+    SkipReason,
 )
 from workflows.events import (
     AdminAction,
@@ -49,8 +51,13 @@ from workflows.events import (
     PaymentResultReported,
     PaymentResultUnreadable,
     PaymentStarted,
+    PlannedReminder,
+    RecoveryLinkClicked,
+    ReminderOutcome,
+    RemindersPlanned,
     ResolveAttention,
     RestoreFailed,
+    SendReminder,
     UnlockCart,
 )
 from workflows.state import (
@@ -61,13 +68,16 @@ from workflows.state import (
     JournalEntry,
     Order,
     PaymentAttempt,
+    ReminderStep,
     view_of,
 )
 
 __all__ = [
     "ACTIVITY_ALLOCATE_ORDER_NUMBER",
+    "ACTIVITY_PLAN_REMINDERS",
     "ACTIVITY_PROJECT_CART",
     "ACTIVITY_RESTORE_CART",
+    "ACTIVITY_SEND_REMINDER",
     "ADMIN_CONFIRM_STATUSES",
     "AWAIT_ORDER",
     "CONFIRM",
@@ -82,7 +92,9 @@ __all__ = [
     "PAYMENT_RESULT",
     "PAYMENT_RESULT_STATUSES",
     "RECORD_VISIT",
+    "RECOVERY_LINK_CLICKED",
     "RESOLVE",
+    "SEND_REMINDER",
     "START_CHECKOUT",
     "START_PAYMENT",
     "STOREFRONT_METHODS",
@@ -124,12 +136,22 @@ __all__ = [
     "PaymentResultUnreadable",
     "PaymentStarted",
     "PaymentStatus",
+    "PlanRemindersInput",
+    "PlannedReminder",
     "ProjectCartInput",
     "ProjectedCart",
+    "RecoveryLinkClicked",
+    "ReminderOutcome",
+    "ReminderStatus",
+    "ReminderStep",
+    "RemindersPlanned",
     "ResolveAttention",
     "RestoreCartInput",
     "RestoreFailed",
     "RestoredCart",
+    "SendReminder",
+    "SendReminderInput",
+    "SkipReason",
     "UnlockCart",
     "view_of",
     "workflow_id",
@@ -217,6 +239,34 @@ class AllocateOrderNumberInput:
     lineage: str = ""
 
 
+@dataclass
+class PlanRemindersInput:
+    """Plan the reminders of a cart's abandonment number ``sequence``."""
+
+    shop_id: str
+    cart_id: str
+    lineage: str
+    sequence: int
+    abandoned_at: datetime
+    email: str | None = None
+    marketing_consent: bool = False
+    #: the reminders this cart was sent (or is being sent) already
+    sent: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SendReminderInput:
+    """Send one reminder to the cart's customer, checking again first; idempotent per
+    (cart, lineage, reminder): a retry finds what the first attempt did."""
+
+    cart: Cart
+    reminder_id: str
+    sequence: int
+    due_at: datetime
+    variant: str | None = None
+    manual: bool = False
+
+
 def workflow_id(shop_id: str, cart_id: str) -> str:
     return f"cart:{shop_id}:{cart_id}"
 
@@ -226,6 +276,8 @@ def workflow_id(shop_id: str, cart_id: str) -> str:
 ACTIVITY_RESTORE_CART = "restore_cart"
 ACTIVITY_PROJECT_CART = "project_cart"
 ACTIVITY_ALLOCATE_ORDER_NUMBER = "allocate_order_number"
+ACTIVITY_PLAN_REMINDERS = "plan_reminders"
+ACTIVITY_SEND_REMINDER = "send_reminder"
 
 # Update, signal and query names. Admin actions are both updates (an answer, or a refusal)
 # and signals of the same name (the Temporal UI and fire-and-forget tools).
@@ -238,6 +290,9 @@ CONFIRM = "confirm"
 UNLOCK = "unlock"
 DELETE = "delete"
 RESOLVE = "resolve"
+SEND_REMINDER = "send_reminder"
+#: a signal: the customer followed a recovery link (the web endpoint sends it)
+RECOVERY_LINK_CLICKED = "recovery_link_clicked"
 AWAIT_ORDER = "await_order"
 PAYMENT_RESULT = "payment_result"
 GET_CART = "get_cart"

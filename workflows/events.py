@@ -7,8 +7,15 @@ not fit. Money is integer minor units; the currency is an ISO 4217 code.
 
 # No ``from __future__ import annotations``: see ``workflows.state``.
 from dataclasses import dataclass
+from datetime import datetime
 
-from workflows.codes import ORDER_STATUS_PROCESSED, PaymentMethod, PaymentStatus
+from workflows.codes import (
+    ORDER_STATUS_PROCESSED,
+    PaymentMethod,
+    PaymentStatus,
+    ReminderStatus,
+    SkipReason,
+)
 
 
 @dataclass
@@ -165,3 +172,74 @@ class RestoreFailed:
     """A new run of a closed cart found nothing to continue from."""
 
     detail: str
+
+
+# --------------------------------------------------------------------------- reminders
+
+
+@dataclass
+class PlannedReminder:
+    reminder_id: str
+    position: int
+    name: str
+    due_at: datetime
+    variant: str | None = None
+    #: already decided at planning (no address, no consent): skipped with this reason
+    skipped: SkipReason | None = None
+
+
+@dataclass
+class RemindersPlanned:
+    """The campaign's reminders for the cart's abandonment number ``sequence`` (the
+    ``plan_reminders`` activity's answer)."""
+
+    sequence: int
+    campaign_version: int | None
+    reminders: list[PlannedReminder]
+    #: why nothing was planned (no campaign, the campaign's rule), for the journal
+    note: str | None = None
+
+
+@dataclass
+class ReminderOutcome:
+    """What the ``send_reminder`` activity did with one reminder."""
+
+    reminder_id: str
+    sequence: int
+    #: ``sent``, ``skipped``, or ``planned`` (deferred to ``retry_at`` by quiet hours)
+    status: ReminderStatus
+    at: datetime
+    reason: SkipReason | None = None
+    detail: str | None = None
+    message_id: str | None = None
+    coupon_code: str | None = None
+    retry_at: datetime | None = None
+    #: the reminder's name and variant as the campaign has them (manual sends)
+    name: str | None = None
+    variant: str | None = None
+
+
+@dataclass
+class RecoveryLinkClicked:
+    """The customer followed a reminder's recovery link (the web endpoint signals it)."""
+
+    reminder_id: str
+    coupon_code: str | None = None
+
+
+@dataclass
+class SendReminder(AdminAction):
+    """An admin sends one reminder of the campaign (automatic or manual) to this cart now;
+    the same checks apply at sending, and a reminder is never sent twice to a cart."""
+
+    reminder_id: str = ""
+
+
+@dataclass
+class LockAlertSent:
+    """The shop's admins were told that the cart is locked (since ``locked_at``)."""
+
+    locked_at: datetime
+    #: how many admins it went to (0: the shop has none; nothing was sent)
+    recipients: int = 0
+    detail: str | None = None

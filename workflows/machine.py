@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows import money, transitions
-from workflows.codes import ErrorCode, JournalKind
+from workflows import alerts, money, reminders, transitions
+from workflows.codes import CartState, ErrorCode, JournalKind
 from workflows.effects import Decision, decide, search_fields
 from workflows.events import (
     AdminActionRefused,
@@ -37,12 +37,17 @@ from workflows.events import (
     CustomerIdentified,
     CustomerVisited,
     DeleteCart,
+    LockAlertSent,
     OrderNumberAssigned,
     PaymentResultReported,
     PaymentResultUnreadable,
     PaymentStarted,
+    RecoveryLinkClicked,
+    ReminderOutcome,
+    RemindersPlanned,
     ResolveAttention,
     RestoreFailed,
+    SendReminder,
     UnlockCart,
 )
 from workflows.journal import SYSTEM
@@ -138,11 +143,25 @@ def _apply(cart: Cart, event: object, now: datetime) -> bool:
             return transitions.restored(cart, event, now)
         case RestoreFailed():
             return transitions.restore_failed(cart, event, now)
+        case RemindersPlanned():
+            return reminders.planned(cart, event, now)
+        case ReminderOutcome():
+            return reminders.outcome(cart, event, now)
+        case SendReminder():
+            return reminders.requested(cart, event, now)
+        case LockAlertSent():
+            return alerts.lock_alert_sent(cart, event, now)
+        case RecoveryLinkClicked():
+            reminders.link_clicked(cart, event, now)
+            if cart.state is CartState.ABANDONED:
+                money.customer_active(cart, now)
+            return True
         case _:
             raise CartRefused(ErrorCode.INVALID_INPUT, f"unknown event {type(event).__name__}")
 
 
 def _changed(cart: Cart, now: datetime) -> None:
+    reminders.stop(cart, now)
     cart.version += 1
     cart.updated_at = now
     if cart.created_at is None:
@@ -157,6 +176,9 @@ def tick(cart: Cart, now: datetime) -> Decision:
     while (due := due_timer(cart, now)) is not None:
         deadline, name = due
         fire(cart, name, deadline)
+        _changed(cart, now)
+        changed = True
+    if reminders.start_due(cart, now):
         _changed(cart, now)
         changed = True
     return decide(before, cart, changed)

@@ -36,6 +36,7 @@ from workflows.contract import (
     IDENTIFY_CUSTOMER,
     RECORD_VISIT,
     RESOLVE,
+    SEND_REMINDER,
     START_CHECKOUT,
     START_PAYMENT,
     UNLOCK,
@@ -53,7 +54,9 @@ from workflows.events import (
     PaymentResultReported,
     PaymentResultUnreadable,
     PaymentStarted,
+    RecoveryLinkClicked,
     ResolveAttention,
+    SendReminder,
     UnlockCart,
 )
 from workflows.validation import MAX_AMOUNT, CartRefused, check_attempt_id, is_int
@@ -280,6 +283,22 @@ def parse_resolve(raw: object) -> ResolveAttention:
     return ResolveAttention(**common, items=items)
 
 
+def parse_send_reminder(raw: object) -> SendReminder:
+    fields = _Fields(raw, "send_reminder")
+    common = _admin_fields(fields)
+    reminder_id = fields.text("reminder_id", code=ErrorCode.INVALID_REMINDER)
+    fields.done()
+    return SendReminder(**common, reminder_id=reminder_id)
+
+
+def parse_recovery_link_clicked(raw: object) -> RecoveryLinkClicked:
+    fields = _Fields(raw, "recovery_link_clicked")
+    reminder_id = fields.text("reminder_id", code=ErrorCode.INVALID_REMINDER)
+    coupon = fields.text("coupon_code", code=ErrorCode.INVALID_INPUT, required=False)
+    fields.done()
+    return RecoveryLinkClicked(reminder_id=reminder_id, coupon_code=coupon)
+
+
 def admin_name(raw: object) -> str:
     """Who sent an admin message, as far as it can be read (for the refusal's record)."""
     if isinstance(raw, dict) and isinstance(raw.get("admin"), str) and raw["admin"].strip():
@@ -445,6 +464,13 @@ MESSAGES: tuple[MessageSpec, ...] = (
         parse_resolve,
         'Admin: resolve attention items (all open ones without "items"). {"admin": "ann", '
         '"note": "refunded in the gateway", "items": [1]}',
+        signal=True,
+    ),
+    MessageSpec(
+        SEND_REMINDER,
+        parse_send_reminder,
+        "Admin: send a reminder of the shop's campaign to this abandoned cart now (once per "
+        'cart; the send-time checks apply). {"admin": "ann", "reminder_id": "first"}',
         signal=True,
     ),
 )

@@ -20,6 +20,8 @@ from workflows.codes import (
     OrderSource,
     PaymentMethod,
     PaymentStatus,
+    ReminderStatus,
+    SkipReason,
 )
 from workflows.events import CartLine, CustomerInfo
 
@@ -43,6 +45,11 @@ class CartPolicy:
     #: the read model and the search attributes are written at most this many seconds
     #: after a change (0: at once); ordered, locked, expired and deleted carts at once
     projection_interval_seconds: float = 5.0
+    #: the shop's admins get an e-mail when a cart has been locked this long (0: never;
+    #: ``activities.settings`` makes it 30 minutes for new carts)
+    lock_alert_after_seconds: int = 0
+    #: a reminder later than this after its time is not sent (never late in a burst)
+    reminder_max_lateness_seconds: int = 6 * 60 * 60
 
 
 @dataclass
@@ -114,6 +121,34 @@ class JournalEntry:
 
 
 @dataclass
+class ReminderStep:
+    """One reminder of the cart's sequence (one per reminder of the campaign, whatever
+    the abandonments: a reminder is sent at most once per cart)."""
+
+    reminder_id: str
+    position: int
+    name: str
+    #: when it is to be sent (moved by quiet hours)
+    due_at: datetime
+    status: ReminderStatus = ReminderStatus.PLANNED
+    #: the abandonment it was planned for (``Cart.reminder_sequence``)
+    sequence: int = 0
+    #: ``a`` or ``b`` when the reminder has two variants
+    variant: str | None = None
+    #: sent by an admin, not by the schedule
+    manual: bool = False
+    requested_by: str | None = None
+    #: when it was sent or skipped (sending: since when)
+    at: datetime | None = None
+    reason: SkipReason | None = None
+    detail: str | None = None
+    message_id: str | None = None
+    coupon_code: str | None = None
+    #: how often quiet hours moved it
+    deferrals: int = 0
+
+
+@dataclass
 class Cart:
     """The whole state of one cart. Carried across continue-as-new and returned by queries."""
 
@@ -157,6 +192,19 @@ class Cart:
     #: (continue-as-new, a restore after close); a reused id after Temporal forgot the
     #: old cart is a new lineage
     lineage: str | None = None
+    #: the reminder sequence: one step per reminder planned, sent or skipped
+    reminders: list[ReminderStep] = field(default_factory=list)
+    #: abandonments that called for a sequence, and the last one planned
+    reminder_sequence: int = 0
+    planned_sequence: int = 0
+    #: the campaign version the last plan came from
+    campaign_version: int | None = None
+    #: the reminder whose recovery link brought the customer back (last click), and the
+    #: coupon it attached
+    recovered_via: str | None = None
+    coupon_code: str | None = None
+    #: the lock (its ``locked_at``) the admins were alerted about
+    lock_alert_sent_for: datetime | None = None
 
     @property
     def total(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from workflows import reminders
 from workflows.codes import CartState, JournalKind, LockReason
 from workflows.journal import SYSTEM, journal
 from workflows.state import Cart
@@ -42,7 +43,17 @@ def reschedule(cart: Cart) -> None:
 
 def next_deadline(cart: Cart) -> datetime | None:
     """The earliest timer of the cart (including ``retire_at``), or ``None``."""
-    deadlines = [d for d in (cart.abandon_at, cart.lock_at, cart.expire_at, cart.retire_at) if d]
+    deadlines = [
+        d
+        for d in (
+            cart.abandon_at,
+            cart.lock_at,
+            cart.expire_at,
+            cart.retire_at,
+            reminders.next_due(cart),
+        )
+        if d
+    ]
     return min(deadlines) if deadlines else None
 
 
@@ -72,6 +83,7 @@ def fire(cart: Cart, name: str, deadline: datetime) -> None:
         cart.state = CartState.ABANDONED
         cart.abandoned_at = deadline
         journal(cart, deadline, JournalKind.CART_ABANDONED, SYSTEM)
+        reminders.started(cart)
 
 
 def lock(cart: Cart, now: datetime, reason: LockReason) -> None:

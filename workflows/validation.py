@@ -19,6 +19,7 @@ from workflows.codes import (
     CartState,
     ErrorCode,
     PaymentStatus,
+    ReminderStatus,
 )
 from workflows.events import (
     AdminAction,
@@ -33,7 +34,9 @@ from workflows.events import (
     OrderNumberAssigned,
     PaymentResultReported,
     PaymentStarted,
+    RecoveryLinkClicked,
     ResolveAttention,
+    SendReminder,
     UnlockCart,
 )
 from workflows.state import Cart, PaymentAttempt
@@ -344,8 +347,48 @@ def check(cart: Cart, event: object) -> None:
         case OrderNumberAssigned():
             if not is_int(event.number) or event.number <= 0:
                 raise CartRefused(ErrorCode.INVALID_INPUT, "an order number is positive")
+        case SendReminder():
+            _check_send_reminder(cart, event)
+        case RecoveryLinkClicked():
+            if not valid_id(event.reminder_id):
+                raise CartRefused(ErrorCode.INVALID_REMINDER, "reminder_id is not a valid id")
+            check_text(
+                event.coupon_code,
+                "coupon_code",
+                required=False,
+                code=ErrorCode.INVALID_INPUT,
+                limit=32,
+            )
         case _:
             return
+
+
+def _check_send_reminder(cart: Cart, event: SendReminder) -> None:
+    """An admin's manual reminder: to an abandoned cart with an address, once per cart."""
+    check_admin(event)
+    if not valid_id(event.reminder_id):
+        raise CartRefused(ErrorCode.INVALID_REMINDER, "reminder_id is not a valid id")
+    refuse_storefront_change(cart)
+    if cart.state is not CartState.ABANDONED:
+        raise CartRefused(
+            ErrorCode.NOT_ABANDONED,
+            f"reminders go to abandoned carts; this cart is {cart.state}",
+        )
+    if cart.customer is None or not cart.customer.email:
+        raise CartRefused(ErrorCode.NO_ADDRESS, "the cart has no customer e-mail address")
+    for item in cart.reminders:
+        if item.reminder_id == event.reminder_id and item.status in (
+            ReminderStatus.SENT,
+            ReminderStatus.SENDING,
+        ):
+            raise CartRefused(
+                ErrorCode.REMINDER_ALREADY_SENT,
+                f"reminder {event.reminder_id} was {item.status} to this cart already",
+            )
+    if any(item.status is ReminderStatus.SENDING for item in cart.reminders):
+        raise CartRefused(
+            ErrorCode.REMINDER_ALREADY_SENT, "another reminder is being sent to this cart"
+        )
 
 
 # --------------------------------------------------------------------------- policy
@@ -368,6 +411,8 @@ def policy_problems(policy: object) -> list[str]:
         "journal_limit": (1, 10_000),
         "continue_as_new_after_events": (50, 40_000),
         "projection_interval_seconds": (0, 86_400),
+        "lock_alert_after_seconds": (0, 10**9),
+        "reminder_max_lateness_seconds": (60, 10**9),
     }
     for spec in fields(policy):
         value = getattr(policy, spec.name)

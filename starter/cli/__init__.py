@@ -20,9 +20,14 @@ from typing import NoReturn
 
 import click
 
-from starter.cli import carts as _carts  # noqa: F401  (registers the commands)
+from starter.cli import campaigns as _campaigns  # noqa: F401  (registers the commands)
+from starter.cli import carts as _carts  # noqa: F401
+from starter.cli import digest as _digest  # noqa: F401
 from starter.cli import mail as _mail  # noqa: F401
+from starter.cli import reminders as _reminders  # noqa: F401
 from starter.cli import run_commands as _run_commands  # noqa: F401
+from starter.cli import stats as _stats  # noqa: F401
+from starter.cli import web as _web  # noqa: F401
 from starter.cli.common import report
 from starter.cli.root import cli
 from starter.errors import EXIT_USAGE, Failure

@@ -61,8 +61,10 @@ def dev(
 
     Starts `temporal server start-dev` with its state in $CARTKEEPER_DATA_DIR/temporal.db
     (default ./data, kept across runs) and our search attributes, runs the worker in this
-    process against it, prints the Temporal UI and CLI examples, and keeps running until
-    Ctrl-C or SIGTERM; then it stops the worker gracefully and the server.
+    process against it, serves the e-mail links and health checks (as `cartkeeper web`,
+    on $CARTKEEPER_WEB_PORT, default 8080, or a free port if that is taken), prints the
+    Temporal UI and CLI examples, and keeps running until Ctrl-C or SIGTERM; then it stops
+    the web endpoint, the worker gracefully and the server.
 
     The read model is $DATABASE_URL, by default the SQLite file
     $CARTKEEPER_DATA_DIR/cartkeeper.db.

@@ -1,0 +1,517 @@
+"""The reminder activities of the cart workflow: ``plan_reminders`` and ``send_reminder``.
+
+``plan_reminders`` reads the shop's campaign (``activities.campaigns``) and answers which
+automatic reminders a cart's abandonment gets, when, in which variant, and which are
+skipped from the start (campaign disabled, no address, no consent). It writes nothing.
+
+``send_reminder`` sends one reminder, exactly one e-mail per (shop, cart, lineage,
+reminder) through retries, crashes and replays. The ledger (``reminder_sends``) is the
+idempotency record:
+
+1. A ledger row ``sent`` is answered again (same Message-ID and coupon, no e-mail); a
+   ``skipped`` row for the same time (``due_at``) is answered with its skip. A skip for
+   another time is an earlier decision (an earlier abandonment, a workflow-side skip):
+   the reminder is checked again.
+2. The checks at the moment of sending, in order: the cart is still abandoned; campaign
+   missing or disabled; reminder missing, removed, or made manual (for an automatic send);
+   no address; no consent; the address unsubscribed or bounced; a newer cart or order of
+   the same customer; the customer's cap; an empty cart or an unusable coupon. Each
+   ``Skip`` is written to the ledger and returned. Quiet hours in the customer's time zone
+   answer ``planned`` with ``retry_at`` and write nothing.
+3. The row becomes ``sending`` (address, Message-ID, variant, coupon) and the variant's
+   coupon is issued, in one committed transaction, before any SMTP traffic.
+4. The e-mail is rendered (what the reminder says is read now: subject, template,
+   coupon) and handed to the relay; then the row becomes ``sent``.
+
+**The at-least-once window.** Between the relay accepting the message and the ``sent``
+commit, a crash leaves the row ``sending``; the retry sends the message again with the
+SAME Message-ID (receiving systems and mail clients deduplicate by it). No SMTP client can
+close that window; it is measured (``window_ms`` in the log of every send). A ``sending``
+row is checked again before that resend, so a customer who ordered or unsubscribed in the
+meantime gets nothing more (the row then says skipped, with a detail saying an earlier
+attempt may have sent it).
+
+**SMTP errors.** A transient one (relay down, 4xx, timeout) raises a retryable
+``ApplicationError`` (the workflow's retry policy tries again; the row stays ``sending``).
+A permanent one is a ``send_failed`` skip with the relay's answer; a recipient refused for
+good (5xx at RCPT) also suppresses the address (``bounced``, source ``smtp``).
+
+Exceptions carry ids and codes, never the customer's address: relay answers are quoted
+without it, and a database failure is a retryable ``read_model_unavailable`` error without
+the driver's message (which may quote the statement's values; the worker's log has it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import coupons
+from activities import reminder_ledger as ledger
+from activities.campaigns import CampaignConfig, ReminderDefinition, ReminderVariant, load_campaign
+from activities.db import SessionFactory, write_session
+from activities.links import Links
+from activities.mail_render import MailRenderer, TemplateMissing, message_id
+from activities.models import ReminderSend
+from activities.reminder_checks import (
+    Defer,
+    ReminderKey,
+    Skip,
+    cap_reached,
+    cart_state_skip,
+    clip,
+    newer_cart,
+    normalize_email,
+    plan_skip,
+    quiet_hours,
+    scrub,
+    suppressed,
+    variant_for,
+)
+from activities.reminder_mail import compose, mail_domain
+from activities.settings import Settings
+from activities.smtp import MailError, SmtpConfig, send_message
+from workflows.codes import ReminderStatus, SkipReason
+from workflows.contract import (
+    ACTIVITY_PLAN_REMINDERS,
+    ACTIVITY_SEND_REMINDER,
+    PlannedReminder,
+    PlanRemindersInput,
+    ReminderOutcome,
+    RemindersPlanned,
+    SendReminderInput,
+)
+
+log = activity.logger
+#: one line per send with the at-least-once window (``window_ms``, also in ``extra``)
+window_log = logging.getLogger("cartkeeper.reminders")
+
+#: how ``smtp.send_message`` words a refusal of every recipient (at RCPT)
+RECIPIENT_REFUSED = "every recipient was refused"
+#: added to a skip decided when an earlier attempt may already have sent the e-mail
+MAYBE_SENT = "an earlier attempt may have handed the e-mail to the relay"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Go:
+    """Every check passed: what to send."""
+
+    definition: ReminderDefinition
+    variant_name: str | None
+    variant: ReminderVariant
+    terms: coupons.CouponTerms | None
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    message_id: str
+    coupon: coupons.IssuedCoupon | None
+
+
+class ReminderActivities:
+    """The reminder activities, bound to the read model's sessions and the settings (SMTP
+    relay, link key, public URL, Message-ID domain). ``clock`` is the activity's clock
+    (tests set it)."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        renderer: MailRenderer | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.settings = settings
+        self.clock = clock
+        self.smtp = SmtpConfig.from_settings(settings)
+        self._renderer = renderer
+        self._links: Links | None = None
+
+    def all(self) -> list[Any]:
+        """The activities to register on a worker."""
+        return [self.plan_reminders, self.send_reminder]
+
+    @property
+    def links(self) -> Links:
+        # Made on first use: the key may be read from (or made in) the data directory.
+        if self._links is None:
+            self._links = Links.from_settings(self.settings)
+        return self._links
+
+    @property
+    def renderer(self) -> MailRenderer:
+        if self._renderer is None:
+            self._renderer = MailRenderer()
+        return self._renderer
+
+    # ------------------------------------------------------------------ plan
+
+    @activity.defn(name=ACTIVITY_PLAN_REMINDERS)
+    async def plan_reminders(self, request: PlanRemindersInput) -> RemindersPlanned:
+        """The automatic reminders of abandonment ``sequence``, due ``delay`` after it."""
+        campaign = await load_campaign(self.session_factory, request.shop_id)
+        if campaign is None:
+            return RemindersPlanned(
+                request.sequence, None, [], note="the shop has no reminder campaign"
+            )
+        if campaign.restart_rule == "once" and request.sequence > 1:
+            return RemindersPlanned(
+                request.sequence,
+                campaign.version,
+                [],
+                note="the campaign reminds a cart of its first abandonment only (rule once)",
+            )
+        skipped = plan_skip(campaign, request.email, request.marketing_consent)
+        already = set(request.sent)
+        planned = [
+            PlannedReminder(
+                reminder_id=item.reminder_id,
+                position=item.position,
+                name=item.name,
+                due_at=request.abandoned_at + timedelta(seconds=item.delay_seconds),
+                variant=variant_for(
+                    ReminderKey(
+                        request.shop_id, request.cart_id, request.lineage, item.reminder_id
+                    ),
+                    item.b is not None,
+                ),
+                skipped=skipped,
+            )
+            for item in campaign.active_reminders
+            if item.automatic and item.reminder_id not in already
+        ]
+        note = None if planned else "the campaign has no automatic reminder left for this cart"
+        return RemindersPlanned(request.sequence, campaign.version, planned, note=note)
+
+    # ------------------------------------------------------------------ send
+
+    @activity.defn(name=ACTIVITY_SEND_REMINDER)
+    async def send_reminder(self, request: SendReminderInput) -> ReminderOutcome:
+        """Send the reminder once (see the module's docstring)."""
+        cart = request.cart
+        key = ReminderKey(cart.shop_id, cart.cart_id, cart.lineage or "", request.reminder_id)
+        try:
+            return await self._send(key, request)
+        except SQLAlchemyError as error:
+            # The driver's message may quote the statement's values (the address): the
+            # worker's log keeps it, the error that goes to the workflow's history not.
+            log.warning("reminder %s: the read model failed", key.ident, exc_info=True)
+            raise ApplicationError(
+                f"reminder {key.reminder_id} of cart {key.shop_id}/{key.cart_id}: the read"
+                f" model failed ({type(error).__name__}); retried",
+                type="read_model_unavailable",
+            ) from None
+
+    async def _send(self, key: ReminderKey, request: SendReminderInput) -> ReminderOutcome:
+        cart = request.cart
+        now = self.clock()
+        stored = await ledger.stored(self.session_factory, key)
+        if stored is not None:
+            answered = self._answered(stored, request)
+            if answered is not None:
+                return answered
+        campaign = await load_campaign(self.session_factory, cart.shop_id)
+        decision = await self._check(request, key, campaign, now)
+        if isinstance(decision, Defer):
+            return ReminderOutcome(
+                reminder_id=request.reminder_id,
+                sequence=request.sequence,
+                status=ReminderStatus.PLANNED,
+                at=now,
+                detail=decision.detail,
+                retry_at=decision.until,
+            )
+        if isinstance(decision, Skip):
+            return await self._record_skip(key, request, decision, now)
+        assert campaign is not None  # the checks passed
+        claimed = await self._claim(key, request, campaign, decision, now)
+        if isinstance(claimed, ReminderOutcome):
+            return claimed
+        return await self._deliver(key, request, campaign, decision, claimed)
+
+    @staticmethod
+    def _answered(stored: ledger.Stored, request: SendReminderInput) -> ReminderOutcome | None:
+        """What the ledger already says about this reminder, if it decides it: ``sent``,
+        or skipped for this very time (a skip for another time is an earlier decision)."""
+        if stored.status == "sent":
+            return ReminderOutcome(
+                reminder_id=request.reminder_id,
+                sequence=request.sequence,
+                status=ReminderStatus.SENT,
+                at=stored.sent_at or stored.updated_at,
+                message_id=stored.message_id,
+                coupon_code=stored.coupon_code,
+                variant=stored.variant,
+            )
+        if stored.status == "skipped" and stored.reason and stored.due_at == request.due_at:
+            return ReminderOutcome(
+                reminder_id=request.reminder_id,
+                sequence=request.sequence,
+                status=ReminderStatus.SKIPPED,
+                at=stored.updated_at,
+                reason=stored.reason,
+                detail=stored.detail,
+                variant=stored.variant,
+            )
+        return None
+
+    async def _check(
+        self,
+        request: SendReminderInput,
+        key: ReminderKey,
+        campaign: CampaignConfig | None,
+        now: datetime,
+    ) -> Skip | Defer | _Go:
+        """Every condition, at the moment of sending, in order."""
+        cart = request.cart
+        state = cart_state_skip(cart)
+        if state is not None:
+            return state
+        if campaign is None:
+            return Skip(SkipReason.CAMPAIGN_DISABLED, "the shop has no reminder campaign")
+        if not campaign.enabled:
+            return Skip(SkipReason.CAMPAIGN_DISABLED, "the campaign is disabled")
+        definition = campaign.reminder(request.reminder_id)
+        if definition is None or definition.removed:
+            return Skip(SkipReason.REMINDER_REMOVED, "the campaign no longer has this reminder")
+        if not request.manual and not definition.automatic:
+            return Skip(SkipReason.REMINDER_REMOVED, "the reminder is now sent by hand only")
+        customer = cart.customer
+        if customer is None or not customer.email or not customer.email.strip():
+            return Skip(SkipReason.NO_ADDRESS, "the cart has no customer address")
+        if campaign.requires_consent and not customer.marketing_consent:
+            return Skip(SkipReason.NO_CONSENT, "the campaign requires marketing consent")
+        email = customer.email
+        async with self.session_factory() as session:
+            skip = await suppressed(session, cart.shop_id, email)
+            if skip is None:
+                skip = await newer_cart(session, cart, email)
+            if skip is None:
+                skip = await cap_reached(session, key, email, campaign, now)
+        if skip is not None:
+            return skip
+        if not cart.lines or cart.currency is None:
+            return Skip(SkipReason.SEND_FAILED, "the cart has no lines to remind of")
+        variant_name = self._variant(key, definition, request.variant)
+        variant = definition.variant(variant_name)
+        terms: coupons.CouponTerms | None = None
+        if variant.coupon is not None:
+            offer = variant.coupon
+            try:
+                terms = coupons.CouponTerms(
+                    kind=offer.kind,
+                    amount=offer.amount,
+                    currency=cart.currency if offer.kind == "fixed" else None,
+                    valid_days=offer.expiry_days,
+                )
+            except ValueError as error:
+                return Skip(SkipReason.SEND_FAILED, f"the reminder's coupon: {error}")
+        defer = quiet_hours(campaign, customer.time_zone, now)
+        if defer is not None:
+            return defer
+        return _Go(definition, variant_name, variant, terms)
+
+    @staticmethod
+    def _variant(key: ReminderKey, definition: ReminderDefinition, asked: str | None) -> str | None:
+        """The variant planned (``a``/``b``), or the cart's split for a manual send;
+        ``None`` when the reminder has one variant (now)."""
+        if definition.b is None:
+            return None
+        if asked in ("a", "b"):
+            return asked
+        return variant_for(key, True)
+
+    # ------------------------------------------------------------------ the ledger
+
+    @staticmethod
+    def _describe(row: ReminderSend, request: SendReminderInput, variant: str | None) -> None:
+        """The row's fields that say which e-mail (or none) this is."""
+        cart = request.cart
+        customer = cart.customer
+        row.email = normalize_email(customer.email) if customer and customer.email else None
+        row.variant = variant
+        row.manual = request.manual
+        row.due_at = request.due_at
+        row.currency = cart.currency
+
+    async def _record_skip(
+        self,
+        key: ReminderKey,
+        request: SendReminderInput,
+        skip: Skip,
+        now: datetime,
+        *,
+        bounced: bool = False,
+    ) -> ReminderOutcome:
+        """Write the skip; a row already ``sent`` wins (it is answered instead). A
+        recipient the relay refused for good is suppressed in the same transaction."""
+        async with write_session(self.session_factory) as session:
+            row = await ledger.locked_row(session, key, now)
+            if row.status == "sent":
+                answered = self._answered(ledger.Stored.of(row), request)
+                assert answered is not None
+                return answered
+            detail = skip.detail
+            if row.status == "sending" and skip.reason is not SkipReason.SEND_FAILED:
+                detail = f"{detail}; {MAYBE_SENT}" if detail else MAYBE_SENT
+            detail = clip(detail)
+            self._describe(row, request, row.variant or request.variant)
+            row.status = "skipped"
+            row.reason = str(skip.reason)
+            row.detail = detail
+            row.updated_at = now
+            variant = row.variant
+            customer = request.cart.customer
+            if bounced and customer is not None and customer.email:
+                await ledger.suppress(session, key, customer.email, "bounced", "smtp", now)
+        return ReminderOutcome(
+            reminder_id=request.reminder_id,
+            sequence=request.sequence,
+            status=ReminderStatus.SKIPPED,
+            at=now,
+            reason=skip.reason,
+            detail=detail,
+            variant=variant,
+        )
+
+    async def _claim(
+        self,
+        key: ReminderKey,
+        request: SendReminderInput,
+        campaign: CampaignConfig,
+        go: _Go,
+        now: datetime,
+    ) -> _Claimed | ReminderOutcome:
+        """Make the row ``sending`` and issue the coupon, in one committed transaction
+        (before any SMTP traffic). A row another attempt decided meanwhile is answered;
+        a row already ``sending`` keeps its Message-ID and coupon."""
+        cart = request.cart
+        async with write_session(self.session_factory) as session:
+            row = await ledger.locked_row(session, key, now)
+            answered = self._answered(ledger.Stored.of(row), request)
+            if answered is not None:
+                return answered
+            if row.message_id is None:
+                row.message_id = message_id(
+                    key.shop_id, key.cart_id, key.message_key, mail_domain(self.settings, campaign)
+                )
+            self._describe(row, request, go.variant_name)
+            row.status = "sending"
+            row.reason = row.detail = None
+            row.sent_at = None
+            row.updated_at = now
+            # The coupon's own sessions join this transaction (savepoints): the coupon
+            # and the row commit together, or neither does.
+            joined = async_sessionmaker(
+                bind=await session.connection(),
+                expire_on_commit=False,
+                join_transaction_mode="create_savepoint",
+            )
+            coupon: coupons.IssuedCoupon | None = None
+            if go.terms is not None:
+                coupon = await coupons.issue(
+                    joined, cart.shop_id, cart.cart_id, key.reminder_id, go.terms, now
+                )
+            elif row.coupon_code is not None:
+                try:  # an earlier attempt's coupon (the variant has none now)
+                    coupon = await coupons.find(joined, cart.shop_id, row.coupon_code)
+                except coupons.CouponRefused:
+                    coupon = None
+            row.coupon_code = coupon.code if coupon is not None else None
+            claimed = _Claimed(message_id=row.message_id, coupon=coupon)
+        return claimed
+
+    async def record_sent(self, key: ReminderKey, sent_at: datetime) -> None:
+        """The row becomes ``sent``: the commit that closes the at-least-once window
+        (tests make it fail once to open that window)."""
+        await ledger.record_sent(self.session_factory, key, sent_at)
+
+    # ------------------------------------------------------------------ the e-mail
+
+    async def _deliver(
+        self,
+        key: ReminderKey,
+        request: SendReminderInput,
+        campaign: CampaignConfig,
+        go: _Go,
+        claimed: _Claimed,
+    ) -> ReminderOutcome:
+        """Render, hand to the relay, record ``sent``; a permanent failure is a skip."""
+        customer = request.cart.customer
+        assert customer is not None  # checked
+        try:
+            message = compose(
+                settings=self.settings,
+                links=self.links,
+                renderer=self.renderer,
+                key=key,
+                cart=request.cart,
+                campaign=campaign,
+                variant=go.variant,
+                message_id=claimed.message_id,
+                coupon=claimed.coupon,
+                date=self.clock(),
+            )
+        except (TemplateMissing, ValueError) as error:
+            detail = scrub(f"the e-mail could not be made: {error}", customer.email)
+            log.warning("reminder %s/%s/%s: %s", key.shop_id, key.cart_id, key.reminder_id, detail)
+            return await self._record_skip(
+                key, request, Skip(SkipReason.SEND_FAILED, detail), self.clock()
+            )
+        try:
+            await send_message(self.smtp, message)
+        except MailError as error:
+            answer = scrub(f"{error.code}: {error.message}", customer.email)
+            if error.transient:
+                raise ApplicationError(
+                    f"reminder {key.reminder_id} of cart {key.shop_id}/{key.cart_id} not sent"
+                    f" yet: {answer}",
+                    type=error.code,
+                ) from None
+            refused = error.code == "smtp_refused" and error.message.startswith(RECIPIENT_REFUSED)
+            return await self._record_skip(
+                key, request, Skip(SkipReason.SEND_FAILED, answer), self.clock(), bounced=refused
+            )
+        accepted = time.monotonic()
+        sent_at = self.clock()
+        await self.record_sent(key, sent_at)
+        window_ms = (time.monotonic() - accepted) * 1000
+        window_log.info(
+            "reminder %s of cart %s/%s sent as %s; window_ms=%.1f",
+            key.reminder_id,
+            key.shop_id,
+            key.cart_id,
+            claimed.message_id,
+            window_ms,
+            extra={
+                "window_ms": window_ms,
+                "message_id": claimed.message_id,
+                "shop_id": key.shop_id,
+                "cart_id": key.cart_id,
+                "reminder_id": key.reminder_id,
+            },
+        )
+        return ReminderOutcome(
+            reminder_id=request.reminder_id,
+            sequence=request.sequence,
+            status=ReminderStatus.SENT,
+            at=sent_at,
+            message_id=claimed.message_id,
+            coupon_code=claimed.coupon.code if claimed.coupon else None,
+            name=go.definition.name,
+            variant=go.variant_name,
+        )

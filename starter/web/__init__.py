@@ -1,0 +1,25 @@
+"""cartkeeper's HTTP endpoint (FastAPI): the recovery and unsubscribe links of reminder
+e-mail (``/r/{token}``, ``/u/{token}``) and health checks (``/healthz``, ``/readyz``).
+
+    app = create_app(settings)          # starter.web.app; uvicorn serves it
+    cartkeeper web --port 8080          # starter.cli.web; `cartkeeper dev` runs it too
+
+Heavy imports (FastAPI, the Temporal SDK) happen in the submodules, not here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starter.web.app import create_app
+
+__all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from starter.web.app import create_app
+
+        return create_app
+    raise AttributeError(name)

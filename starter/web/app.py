@@ -1,0 +1,95 @@
+"""The web app (FastAPI): ``create_app(settings)``.
+
+Routers by concern: ``starter.web.links`` (the e-mail links), ``starter.web.health``
+(``/healthz``, ``/readyz``); the storefront and admin API will be more routers on the same
+``WebContext``. The app reads the read model (``DATABASE_URL``) and reaches the cart
+workflows through a ``Signaller``: by default a ``TemporalSignaller`` over
+``temporal_client_factory`` (the SDK's environment configuration, as ``starter.connect``).
+No page loads anything from elsewhere (no CDN; the interactive API docs are off).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.client import Client
+
+from activities.db import SessionFactory, make_engine, make_session_factory
+from activities.links import Links
+from activities.settings import Settings
+from starter.web import health, links
+from starter.web.deps import WebContext, utc_now
+from starter.web.pages import error_page
+from starter.web.temporal import ClientFactory, Signaller, TemporalSignaller
+
+log = logging.getLogger("cartkeeper.web")
+
+
+async def connect_from_environment() -> Client:
+    """The default Temporal client: ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ...."""
+    from starter.connect import connect
+
+    return await connect()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    temporal_client_factory: ClientFactory = connect_from_environment,
+    signaller: Signaller | None = None,
+    session_factory: SessionFactory | None = None,
+    links_signer: Links | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The app. ``session_factory``: the read model's sessions (default: an engine on
+    ``settings``' database, disposed when the app shuts down); ``signaller`` replaces the
+    Temporal one (tests); ``links_signer``: default ``Links.from_settings(settings)``."""
+    engine = None
+    if session_factory is None:
+        engine = make_engine(settings.resolved_database_url())
+        session_factory = make_session_factory(engine)
+    context = WebContext(
+        settings=settings,
+        sessions=session_factory,
+        links=links_signer or Links.from_settings(settings),
+        signaller=signaller or TemporalSignaller(temporal_client_factory),
+        now=now,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if engine is not None:
+                await engine.dispose()
+
+    app = FastAPI(
+        title="cartkeeper",
+        summary="Recovery and unsubscribe links of reminder e-mail; health checks.",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their assets from a CDN
+        redoc_url=None,
+    )
+    app.state.context = context
+    app.include_router(links.router)
+    app.include_router(health.router)
+    app.add_exception_handler(SQLAlchemyError, _database_unavailable)
+    app.add_exception_handler(OSError, _database_unavailable)
+    return app
+
+
+async def _database_unavailable(_request: Request, error: Exception) -> Response:
+    log.error("the read model is unavailable: %r", error)
+    return error_page(
+        503,
+        "database_unavailable",
+        "Please try again in a moment",
+        "The shop's service is not available right now. Your link still works: try it"
+        " again in a few minutes.",
+    )

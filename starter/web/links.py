@@ -1,0 +1,190 @@
+"""The links in reminder e-mail: ``/r/{token}`` (recovery) and ``/u/{token}`` (unsubscribe).
+
+``GET /r/{token}``: a good link records the click (``recovery_clicks``), finds the coupon
+the reminder gave (if it can still be used), tells the cart's workflow
+(``recovery_link_clicked``: an abandoned cart becomes active and gets the coupon), and
+redirects (303) to the shop's ``restore_url`` with ``{cart_id}`` and ``{coupon}`` filled
+in. Temporal being down delays nothing beyond ``signal_timeout`` and loses nothing the
+shop needs: the click is recorded first, and the customer is redirected anyway. A shop
+without a campaign (no ``restore_url``) gets a "your cart is saved" page.
+
+``GET /u/{token}`` asks for confirmation only: mail scanners fetch every link, so a GET
+changes nothing. ``POST /u/{token}`` suppresses the address for the shop, once; a body
+``List-Unsubscribe=One-Click`` (RFC 8058, the mail client's own button) is recorded as
+``one_click``, the page's form as ``link``.
+
+A changed or foreign token is ``link_invalid`` (400), an old recovery link
+``link_expired`` (410); neither changes anything. Pages name the shop and nothing else
+(never the address, the cart or the coupon), and the token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.links import LinkRefused, RecoveryClaim, UnsubscribeClaim
+from starter.web import store
+from starter.web.deps import Context, WebContext
+from starter.web.pages import PAGE_HEADERS, error_page, render
+from workflows.validation import CartRefused
+
+log = logging.getLogger("cartkeeper.web")
+
+router = APIRouter(tags=["links"])
+
+#: longer tokens are refused unread (ours are a few hundred characters)
+MAX_TOKEN_LENGTH = 4096
+
+
+def refused_page(refused: LinkRefused) -> Response:
+    if refused.code == "link_expired":
+        return error_page(
+            410,
+            refused.code,
+            "This link has expired",
+            "The link in your e-mail is too old to use. Visit the shop to see your cart.",
+        )
+    return error_page(
+        400,
+        refused.code,
+        "This link is not valid",
+        "The link is incomplete or was changed. Open it again from the e-mail, or copy"
+        " the whole link into your browser.",
+    )
+
+
+def _too_long(token: str) -> None:
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise LinkRefused("link_invalid", "the link is not valid")
+
+
+def read_recovery(context: WebContext, token: str) -> RecoveryClaim:
+    _too_long(token)
+    return context.links.read_recovery(token)
+
+
+def read_unsubscribe(context: WebContext, token: str) -> UnsubscribeClaim:
+    _too_long(token)
+    return context.links.read_unsubscribe(token)
+
+
+def restore_target(template: str, cart_id: str, coupon: str | None) -> str | None:
+    """The campaign's ``restore_url`` with ``{cart_id}`` and ``{coupon}`` filled in
+    (URL-encoded; no coupon: empty), or ``None`` when it is not an http(s) URL."""
+    url = template.replace("{cart_id}", quote(cart_id, safe="")).replace(
+        "{coupon}", quote(coupon or "", safe="")
+    )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+@router.get("/r/{token}", summary="Follow a reminder's recovery link")
+async def recovery_link(token: str, context: Context) -> Response:
+    try:
+        claim = read_recovery(context, token)
+    except LinkRefused as refused:
+        return refused_page(refused)
+    now = context.now()
+    facts = await store.recovery_facts(
+        context.sessions, claim.shop_id, claim.cart_id, claim.reminder, now
+    )
+    await store.record_click(
+        context.sessions, claim.shop_id, claim.cart_id, facts.lineage, claim.reminder, now
+    )
+    await _tell_the_cart(context, claim, facts.coupon_code)
+    campaign = await store.shop_campaign(context.sessions, claim.shop_id)
+    target = None
+    if campaign is not None:
+        target = restore_target(campaign.restore_url, claim.cart_id, facts.coupon_code)
+    if target is None:
+        if campaign is not None:
+            log.warning("shop %s: restore_url is not an http(s) URL", claim.shop_id)
+        shop_name = campaign.shop_name if campaign else claim.shop_id
+        return render("cart_saved.html", shop_name=shop_name)
+    return RedirectResponse(
+        target,
+        status_code=303,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+async def _tell_the_cart(context: WebContext, claim: RecoveryClaim, coupon: str | None) -> None:
+    """Signal the cart's workflow; any failure is logged, never shown to the customer."""
+    where = f"cart {claim.shop_id}/{claim.cart_id}"
+    try:
+        await asyncio.wait_for(
+            context.signaller.recovery_link_clicked(
+                claim.shop_id, claim.cart_id, claim.reminder, coupon
+            ),
+            context.signal_timeout,
+        )
+    except CartRefused as refused:
+        log.warning("%s: recovery click not signalled: %s", where, refused)
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            log.info("%s: recovery click recorded; the cart has no workflow to tell", where)
+        else:
+            log.warning("%s: recovery click recorded, not signalled: %s", where, error.message)
+    except Exception as error:  # TimeoutError included
+        log.warning(
+            "%s: recovery click recorded, not signalled (Temporal unreachable?): %r",
+            where,
+            error,
+        )
+
+
+# --------------------------------------------------------------------------- unsubscribe
+
+
+async def _shop_name(context: WebContext, shop_id: str) -> str:
+    campaign = await store.shop_campaign(context.sessions, shop_id)
+    return campaign.shop_name if campaign else shop_id
+
+
+@router.get("/u/{token}", summary="Ask to confirm unsubscribing (changes nothing)")
+async def unsubscribe_page(token: str, context: Context) -> Response:
+    try:
+        claim = read_unsubscribe(context, token)
+    except LinkRefused as refused:
+        return refused_page(refused)
+    return render("unsubscribe.html", shop_name=await _shop_name(context, claim.shop_id))
+
+
+@router.post("/u/{token}", summary="Unsubscribe (the page's form, or RFC 8058 one-click)")
+async def unsubscribe(token: str, request: Request, context: Context) -> Response:
+    try:
+        claim = read_unsubscribe(context, token)
+    except LinkRefused as refused:
+        return refused_page(refused)
+    source = store.ONE_CLICK if await _one_click(request) else store.LINK
+    added = await store.record_unsubscribe(
+        context.sessions, claim.shop_id, claim.email, source, context.now()
+    )
+    if added:
+        log.info("shop %s: an address unsubscribed (%s)", claim.shop_id, source)
+    return render("unsubscribed.html", shop_name=await _shop_name(context, claim.shop_id))
+
+
+async def _one_click(request: Request) -> bool:
+    """The body is RFC 8058's ``List-Unsubscribe=One-Click`` (form-urlencoded or
+    multipart/form-data, as mail clients send it)."""
+    try:
+        form = await request.form(max_files=0, max_fields=20, max_part_size=4096)
+    except Exception:  # an unreadable body: still an unsubscribe, from the page
+        return False
+    value = form.get("List-Unsubscribe")
+    return isinstance(value, str) and value.strip().lower() == "one-click"
+
+
+__all__ = ["PAGE_HEADERS", "restore_target", "router"]

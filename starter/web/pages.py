@@ -1,0 +1,46 @@
+"""HTML pages from the Jinja2 templates in ``starter/web/templates`` (autoescaped; no
+external assets: styles are inline, nothing is loaded from elsewhere)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+#: sent with every page: nothing loads from elsewhere, no page is framed, cached, indexed,
+#: or tells the next site where the customer came from (the URL holds the token)
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self';"
+        " base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,  # every template, whatever its name
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = environment().get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
+def error_page(status_code: int, code: str, title: str, message: str) -> HTMLResponse:
+    return render("error.html", status_code, code=code, title=title, message=message)

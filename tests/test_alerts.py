@@ -1,0 +1,314 @@
+"""The lock alert (``activities.alerts.send_lock_alert``): one e-mail to the shop's admins
+per (cart, lineage, lock), through a real SMTP server (aiosmtpd), whatever the retries;
+nothing about the customer in it. On SQLite and PostgreSQL (``TEST_DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.alerts import LockAlertActivities, lock_alert_key
+from activities.models import AdminNotice, CartRecord
+from activities.settings import Settings
+from tests.conftest_db import ScratchDatabase, scratch_database
+from tests.test_smtp import Handler, smtp_server
+from workflows.alerts_contract import (
+    ALERT_ALREADY_SENT,
+    ALERT_NO_ADMINS,
+    ALERT_NO_LONGER_LOCKED,
+    ALERT_SENT,
+    LockAlertInput,
+)
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+LOCKED_AT = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+NOW = LOCKED_AT + timedelta(minutes=30, seconds=5)
+ADMINS = ["admin@example.com", "ops@example.com"]
+#: the customer's data, which must never appear in an alert
+CUSTOMER_EMAIL = "ann.customer@example.org"
+CUSTOMER_NAME = "Ann Customerova"
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ScratchDatabase]:
+    async with scratch_database(request.param, tmp_path) as database:
+        yield database
+
+
+def cart_row(shop_id: str, cart_id: str, **values: Any) -> CartRecord:
+    """A read-model row with sensible defaults (and the customer's data in it)."""
+    row: dict[str, Any] = {
+        "shop_id": shop_id,
+        "cart_id": cart_id,
+        "state": "active",
+        "version": 1,
+        "currency": "EUR",
+        "total": 4900,
+        "item_count": 2,
+        "customer_email": CUSTOMER_EMAIL,
+        "customer_id": "cust-1",
+        "order_number": None,
+        "order_status": None,
+        "order_paid": False,
+        "order_amount_paid": 0,
+        "needs_admin": False,
+        "lock_reason": None,
+        "attention": None,
+        "lineage": "run-1",
+        "recovered_via": None,
+        "coupon_code": None,
+        "created_at": LOCKED_AT - timedelta(hours=1),
+        "updated_at": LOCKED_AT - timedelta(minutes=5),
+        "last_activity_at": None,
+        "locked_at": None,
+        "abandoned_at": None,
+        "ordered_at": None,
+        "closed_at": None,
+        "projected_at": LOCKED_AT,
+        "snapshot": {"customer": {"email": CUSTOMER_EMAIL, "name": CUSTOMER_NAME}},
+    }
+    row.update(values)
+    return CartRecord(**row)
+
+
+async def add(db: ScratchDatabase, *rows: CartRecord) -> None:
+    async with db.session_factory() as session:
+        session.add_all(rows)
+        await session.commit()
+
+
+def locked_input(cart_id: str = "c-locked", **changes: Any) -> LockAlertInput:
+    values: dict[str, Any] = {
+        "shop_id": "demo",
+        "cart_id": cart_id,
+        "lineage": "run-1",
+        "locked_at": LOCKED_AT,
+        "lock_reason": "no_payment_result",
+        "total": 4900,
+        "currency": "EUR",
+        "attempt_ids": ["pay-1a2b", "pay-3c4d"],
+    }
+    values.update(changes)
+    return LockAlertInput(**values)
+
+
+def settings_for(port: int, tmp_path: Path, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "smtp_port": port,
+        "smtp_timeout_seconds": 5,
+        "shop_admins": {"demo": ADMINS},
+        "alert_sender": "alerts@shop.example.com",
+    }
+    values.update(changes)
+    return Settings(**values)
+
+
+def received(handler: Handler) -> list[EmailMessage]:
+    out = []
+    for envelope in handler.received:
+        content = envelope.content
+        data = content if isinstance(content, bytes) else str(content).encode()
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        out.append(message)
+    return out
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    return str(text.get_content()), str(html.get_content())
+
+
+async def test_the_lock_alert_is_sent_once_to_the_admins(
+    db: ScratchDatabase, tmp_path: Path
+) -> None:
+    await add(
+        db,
+        cart_row(
+            "demo",
+            "c-locked",
+            state="locked",
+            needs_admin=True,
+            lock_reason="no_payment_result",
+            locked_at=LOCKED_AT,
+            updated_at=LOCKED_AT,
+        ),
+    )
+    handler = Handler()
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+        )
+        env = ActivityEnvironment()
+        first = await env.run(acts.send_lock_alert, locked_input())
+        again = await env.run(acts.send_lock_alert, locked_input())  # a retry, a replay
+    assert first.status == ALERT_SENT and first.recipients == 2
+    assert again.status == ALERT_ALREADY_SENT
+    assert again.message_id == first.message_id and again.sent_at == first.sent_at
+    (message,) = received(handler)
+    assert sorted(handler.received[0].rcpt_tos) == sorted(ADMINS)
+    assert message["Message-ID"] == first.message_id
+    assert message["From"] == "cartkeeper <alerts@shop.example.com>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    subject = str(message["Subject"])
+    assert "c-locked" in subject and "30 min" in subject and "€49.00" in subject
+    text, html = parts(message)
+    for body in (text, html):
+        assert "c-locked" in body and "€49.00" in body
+        assert "30 min" in body  # how long it has been locked
+        assert "no payment result came back" in body  # why
+        assert "pay-1a2b" in body and "pay-3c4d" in body
+        assert "cartkeeper carts confirm c-locked" in body
+        assert "cartkeeper carts unlock c-locked" in body
+        assert "2025-03-01 12:00 UTC" in body
+    # nothing about the customer, anywhere in the message
+    raw = b"".join(
+        envelope.content if isinstance(envelope.content, bytes) else b""
+        for envelope in handler.received
+    ).decode()
+    for personal in (CUSTOMER_EMAIL, CUSTOMER_NAME, "cust-1", "Ann"):
+        assert personal not in raw and personal not in text and personal not in html
+    async with db.session_factory() as session:
+        notice = await session.get(AdminNotice, ("demo", lock_alert_key(locked_input())))
+        assert notice is not None and notice.kind == "lock_alert"
+        assert notice.sent_at == first.sent_at == NOW
+
+
+async def test_a_relay_that_says_try_later_is_retried_and_sends_once(
+    db: ScratchDatabase, tmp_path: Path
+) -> None:
+    handler = Handler(rcpt_answer="451 4.3.0 try again later")
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+        )
+        env = ActivityEnvironment()
+        with pytest.raises(ApplicationError) as refused:
+            await env.run(acts.send_lock_alert, locked_input())
+        assert refused.value.type == "smtp_unavailable" and not refused.value.non_retryable
+        handler.rcpt_answer = None  # the relay is back: Temporal's retry
+        sent = await env.run(acts.send_lock_alert, locked_input())
+        again = await env.run(acts.send_lock_alert, locked_input())
+    assert sent.status == ALERT_SENT and again.status == ALERT_ALREADY_SENT
+    assert len(handler.received) == 1
+
+
+async def test_a_crash_after_the_relay_took_it_resends_the_same_message(
+    db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The at-least-once window: the relay took the message, the ``sent`` commit did
+    not happen; the retry sends it again with the same Message-ID, then never again."""
+    from activities import admin_mail
+
+    real_mark_sent = admin_mail.mark_sent
+
+    async def crash(*args: Any) -> None:
+        raise ConnectionError("the worker died")
+
+    handler = Handler()
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+        )
+        monkeypatch.setattr(admin_mail, "mark_sent", crash)
+        with pytest.raises(ConnectionError):
+            await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+        monkeypatch.setattr(admin_mail, "mark_sent", real_mark_sent)
+        retried = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+        again = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+    assert retried.status == ALERT_SENT and again.status == ALERT_ALREADY_SENT
+    first, second = received(handler)
+    assert first["Message-ID"] == second["Message-ID"] == retried.message_id
+
+
+async def test_each_lock_of_a_cart_gets_its_own_alert(db: ScratchDatabase, tmp_path: Path) -> None:
+    handler = Handler()
+    later = LOCKED_AT + timedelta(hours=2)
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory,
+            settings_for(port, tmp_path),
+            clock=lambda: later + timedelta(minutes=31),
+        )
+        env = ActivityEnvironment()
+        one = await env.run(acts.send_lock_alert, locked_input())
+        two = await env.run(acts.send_lock_alert, locked_input(locked_at=later))
+        other_lineage = await env.run(acts.send_lock_alert, locked_input(lineage="run-2"))
+    assert [one.status, two.status, other_lineage.status] == [ALERT_SENT] * 3
+    assert len({one.message_id, two.message_id, other_lineage.message_id}) == 3
+    assert len(handler.received) == 3
+
+
+async def test_a_shop_without_admins_gets_no_alert(
+    db: ScratchDatabase, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = Handler()
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory,
+            settings_for(port, tmp_path, shop_admins={"other": ["a@example.com"]}),
+            clock=lambda: NOW,
+        )
+        result = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+    assert result.status == ALERT_NO_ADMINS and "no admin addresses" in (result.detail or "")
+    assert "no admin addresses" in caplog.text
+    assert handler.received == []
+
+
+async def test_no_alert_for_a_lock_the_read_model_shows_is_over(
+    db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """The relay was down past the admin's action: the alert is dropped. A read model
+    that lags (the lock not projected yet) never stops it."""
+    await add(
+        db,
+        # confirmed since: the same lineage, newer
+        cart_row(
+            "demo",
+            "c-done",
+            state="ordered",
+            updated_at=LOCKED_AT + timedelta(minutes=40),
+            locked_at=None,
+        ),
+        # the read model has not seen the lock yet
+        cart_row("demo", "c-lagging", state="payment_pending", updated_at=LOCKED_AT - timedelta(1)),
+        # the same id, another (older) cart
+        cart_row("demo", "c-other", state="active", lineage="run-0", updated_at=NOW),
+    )
+    handler = Handler()
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+        )
+        env = ActivityEnvironment()
+        done = await env.run(acts.send_lock_alert, locked_input("c-done"))
+        lagging = await env.run(acts.send_lock_alert, locked_input("c-lagging"))
+        other = await env.run(acts.send_lock_alert, locked_input("c-other"))
+    assert done.status == ALERT_NO_LONGER_LOCKED and "ordered" in (done.detail or "")
+    assert lagging.status == ALERT_SENT and other.status == ALERT_SENT
+    assert len(handler.received) == 2
+
+
+def test_a_lock_alert_input_survives_the_payload_converter() -> None:
+    from temporalio.converter import DataConverter
+
+    converter = DataConverter.default.payload_converter
+    request = locked_input()
+    (payload,) = converter.to_payloads([request])
+    (back,) = converter.from_payloads([payload], [LockAlertInput])
+    assert back == request
