@@ -61,23 +61,21 @@ def build_worker(
     activities: CartActivities,
     settings: Settings,
     *,
-    reminders: ReminderActivities | None = None,
     extra_workflows: Sequence[type] = (),
     sandbox_passthrough: Sequence[str] = (),
     **options: Any,
 ) -> Worker:
-    """The worker for ``settings.task_queue`` (tests and the benchmark use it too). The
-    reminder activities default to ones on ``activities``' sessions and ``settings``."""
-    if reminders is None:
-        reminders = ReminderActivities(activities.session_factory, settings)
+    """The worker for ``settings.task_queue`` (tests and the benchmark use it too): the
+    cart's activities, and the e-mail ones on the same sessions and ``settings``."""
+    sessions = activities.session_factory
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[CartWorkflow, DailyDigest, *extra_workflows],
         activities=[
             *activities.all(),
-            *reminders.all(),
-            *admin_alert_activities(activities.session_factory, settings),
+            *ReminderActivities(sessions, settings).all(),
+            *admin_alert_activities(sessions, settings),
         ],
         workflow_runner=sandbox(sandbox_passthrough),
         max_cached_workflows=settings.max_cached_workflows,
@@ -145,13 +143,11 @@ async def run_worker(
         migrating = asyncio.create_task(migrate_until_done(url), name="migrate read model")
     engine = make_engine(url)
     try:
-        session_factory = make_session_factory(engine)
-        activities = CartActivities(session_factory, client)
+        activities = CartActivities(make_session_factory(engine), client)
         worker = build_worker(
             client,
             activities,
             settings,
-            reminders=ReminderActivities(session_factory, settings),
             extra_workflows=extra_workflows,
             sandbox_passthrough=sandbox_passthrough,
         )

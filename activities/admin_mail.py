@@ -1,8 +1,9 @@
 """E-mail to a shop's admins (the lock alert, the daily digest): templates, the message,
-and sending it once per notice.
+and sending it once per notice (``AdminMailer``, the base of both activities).
 
 **Once per notice.** ``admin_notices`` holds one row per (shop, key): a lock alert's key
-names the cart, its lineage and the lock's time, a digest's key its day. ``deliver``
+names the cart, its lineage and the lock's time, a digest's key its day.
+``AdminMailer.deliver``
 
 1. answers ``already_sent`` (and sends nothing) when the row says it was sent;
 2. claims the row (``sent_at`` NULL) in a committed transaction before any SMTP traffic;
@@ -24,26 +25,40 @@ personal data (name, e-mail, address).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import TemplateError
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.exceptions import ApplicationError
 
-from activities.db import SessionFactory, write_session
-from activities.mail_render import TEMPLATES, message_id, money
+from activities.db import SessionFactory, insert_for, write_session
+from activities.mail_render import (
+    TEMPLATES,
+    MailRenderer,
+    address,
+    message_domain,
+    message_id,
+    money,
+)
 from activities.models import AdminNotice
 from activities.settings import Settings
-from activities.smtp import SmtpConfig, send_message
-from workflows.alerts_contract import ALERT_ALREADY_SENT, ALERT_SENT, AlertResult
+from activities.smtp import MailError, SmtpConfig, send_message
+from workflows.alerts_contract import (
+    ALERT_ALREADY_SENT,
+    ALERT_FAILED,
+    ALERT_NO_ADMINS,
+    ALERT_SENT,
+    AlertResult,
+)
 
 log = logging.getLogger("cartkeeper.alerts")
 
@@ -54,6 +69,17 @@ KIND_DAILY_DIGEST = "daily_digest"
 #: the ``cart_id`` part of an admin message's Message-ID (``mail_render.message_id``)
 _MESSAGE_SCOPE = "admin"
 
+#: how an admin reads a ``LockReason``
+LOCK_REASONS = {
+    "payment_pending": "the payment gateway answered that the payment is pending",
+    "no_payment_result": "no payment result came back from the gateway in time",
+}
+
+
+def lock_reason(reason: str | None, *, missing: str) -> str:
+    """A ``LockReason`` as an admin reads it (an unknown one as it is; ``missing``: none)."""
+    return LOCK_REASONS.get(reason or "", reason or missing)
+
 
 @dataclass(frozen=True)
 class RenderedAdminMail:
@@ -63,24 +89,20 @@ class RenderedAdminMail:
 
 
 class AdminTemplates:
-    """The admin e-mail templates (``mail_templates/<name>/subject.txt|text.txt|html.html``)."""
+    """The admin e-mail templates (``mail_templates/<name>/subject.txt|text.txt|html.html``),
+    rendered with ``MailRenderer``'s Jinja environments (HTML autoescaped, text not)."""
 
     def __init__(self, templates: Path = TEMPLATES) -> None:
-        loader = FileSystemLoader(str(templates))
-        self.html = Environment(
-            loader=loader, autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True
-        )
-        self.text = Environment(
-            loader=loader, autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
-        )
+        self._jinja = MailRenderer(templates)
 
     def render(self, name: str, values: Mapping[str, Any]) -> RenderedAdminMail:
         context = {"lang": "en", **values}
-        subject = self.text.get_template(f"{name}/subject.txt").render(context)
+        text, html = self._jinja.text, self._jinja.html
+        subject = text.get_template(f"{name}/subject.txt").render(context)
         return RenderedAdminMail(
             subject=" ".join(subject.split()),  # one line, whatever the template holds
-            text=self.text.get_template(f"{name}/text.txt").render(context),
-            html=css_inline.inline(self.html.get_template(f"{name}/html.html").render(context)),
+            text=text.get_template(f"{name}/text.txt").render(context),
+            html=css_inline.inline(html.get_template(f"{name}/html.html").render(context)),
         )
 
 
@@ -107,22 +129,11 @@ def duration(seconds: float) -> str:
     return f"{minutes} min"
 
 
-def message_domain(settings: Settings) -> str:
-    """The Message-ID's domain: ``mail_domain``, else the alert sender's domain."""
-    if settings.mail_domain:
-        return settings.mail_domain
-    domain = settings.alert_sender.rpartition("@")[2].strip()
-    return domain if domain and domain.isprintable() and " " not in domain else "localhost"
-
-
 def notice_message_id(shop_id: str, key: str, settings: Settings) -> str:
-    """The same for the same (shop, notice key): a retry sends the same message."""
-    return message_id(shop_id, _MESSAGE_SCOPE, key, message_domain(settings))
-
-
-def _address(address: str) -> Address:
-    username, _, domain = address.rpartition("@")
-    return Address(username=username, domain=domain)
+    """The same for the same (shop, notice key): a retry sends the same message. Its
+    domain is ``mail_domain``, else the alert sender's (an address the settings checked)."""
+    domain = message_domain(settings.mail_domain, settings.alert_sender)
+    return message_id(shop_id, _MESSAGE_SCOPE, key, domain)
 
 
 def build_admin_message(
@@ -135,38 +146,38 @@ def build_admin_message(
 ) -> EmailMessage:
     """One message to every admin of the shop: text and HTML alternatives."""
     message = EmailMessage()
-    message["From"] = Address(display_name="cartkeeper", addr_spec=sender)
-    message["To"] = [_address(address) for address in recipients]
+    message["From"] = address("cartkeeper", sender)
+    message["To"] = [address(None, recipient) for recipient in recipients]
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(date.astimezone(UTC))
     message["Message-ID"] = message_id
     # an automatic message: no out-of-office replies (RFC 3834)
     message["Auto-Submitted"] = "auto-generated"
-    message["Content-Language"] = "en"
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    # (after the content: ``set_content`` drops every Content-* header set before it)
+    message["Content-Language"] = "en"
     return message
 
 
-def _insert(dialect: str) -> postgresql.Insert | sqlite.Insert:
-    if dialect == "postgresql":
-        return postgresql.insert(AdminNotice)
-    if dialect == "sqlite":
-        return sqlite.insert(AdminNotice)
-    raise NotImplementedError(f"the read model supports PostgreSQL and SQLite, not {dialect}")
+# --------------------------------------------------------------------------- the ledger
+
+
+async def _sent_at(session: AsyncSession, shop_id: str, key: str) -> datetime | None:
+    found: datetime | None = (
+        await session.execute(
+            select(AdminNotice.sent_at).where(
+                AdminNotice.shop_id == shop_id, AdminNotice.key == key
+            )
+        )
+    ).scalar_one_or_none()
+    return found
 
 
 async def sent_at(session_factory: SessionFactory, shop_id: str, key: str) -> datetime | None:
     """When the notice was sent (``None``: not yet, or never claimed)."""
     async with session_factory() as session:
-        found: datetime | None = (
-            await session.execute(
-                select(AdminNotice.sent_at).where(
-                    AdminNotice.shop_id == shop_id, AdminNotice.key == key
-                )
-            )
-        ).scalar_one_or_none()
-        return found
+        return await _sent_at(session, shop_id, key)
 
 
 async def claim(
@@ -174,20 +185,12 @@ async def claim(
 ) -> datetime | None:
     """Make the notice's row (if missing); when it was sent, ``None`` if not yet."""
     async with write_session(session_factory) as session:
-        dialect = session.get_bind().dialect.name
         await session.execute(
-            _insert(dialect)
+            insert_for(session, AdminNotice.__table__)
             .values(shop_id=shop_id, key=key, kind=kind, created_at=now, sent_at=None)
             .on_conflict_do_nothing()
         )
-        found: datetime | None = (
-            await session.execute(
-                select(AdminNotice.sent_at).where(
-                    AdminNotice.shop_id == shop_id, AdminNotice.key == key
-                )
-            )
-        ).scalar_one_or_none()
-    return found
+        return await _sent_at(session, shop_id, key)
 
 
 async def mark_sent(
@@ -206,43 +209,114 @@ async def mark_sent(
         )
 
 
-async def deliver(
-    session_factory: SessionFactory,
-    settings: Settings,
-    *,
-    shop_id: str,
-    key: str,
-    kind: str,
-    make: Callable[[str], EmailMessage],
-    clock: Callable[[], datetime],
-    smtp: SmtpConfig | None = None,
-) -> AlertResult:
-    """Send the notice ``(shop_id, key)`` once (see the module's docstring). ``make``
-    builds the message for a Message-ID; ``smtp.MailError`` when the relay does not take
-    it (the caller decides: retry, or report)."""
-    id_ = notice_message_id(shop_id, key, settings)
-    done = await claim(session_factory, shop_id, key, kind, clock())
-    if done is not None:
-        log.info("%s %s of shop %s: already sent at %s", kind, key, shop_id, done.isoformat())
-        return AlertResult(status=ALERT_ALREADY_SENT, message_id=id_, sent_at=done)
-    message = make(id_)
-    sent = await send_message(smtp or SmtpConfig.from_settings(settings), message)
-    when = clock()
-    await mark_sent(session_factory, shop_id, key, when)
-    log.info(
-        "%s %s of shop %s sent as %s to %d admin(s)%s",
-        kind,
-        key,
-        shop_id,
-        id_,
-        len(sent.recipients),
-        f"; {len(sent.refused)} refused" if sent.refused else "",
-    )
-    detail = f"{len(sent.refused)} admin address(es) refused by the relay" if sent.refused else None
-    return AlertResult(
-        status=ALERT_SENT,
-        message_id=id_,
-        sent_at=when,
-        recipients=len(sent.recipients),
-        detail=detail,
-    )
+# --------------------------------------------------------------------------- the activities
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@cache
+def _default_templates() -> AdminTemplates:
+    """The templates every ``AdminMailer`` shares, made on first use (not at start-up)."""
+    return AdminTemplates()
+
+
+class AdminMailer:
+    """What the lock alert and the digest activities share: the read model's sessions,
+    the settings (admins, relay, sender), the activity's ``clock`` (tests set it), the
+    templates and the relay."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        templates: AdminTemplates | None = None,
+        smtp: SmtpConfig | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.settings = settings
+        self.clock = clock
+        self.smtp = smtp or SmtpConfig.from_settings(settings)
+        self._templates = templates
+
+    @property
+    def templates(self) -> AdminTemplates:
+        return self._templates or _default_templates()
+
+    async def answer(self, what: str, noun: str, work: Awaitable[AlertResult]) -> AlertResult:
+        """``work``'s result, its failures as the activity reports them: a relay that may
+        take it later raises a retryable ``ApplicationError`` (type: the ``MailError``'s
+        code); a refusal for good, or a message that could not be made, is ``failed``.
+        ``what`` names the notice in logs (``digest of shop demo for 2025-03-02``)."""
+        try:
+            return await work
+        except MailError as error:
+            if error.transient:
+                raise ApplicationError(
+                    f"{what} not sent yet: {error.code}: {error.message}", type=error.code
+                ) from None
+            log.warning("%s not sent: %s", what, error)
+            return AlertResult(status=ALERT_FAILED, detail=f"{error.code}: {error.message}")
+        except (TemplateError, ValueError) as error:
+            log.warning("%s not made: %s", what, error)
+            return AlertResult(status=ALERT_FAILED, detail=f"the {noun} could not be made: {error}")
+
+    async def settled(self, shop_id: str, key: str, what: str) -> AlertResult | None:
+        """The answer when there is nothing to send: the shop has no admins, or the
+        notice was sent already (``None``: go on)."""
+        if not self.settings.admins_for(shop_id):
+            detail = f"shop {shop_id!r} has no admin addresses (CARTKEEPER_SHOP_ADMINS)"
+            log.warning("%s not sent: %s", what, detail)
+            return AlertResult(status=ALERT_NO_ADMINS, detail=detail)
+        done = await sent_at(self.session_factory, shop_id, key)
+        if done is None:
+            return None
+        return AlertResult(
+            status=ALERT_ALREADY_SENT,
+            message_id=notice_message_id(shop_id, key, self.settings),
+            sent_at=done,
+        )
+
+    async def deliver(
+        self, shop_id: str, key: str, kind: str, render: Callable[[], RenderedAdminMail]
+    ) -> AlertResult:
+        """Send the notice ``(shop_id, key)`` to the shop's admins once (see the module's
+        docstring); ``render`` makes its content once it is claimed. ``MailError`` when
+        the relay does not take it."""
+        id_ = notice_message_id(shop_id, key, self.settings)
+        done = await claim(self.session_factory, shop_id, key, kind, self.clock())
+        if done is not None:
+            log.info("%s %s of shop %s: already sent at %s", kind, key, shop_id, done.isoformat())
+            return AlertResult(status=ALERT_ALREADY_SENT, message_id=id_, sent_at=done)
+        message = build_admin_message(
+            render(),
+            sender=self.settings.alert_sender,
+            recipients=self.settings.admins_for(shop_id),
+            message_id=id_,
+            date=self.clock(),
+        )
+        sent = await send_message(self.smtp, message)
+        when = self.clock()
+        await mark_sent(self.session_factory, shop_id, key, when)
+        log.info(
+            "%s %s of shop %s sent as %s to %d admin(s)%s",
+            kind,
+            key,
+            shop_id,
+            id_,
+            len(sent.recipients),
+            f"; {len(sent.refused)} refused" if sent.refused else "",
+        )
+        detail = (
+            f"{len(sent.refused)} admin address(es) refused by the relay" if sent.refused else None
+        )
+        return AlertResult(
+            status=ALERT_SENT,
+            message_id=id_,
+            sent_at=when,
+            recipients=len(sent.recipients),
+            detail=detail,
+        )

@@ -16,13 +16,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Insert, and_, bindparam, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from activities.db import SessionFactory, write_session
+from activities.db import SessionFactory, dialect_insert, write_session
 from activities.models import CartRecord, OrderNumber, ReminderSend
 from activities.read_model import cart_values, get_cart_record, skipped_reminder_values
 from workflows import machine
@@ -46,14 +45,6 @@ log = activity.logger
 _PRIMARY_KEY = ("shop_id", "cart_id")
 
 
-def _insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"the read model supports PostgreSQL and SQLite, not {dialect}")
-
-
 _CARTS = CartRecord.__table__
 _ORDER_NUMBERS = OrderNumber.__table__
 
@@ -67,7 +58,7 @@ def upsert_cart_statement(dialect: str) -> Insert:
     Built once per dialect, against the table with bound parameters (execute it with the
     row's values): building it per call, through the ORM, cost more than the write."""
     columns = [column.name for column in _CARTS.columns]
-    statement = _insert(dialect, _CARTS).values({name: bindparam(name) for name in columns})
+    statement = dialect_insert(dialect, _CARTS).values({name: bindparam(name) for name in columns})
     excluded = statement.excluded
     stored = _CARTS.c
     # A row without lineage (projected before lineages existed) belongs to the cart that
@@ -96,9 +87,9 @@ _SKIP_FIELDS = ("status", "reason", "detail", "variant", "manual", "email", "cur
 def upsert_skipped_reminders_statement(dialect: str) -> Insert:
     """INSERT a reminder the workflow skipped into the ledger (``reminder_sends``), or
     UPDATE its row unless the row says more: a ``sent`` row, or a skip that already has
-    its reason (``send_reminder``'s own, with the relay's answer say), is kept."""
+    its reason (e.g. ``send_reminder``'s own, with the relay's answer), is kept."""
     columns = [column.name for column in _REMINDER_SENDS.columns]
-    statement = _insert(dialect, _REMINDER_SENDS).values(
+    statement = dialect_insert(dialect, _REMINDER_SENDS).values(
         {name: bindparam(name) for name in columns}
     )
     excluded = statement.excluded
@@ -127,7 +118,7 @@ def _order_number_statements(dialect: str) -> tuple[Any, Any]:
         table.c.lineage == bindparam("lineage"),
     )
     insert = (
-        _insert(dialect, table)
+        dialect_insert(dialect, table)
         .values(
             shop_id=bindparam("shop_id"),
             cart_id=bindparam("cart_id"),
@@ -219,18 +210,15 @@ class CartActivities:
             # count them); a projection that is not newer than the stored one (late or
             # repeated) writes none.
             newer = bool(getattr(written, "rowcount", 1))
-            if cart.reminders and newer:
-                skipped = skipped_reminder_values(cart, now)
-                if skipped:
-                    await session.execute(upsert_skipped_reminders_statement(dialect), skipped)
+            skipped = skipped_reminder_values(cart, now) if newer and cart.reminders else []
+            if skipped:
+                await session.execute(upsert_skipped_reminders_statement(dialect), skipped)
         log.debug(
             "cart %s/%s version %s %s",
             cart.shop_id,
             cart.cart_id,
             cart.version,
-            "projected"
-            if getattr(written, "rowcount", 1)
-            else "skipped: not newer than the stored version",
+            "projected" if newer else "skipped: not newer than the stored version",
         )
         return result
 

@@ -214,6 +214,15 @@ def _holds(coupon: IssuedCoupon, by: str | None) -> bool:
     return coupon.single_use and coupon.redeemed_at is not None and coupon.redeemed_by == by
 
 
+def usable(coupon: IssuedCoupon, now: datetime) -> bool:
+    """Whether anyone could still redeem the coupon at ``now`` (not used up, not expired)."""
+    try:
+        _usable(coupon, _aware(now), None)
+    except CouponRefused:
+        return False
+    return True
+
+
 def _usable(coupon: IssuedCoupon, now: datetime, by: str | None) -> None:
     if _holds(coupon, by):
         return  # even past its expiry: the redemption happened in time

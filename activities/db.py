@@ -26,6 +26,7 @@ from typing import Any, TypeAlias
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
@@ -138,6 +139,20 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout: float) -> None:
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"invalid {SQLITE_BEGIN} {mode!r}")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def dialect_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` with the dialect's ``ON CONFLICT`` clauses (PostgreSQL or SQLite)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the read model supports PostgreSQL and SQLite, not {dialect}")
+
+
+def insert_for(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """``dialect_insert`` for the database ``session`` is bound to."""
+    return dialect_insert(session.get_bind().dialect.name, table)
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:

@@ -18,59 +18,44 @@ with nothing in it is not sent (``nothing_to_report``). No customer data: ids, s
 amounts, times.
 
 ``send_daily_digest(DigestInput(shop_id, day))`` (contract: ``workflows.alerts_contract``)
-sends it once per (shop, day) (``activities.admin_mail.deliver``, table
+sends it once per (shop, day) (``activities.admin_mail.AdminMailer.deliver``, table
 ``admin_notices``) with a Message-ID derived from (shop, day). The ``DailyDigest``
 workflow calls it every day; ``cartkeeper digest send`` builds one now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import TemplateError
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, Row, Select, case, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities import admin_mail
-from activities.alerts import LOCK_REASONS
 from activities.db import SessionFactory
 from activities.models import CartRecord
-from activities.settings import Settings
-from activities.smtp import MailError, SmtpConfig
 from workflows.alerts_contract import (
     ACTIVITY_SEND_DAILY_DIGEST,
-    ALERT_ALREADY_SENT,
     ALERT_FAILED,
-    ALERT_NO_ADMINS,
     ALERT_NOTHING_TO_REPORT,
     AlertResult,
     DigestInput,
 )
+from workflows.codes import AttentionKind
+from workflows.digest_workflow import digest_day
 
 log = admin_mail.log
 
 #: at most this many carts per list (the digest says how many more there are)
 LIST_LIMIT = 50
-PAID_AFTER_CLOSE = "paid_after_close"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def digest_key(day: date) -> str:
     return f"digest:{day.isoformat()}"
-
-
-def local_day(now: datetime, time_zone: str) -> date:
-    """``now``'s date in ``time_zone``: the digest's day when none is given."""
-    return now.astimezone(ZoneInfo(time_zone)).date()
 
 
 def day_bounds(day: date, time_zone: str) -> tuple[datetime, datetime]:
@@ -145,119 +130,136 @@ class Digest:
         )
 
 
-def _kinds(attention: str | None) -> tuple[str, ...]:
-    return tuple(kind for kind in (attention or "").split(",") if kind)
+# --------------------------------------------------------------------------- the read model
+
+
+async def _listed(
+    session: AsyncSession, query: Select[*tuple[Any, ...]]
+) -> tuple[Sequence[Row[Any]], int]:
+    """The first ``LIST_LIMIT`` rows of ``query``, and how many it has in all (one query:
+    the window's count is taken before the limit)."""
+    rows = (
+        await session.execute(
+            query.add_columns(func.count().over().label("matching")).limit(LIST_LIMIT)
+        )
+    ).all()
+    return rows, int(rows[0].matching) if rows else 0
+
+
+async def _locked(session: AsyncSession, shop_id: str) -> tuple[list[LockedCart], int]:
+    """The shop's locked carts, locked longest first."""
+    carts = CartRecord
+    rows, count = await _listed(
+        session,
+        select(carts.cart_id, carts.total, carts.currency, carts.locked_at, carts.lock_reason)
+        .where(carts.shop_id == shop_id, carts.state == "locked")
+        .order_by(func.coalesce(carts.locked_at, carts.updated_at).asc(), carts.cart_id.asc()),
+    )
+    listed = [
+        LockedCart(row.cart_id, row.total, row.currency, row.locked_at, row.lock_reason)
+        for row in rows
+    ]
+    return listed, count
+
+
+async def _attention(
+    session: AsyncSession, shop_id: str, *where: ColumnElement[bool]
+) -> tuple[list[AttentionCart], int]:
+    """The shop's carts with open attention items (and ``where``), oldest change first."""
+    carts = CartRecord
+    rows, count = await _listed(
+        session,
+        select(
+            carts.cart_id,
+            carts.state,
+            carts.attention,
+            carts.total,
+            carts.currency,
+            carts.updated_at,
+        )
+        .where(
+            carts.shop_id == shop_id,
+            carts.needs_admin.is_(True),
+            carts.attention.is_not(None),
+            carts.attention != "",
+            *where,
+        )
+        .order_by(carts.updated_at.asc(), carts.cart_id.asc()),
+    )
+    listed = [
+        AttentionCart(
+            row.cart_id,
+            row.state,
+            tuple(kind for kind in row.attention.split(",") if kind),
+            row.total,
+            row.currency,
+            row.updated_at,
+        )
+        for row in rows
+    ]
+    return listed, count
+
+
+async def _recovered(
+    session: AsyncSession, shop_id: str, start: datetime, end: datetime
+) -> list[Revenue]:
+    """The shop's orders in [start, end) after a reminder's recovery link, per currency."""
+    carts = CartRecord
+    # the same SQL text in SELECT and GROUP BY (a bound "" would be two parameters)
+    currency = func.coalesce(carts.currency, literal_column("''"))
+    paid = carts.order_paid.is_(True)
+    rows = (
+        await session.execute(
+            select(
+                currency.label("currency"),
+                func.count().label("orders"),
+                func.sum(case((paid, 1), else_=0)).label("paid_orders"),
+                func.sum(case((paid, carts.total), else_=0)).label("amount"),
+            )
+            .where(
+                carts.shop_id == shop_id,
+                carts.recovered_via.is_not(None),
+                carts.ordered_at >= start,
+                carts.ordered_at < end,
+            )
+            .group_by(currency)
+        )
+    ).all()
+    revenue = [
+        Revenue(row.currency, int(row.orders), int(row.paid_orders), int(row.amount))
+        for row in rows
+    ]
+    return sorted(revenue, key=lambda item: item.currency)
 
 
 async def build_digest(
     session_factory: SessionFactory, shop_id: str, day: date, time_zone: str, now: datetime
 ) -> Digest:
     """The shop's digest of ``day``, from the read model as it is ``now``."""
-    carts = CartRecord
-    in_shop = carts.shop_id == shop_id
-    has_attention = and_(
-        carts.needs_admin.is_(True), carts.attention.is_not(None), carts.attention != ""
-    )
-    closed_paid = carts.attention.like(f"%{PAID_AFTER_CLOSE}%")
-    start, end = day_bounds(day - timedelta(days=1), time_zone)
-
+    closed_paid = CartRecord.attention.like(f"%{AttentionKind.PAID_AFTER_CLOSE}%")
     async with session_factory() as session:
-
-        async def count(*where: ColumnElement[bool]) -> int:
-            found = (await session.execute(select(func.count()).where(*where))).scalar_one()
-            return int(found)
-
-        locked_where = (in_shop, carts.state == "locked")
-        locked_rows = (
-            await session.execute(
-                select(
-                    carts.cart_id, carts.total, carts.currency, carts.locked_at, carts.lock_reason
-                )
-                .where(*locked_where)
-                .order_by(
-                    func.coalesce(carts.locked_at, carts.updated_at).asc(), carts.cart_id.asc()
-                )
-                .limit(LIST_LIMIT)
-            )
-        ).all()
-        locked_count = await count(*locked_where)
-
-        async def attention(*where: ColumnElement[bool]) -> tuple[list[AttentionCart], int]:
-            rows = (
-                await session.execute(
-                    select(
-                        carts.cart_id,
-                        carts.state,
-                        carts.attention,
-                        carts.total,
-                        carts.currency,
-                        carts.updated_at,
-                    )
-                    .where(in_shop, has_attention, *where)
-                    .order_by(carts.updated_at.asc(), carts.cart_id.asc())
-                    .limit(LIST_LIMIT)
-                )
-            ).all()
-            listed = [
-                AttentionCart(
-                    row.cart_id,
-                    row.state,
-                    _kinds(row.attention),
-                    row.total,
-                    row.currency,
-                    row.updated_at,
-                )
-                for row in rows
-            ]
-            return listed, await count(in_shop, has_attention, *where)
-
-        open_items, open_count = await attention(~closed_paid)
-        after_close, after_close_count = await attention(closed_paid)
-
-        recovered_rows = (
-            await session.execute(
-                select(
-                    carts.currency,
-                    carts.order_paid,
-                    func.count().label("orders"),
-                    func.coalesce(func.sum(carts.total), 0).label("amount"),
-                )
-                .where(
-                    in_shop,
-                    carts.recovered_via.is_not(None),
-                    carts.ordered_at >= start,
-                    carts.ordered_at < end,
-                )
-                .group_by(carts.currency, carts.order_paid)
-            )
-        ).all()
-
-    revenue: dict[str, dict[str, int]] = {}
-    for row in recovered_rows:
-        entry = revenue.setdefault(row.currency or "", {"orders": 0, "paid": 0, "amount": 0})
-        entry["orders"] += int(row.orders)
-        if row.order_paid:
-            entry["paid"] += int(row.orders)
-            entry["amount"] += int(row.amount)
+        locked, locked_count = await _locked(session, shop_id)
+        open_items, open_count = await _attention(session, shop_id, ~closed_paid)
+        after_close, after_close_count = await _attention(session, shop_id, closed_paid)
+        recovered = await _recovered(
+            session, shop_id, *day_bounds(day - timedelta(days=1), time_zone)
+        )
     return Digest(
         shop_id=shop_id,
         day=day,
         time_zone=time_zone,
         generated_at=now,
-        locked=[
-            LockedCart(row.cart_id, row.total, row.currency, row.locked_at, row.lock_reason)
-            for row in locked_rows
-        ],
+        locked=locked,
         locked_count=locked_count,
         attention=open_items,
         attention_count=open_count,
         paid_after_close=after_close,
         paid_after_close_count=after_close_count,
-        recovered=[
-            Revenue(currency, entry["orders"], entry["paid"], entry["amount"])
-            for currency, entry in sorted(revenue.items())
-        ],
+        recovered=recovered,
     )
+
+
+# --------------------------------------------------------------------------- the e-mail
 
 
 def render_digest(
@@ -299,7 +301,7 @@ def render_digest(
                     "locked_for": admin_mail.duration((now - item.locked_at).total_seconds())
                     if item.locked_at
                     else "unknown",
-                    "reason": LOCK_REASONS.get(item.lock_reason or "", item.lock_reason or "-"),
+                    "reason": admin_mail.lock_reason(item.lock_reason, missing="-"),
                 }
                 for item in digest.locked
             ],
@@ -330,24 +332,14 @@ def render_digest(
     )
 
 
-class DigestActivities:
-    """``send_daily_digest``, bound to the read model's sessions and the settings (admins,
-    time zones, relay, sender). ``clock`` is the activity's clock (tests set it)."""
+def _about(shop_id: str, day: date) -> str:
+    """The digest as the logs and errors name it."""
+    return f"digest of shop {shop_id} for {day}"
 
-    def __init__(
-        self,
-        session_factory: SessionFactory,
-        settings: Settings,
-        *,
-        clock: Callable[[], datetime] = _utcnow,
-        templates: admin_mail.AdminTemplates | None = None,
-        smtp: SmtpConfig | None = None,
-    ) -> None:
-        self.session_factory = session_factory
-        self.settings = settings
-        self.clock = clock
-        self.templates = templates or admin_mail.AdminTemplates()
-        self.smtp = smtp or SmtpConfig.from_settings(settings)
+
+class DigestActivities(admin_mail.AdminMailer):
+    """``send_daily_digest``, bound to the read model's sessions and the settings (admins,
+    time zones, relay, sender)."""
 
     def all(self) -> list[Any]:
         """The activities to register on a worker."""
@@ -360,24 +352,13 @@ class DigestActivities:
             day = date.fromisoformat(request.day)
         except ValueError:
             return AlertResult(status=ALERT_FAILED, detail=f"{request.day!r} is not a day")
-        try:
-            return await self.send(request.shop_id, day)
-        except MailError as error:
-            if error.transient:
-                raise ApplicationError(
-                    f"digest of shop {request.shop_id} for {day} not sent yet:"
-                    f" {error.code}: {error.message}",
-                    type=error.code,
-                ) from None
-            log.warning("digest of shop %s for %s not sent: %s", request.shop_id, day, error)
-            return AlertResult(status=ALERT_FAILED, detail=f"{error.code}: {error.message}")
-        except (TemplateError, ValueError) as error:
-            log.warning("digest of shop %s for %s not made: %s", request.shop_id, day, error)
-            return AlertResult(status=ALERT_FAILED, detail=f"the digest could not be made: {error}")
+        return await self.answer(
+            _about(request.shop_id, day), "digest", self.send(request.shop_id, day)
+        )
 
     def today(self, shop_id: str) -> date:
         """Today in the shop's time zone."""
-        return local_day(self.clock(), self.settings.time_zone_for(shop_id))
+        return date.fromisoformat(digest_day(self.clock(), self.settings.time_zone_for(shop_id)))
 
     async def build(self, shop_id: str, day: date) -> Digest:
         return await build_digest(
@@ -387,48 +368,20 @@ class DigestActivities:
     def render(self, digest: Digest) -> admin_mail.RenderedAdminMail:
         return render_digest(digest, self.templates)
 
-    def message(self, digest: Digest, message_id: str | None = None) -> EmailMessage:
-        """The digest as an e-mail to the shop's admins."""
-        key = digest_key(digest.day)
-        return admin_mail.build_admin_message(
-            self.render(digest),
-            sender=self.settings.alert_sender,
-            recipients=self.settings.admins_for(digest.shop_id),
-            message_id=message_id
-            or admin_mail.notice_message_id(digest.shop_id, key, self.settings),
-            date=self.clock(),
-        )
-
     async def send(self, shop_id: str, day: date) -> AlertResult:
         """Build and send the digest of ``day`` unless it was sent; ``MailError`` when
         the relay does not take it."""
-        admins = self.settings.admins_for(shop_id)
-        if not admins:
-            detail = f"shop {shop_id!r} has no admin addresses (CARTKEEPER_SHOP_ADMINS)"
-            log.warning("digest of shop %s for %s not sent: %s", shop_id, day, detail)
-            return AlertResult(status=ALERT_NO_ADMINS, detail=detail)
         key = digest_key(day)
-        done = await admin_mail.sent_at(self.session_factory, shop_id, key)
-        if done is not None:
-            return AlertResult(
-                status=ALERT_ALREADY_SENT,
-                message_id=admin_mail.notice_message_id(shop_id, key, self.settings),
-                sent_at=done,
-            )
+        settled = await self.settled(shop_id, key, _about(shop_id, day))
+        if settled is not None:
+            return settled
         digest = await self.build(shop_id, day)
         if digest.empty:
-            log.info("digest of shop %s for %s: nothing to report", shop_id, day)
+            log.info("%s: nothing to report", _about(shop_id, day))
             return AlertResult(
                 status=ALERT_NOTHING_TO_REPORT,
                 detail="no locked carts, no payments needing an admin, no recovered orders",
             )
-        return await admin_mail.deliver(
-            self.session_factory,
-            self.settings,
-            shop_id=shop_id,
-            key=key,
-            kind=admin_mail.KIND_DAILY_DIGEST,
-            make=lambda message_id: self.message(digest, message_id),
-            clock=self.clock,
-            smtp=self.smtp,
+        return await self.deliver(
+            shop_id, key, admin_mail.KIND_DAILY_DIGEST, lambda: self.render(digest)
         )

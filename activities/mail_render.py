@@ -204,6 +204,15 @@ class MailRenderer:
         }
 
 
+def message_domain(configured: str | None, sender: str) -> str:
+    """A Message-ID's domain: the configured one (``CARTKEEPER_MAIL_DOMAIN``), else the
+    sender address's, else ``localhost``."""
+    if configured:
+        return configured
+    domain = sender.rpartition("@")[2].strip().strip(">")
+    return domain if domain and domain.isprintable() and " " not in domain else "localhost"
+
+
 def message_id(shop_id: str, cart_id: str, key: str, domain: str) -> str:
     """The same for the same (shop, cart, key): a retry sends the same message."""
     digest = hashlib.sha256(f"{shop_id}\x00{cart_id}\x00{key}".encode()).hexdigest()[:32]
@@ -226,10 +235,11 @@ def check_link(url: str) -> str:
     return url
 
 
-def _address(name: str | None, address: str) -> Address:
-    username, _, domain = address.rpartition("@")
+def address(name: str | None, email: str) -> Address:
+    """A header address: ``name`` (control characters dropped) and ``email``."""
+    username, _, domain = email.rpartition("@")
     if not username or not domain:
-        raise ValueError(f"{address!r} is not an e-mail address")
+        raise ValueError(f"{email!r} is not an e-mail address")
     return Address(display_name=_display_name(name), username=username, domain=domain)
 
 
@@ -244,20 +254,25 @@ def build_message(
     unsubscribe_url: str,
     domain: str,
     date: datetime,
+    fixed_message_id: str | None = None,
 ) -> EmailMessage:
-    """The whole message: text and HTML alternatives, and the headers above."""
+    """The whole message: text and HTML alternatives, and the headers above. The
+    Message-ID is derived from (shop, cart, key) unless one was fixed earlier
+    (``fixed_message_id``: the reminder ledger's, so a retry sends the same message whatever
+    the settings say now)."""
     if date.tzinfo is None:
         raise ValueError("the message date must be timezone-aware")
     check_link(unsubscribe_url)
     message = EmailMessage()
-    message["From"] = _address(sender[0], sender[1])
-    message["To"] = _address(recipient[0], recipient[1])
+    message["From"] = address(sender[0], sender[1])
+    message["To"] = address(recipient[0], recipient[1])
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(date.astimezone(UTC))
-    message["Message-ID"] = message_id(shop_id, cart_id, key, domain)
+    message["Message-ID"] = fixed_message_id or message_id(shop_id, cart_id, key, domain)
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["Content-Language"] = rendered.locale.replace("_", "-")
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    # (after the content: ``set_content`` drops every Content-* header set before it)
+    message["Content-Language"] = rendered.locale.replace("_", "-")
     return message

@@ -321,7 +321,7 @@ class RecoveryClick(Base):
 class AdminNotice(Base):
     """One e-mail to a shop's admins (``activities.admin_mail``): a lock alert per (cart,
     lineage, lock), a digest per day. Claimed before the e-mail leaves (``sent_at`` NULL)
-    and marked sent after, so a retry never sends it twice (see ``admin_mail.deliver``)."""
+    and marked sent after, so a retry never sends it twice (``AdminMailer.deliver``)."""
 
     __tablename__ = "admin_notices"
 

@@ -95,47 +95,49 @@ def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:
     }
 
 
+def normalize_email(email: str) -> str:
+    """An address as the reminder ledger and the suppressions keep it (caps, statistics,
+    unsubscribes match on it whatever the case the customer wrote)."""
+    return email.strip().lower()
+
+
+def clip_detail(text: str | None) -> str | None:
+    """A skip's detail as ``reminder_sends.detail`` holds it (at most
+    ``REMINDER_DETAIL_LIMIT`` characters)."""
+    if text is None or len(text) <= REMINDER_DETAIL_LIMIT:
+        return text
+    return text[: REMINDER_DETAIL_LIMIT - 1] + "…"
+
+
 def skipped_reminder_values(cart: Cart, projected_at: datetime) -> list[dict[str, Any]]:
     """The ``reminder_sends`` rows (every column) of the cart's skipped reminders, as the
     workflow decided them (came back, ordered, overdue, quiet hours ...), so statistics
-    count every skip. Empty, and no work, for a cart without reminders."""
-    if not cart.reminders:
-        return []
+    count every skip. Empty for a cart without skipped reminders."""
     email = cart.customer.email if cart.customer else None
-    address = _text(email.strip().lower()) if email else None
-    rows = []
-    for step in cart.reminders:
-        if step.status != ReminderStatus.SKIPPED:
-            continue
-        at = step.at or projected_at
-        rows.append(
-            {
-                "shop_id": cart.shop_id,
-                "cart_id": cart.cart_id,
-                "lineage": cart.lineage or "",
-                "reminder_id": step.reminder_id,
-                "status": str(ReminderStatus.SKIPPED),
-                "reason": str(step.reason) if step.reason is not None else None,
-                "detail": _clip(_text(step.detail), REMINDER_DETAIL_LIMIT),
-                "variant": step.variant,
-                "manual": step.manual,
-                "email": address,
-                "message_id": None,
-                "coupon_code": None,
-                "currency": cart.currency,
-                "due_at": step.due_at,
-                "created_at": at,
-                "updated_at": at,
-                "sent_at": None,
-            }
-        )
-    return rows
-
-
-def _clip(value: str | None, limit: int) -> str | None:
-    if value is None or len(value) <= limit:
-        return value
-    return value[: limit - 1] + "…"
+    address = _text(normalize_email(email)) if email else None
+    return [
+        {
+            "shop_id": cart.shop_id,
+            "cart_id": cart.cart_id,
+            "lineage": cart.lineage or "",
+            "reminder_id": step.reminder_id,
+            "status": str(ReminderStatus.SKIPPED),
+            "reason": str(step.reason) if step.reason is not None else None,
+            "detail": clip_detail(_text(step.detail)),
+            "variant": step.variant,
+            "manual": step.manual,
+            "email": address,
+            "message_id": None,
+            "coupon_code": None,
+            "currency": cart.currency,
+            "due_at": step.due_at,
+            "created_at": step.at or projected_at,
+            "updated_at": step.at or projected_at,
+            "sent_at": None,
+        }
+        for step in cart.reminders
+        if step.status == ReminderStatus.SKIPPED
+    ]
 
 
 # --------------------------------------------------------------------------- rows

@@ -5,8 +5,9 @@ automatic reminders a cart's abandonment gets, when, in which variant, and which
 skipped from the start (campaign disabled, no address, no consent). It writes nothing.
 
 ``send_reminder`` sends one reminder, exactly one e-mail per (shop, cart, lineage,
-reminder) through retries, crashes and replays. The ledger (``reminder_sends``) is the
-idempotency record:
+reminder) through retries, crashes and replays. The ledger (``reminder_sends``,
+``activities.reminder_ledger``) is the idempotency record; the checks are in
+``activities.reminder_checks``, the e-mail in ``activities.reminder_mail``:
 
 1. A ledger row ``sent`` is answered again (same Message-ID and coupon, no e-mail); a
    ``skipped`` row for the same time (``due_at``) is answered with its skip. A skip for
@@ -19,7 +20,8 @@ idempotency record:
    ``Skip`` is written to the ledger and returned. Quiet hours in the customer's time zone
    answer ``planned`` with ``retry_at`` and write nothing.
 3. The row becomes ``sending`` (address, Message-ID, variant, coupon) and the variant's
-   coupon is issued, in one committed transaction, before any SMTP traffic.
+   coupon is issued, in one committed transaction, before any SMTP traffic. A row another
+   attempt decided meanwhile is answered instead.
 4. The e-mail is rendered (what the reminder says is read now: subject, template,
    coupon) and handed to the relay; then the row becomes ``sent``.
 
@@ -48,29 +50,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import coupons
 from activities import reminder_ledger as ledger
-from activities.campaigns import CampaignConfig, ReminderDefinition, ReminderVariant, load_campaign
-from activities.db import SessionFactory, write_session
+from activities.campaigns import CampaignConfig, ReminderDefinition, load_campaign
+from activities.db import SessionFactory
 from activities.links import Links
 from activities.mail_render import MailRenderer, TemplateMissing, message_id
-from activities.models import ReminderSend
 from activities.reminder_checks import (
     Defer,
     ReminderKey,
     Skip,
     cap_reached,
     cart_state_skip,
-    clip,
     newer_cart,
-    normalize_email,
     plan_skip,
     quiet_hours,
     scrub,
@@ -95,11 +95,6 @@ log = activity.logger
 #: one line per send with the at-least-once window (``window_ms``, also in ``extra``)
 window_log = logging.getLogger("cartkeeper.reminders")
 
-#: how ``smtp.send_message`` words a refusal of every recipient (at RCPT)
-RECIPIENT_REFUSED = "every recipient was refused"
-#: added to a skip decided when an earlier attempt may already have sent the e-mail
-MAYBE_SENT = "an earlier attempt may have handed the e-mail to the relay"
-
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -107,18 +102,88 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class _Go:
-    """Every check passed: what to send."""
+    """Every check passed: the reminder, its variant and the coupon to issue."""
 
     definition: ReminderDefinition
-    variant_name: str | None
-    variant: ReminderVariant
+    variant: str | None
     terms: coupons.CouponTerms | None
 
 
-@dataclass(frozen=True)
-class _Claimed:
-    message_id: str
-    coupon: coupons.IssuedCoupon | None
+def _answer(stored: ledger.Stored, request: SendReminderInput) -> ReminderOutcome:
+    """The outcome of a ledger row that ``decides`` the send: sent, or skipped."""
+    if stored.status == "sent":
+        return ReminderOutcome(
+            reminder_id=request.reminder_id,
+            sequence=request.sequence,
+            status=ReminderStatus.SENT,
+            at=stored.sent_at or stored.updated_at,
+            message_id=stored.message_id,
+            coupon_code=stored.coupon_code,
+            variant=stored.variant,
+        )
+    return ReminderOutcome(
+        reminder_id=request.reminder_id,
+        sequence=request.sequence,
+        status=ReminderStatus.SKIPPED,
+        at=stored.updated_at,
+        reason=stored.reason,
+        detail=stored.detail,
+        variant=stored.variant,
+    )
+
+
+async def _check(
+    session: AsyncSession,
+    request: SendReminderInput,
+    key: ReminderKey,
+    campaign: CampaignConfig | None,
+    now: datetime,
+) -> Skip | Defer | _Go:
+    """Every condition, at the moment of sending, in order."""
+    cart = request.cart
+    state = cart_state_skip(cart)
+    if state is not None:
+        return state
+    if campaign is None:
+        return Skip(SkipReason.CAMPAIGN_DISABLED, "the shop has no reminder campaign")
+    if not campaign.enabled:
+        return Skip(SkipReason.CAMPAIGN_DISABLED, "the campaign is disabled")
+    definition = campaign.reminder(request.reminder_id)
+    if definition is None or definition.removed:
+        return Skip(SkipReason.REMINDER_REMOVED, "the campaign no longer has this reminder")
+    if not request.manual and not definition.automatic:
+        return Skip(SkipReason.REMINDER_REMOVED, "the reminder is now sent by hand only")
+    customer = cart.customer
+    if customer is None or not customer.email or not customer.email.strip():
+        return Skip(SkipReason.NO_ADDRESS, "the cart has no customer address")
+    if campaign.requires_consent and not customer.marketing_consent:
+        return Skip(SkipReason.NO_CONSENT, "the campaign requires marketing consent")
+    skip = (
+        await suppressed(session, cart.shop_id, customer.email)
+        or await newer_cart(session, cart, customer.email)
+        or await cap_reached(session, key, customer.email, campaign, now)
+    )
+    if skip is not None:
+        return skip
+    if not cart.lines or cart.currency is None:
+        return Skip(SkipReason.SEND_FAILED, "the cart has no lines to remind of")
+    variant = variant_for(key, definition.b is not None, request.variant)
+    offer = definition.variant(variant).coupon
+    terms: coupons.CouponTerms | None = None
+    if offer is not None:
+        try:
+            terms = coupons.CouponTerms(
+                kind=offer.kind,
+                amount=offer.amount,
+                currency=cart.currency if offer.kind == "fixed" else None,
+                valid_days=offer.expiry_days,
+            )
+        except ValueError as error:
+            return Skip(SkipReason.SEND_FAILED, f"the reminder's coupon: {error}")
+    defer = quiet_hours(campaign, customer.time_zone, now)
+    if defer is not None:
+        return defer
+    return _Go(definition, variant, terms)
 
 
 class ReminderActivities:
@@ -132,31 +197,24 @@ class ReminderActivities:
         settings: Settings,
         *,
         clock: Callable[[], datetime] = _utcnow,
-        renderer: MailRenderer | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.settings = settings
         self.clock = clock
         self.smtp = SmtpConfig.from_settings(settings)
-        self._renderer = renderer
-        self._links: Links | None = None
 
     def all(self) -> list[Any]:
         """The activities to register on a worker."""
         return [self.plan_reminders, self.send_reminder]
 
-    @property
+    @cached_property
     def links(self) -> Links:
         # Made on first use: the key may be read from (or made in) the data directory.
-        if self._links is None:
-            self._links = Links.from_settings(self.settings)
-        return self._links
+        return Links.from_settings(self.settings)
 
-    @property
+    @cached_property
     def renderer(self) -> MailRenderer:
-        if self._renderer is None:
-            self._renderer = MailRenderer()
-        return self._renderer
+        return MailRenderer()
 
     # ------------------------------------------------------------------ plan
 
@@ -217,15 +275,13 @@ class ReminderActivities:
             ) from None
 
     async def _send(self, key: ReminderKey, request: SendReminderInput) -> ReminderOutcome:
-        cart = request.cart
         now = self.clock()
-        stored = await ledger.stored(self.session_factory, key)
-        if stored is not None:
-            answered = self._answered(stored, request)
-            if answered is not None:
-                return answered
-        campaign = await load_campaign(self.session_factory, cart.shop_id)
-        decision = await self._check(request, key, campaign, now)
+        campaign = await load_campaign(self.session_factory, key.shop_id)
+        async with self.session_factory() as session:
+            stored = await ledger.stored(session, key)
+            if stored is not None and stored.decides(request.due_at):
+                return _answer(stored, request)
+            decision = await _check(session, request, key, campaign, now)
         if isinstance(decision, Defer):
             return ReminderOutcome(
                 reminder_id=request.reminder_id,
@@ -236,204 +292,36 @@ class ReminderActivities:
                 retry_at=decision.until,
             )
         if isinstance(decision, Skip):
-            return await self._record_skip(key, request, decision, now)
+            return await self._skip(key, request, decision, now)
         assert campaign is not None  # the checks passed
-        claimed = await self._claim(key, request, campaign, decision, now)
-        if isinstance(claimed, ReminderOutcome):
-            return claimed
-        return await self._deliver(key, request, campaign, decision, claimed)
+        domain = mail_domain(self.settings, campaign)
+        claimed, coupon = await ledger.claim(
+            self.session_factory,
+            key,
+            request,
+            decision.variant,
+            decision.terms,
+            message_id(key.shop_id, key.cart_id, key.message_key, domain),
+            now,
+        )
+        if claimed.decides(request.due_at):  # another attempt decided meanwhile
+            return _answer(claimed, request)
+        return await self._deliver(key, request, campaign, decision, claimed, coupon)
 
-    @staticmethod
-    def _answered(stored: ledger.Stored, request: SendReminderInput) -> ReminderOutcome | None:
-        """What the ledger already says about this reminder, if it decides it: ``sent``,
-        or skipped for this very time (a skip for another time is an earlier decision)."""
-        if stored.status == "sent":
-            return ReminderOutcome(
-                reminder_id=request.reminder_id,
-                sequence=request.sequence,
-                status=ReminderStatus.SENT,
-                at=stored.sent_at or stored.updated_at,
-                message_id=stored.message_id,
-                coupon_code=stored.coupon_code,
-                variant=stored.variant,
-            )
-        if stored.status == "skipped" and stored.reason and stored.due_at == request.due_at:
-            return ReminderOutcome(
-                reminder_id=request.reminder_id,
-                sequence=request.sequence,
-                status=ReminderStatus.SKIPPED,
-                at=stored.updated_at,
-                reason=stored.reason,
-                detail=stored.detail,
-                variant=stored.variant,
-            )
-        return None
-
-    async def _check(
-        self,
-        request: SendReminderInput,
-        key: ReminderKey,
-        campaign: CampaignConfig | None,
-        now: datetime,
-    ) -> Skip | Defer | _Go:
-        """Every condition, at the moment of sending, in order."""
-        cart = request.cart
-        state = cart_state_skip(cart)
-        if state is not None:
-            return state
-        if campaign is None:
-            return Skip(SkipReason.CAMPAIGN_DISABLED, "the shop has no reminder campaign")
-        if not campaign.enabled:
-            return Skip(SkipReason.CAMPAIGN_DISABLED, "the campaign is disabled")
-        definition = campaign.reminder(request.reminder_id)
-        if definition is None or definition.removed:
-            return Skip(SkipReason.REMINDER_REMOVED, "the campaign no longer has this reminder")
-        if not request.manual and not definition.automatic:
-            return Skip(SkipReason.REMINDER_REMOVED, "the reminder is now sent by hand only")
-        customer = cart.customer
-        if customer is None or not customer.email or not customer.email.strip():
-            return Skip(SkipReason.NO_ADDRESS, "the cart has no customer address")
-        if campaign.requires_consent and not customer.marketing_consent:
-            return Skip(SkipReason.NO_CONSENT, "the campaign requires marketing consent")
-        email = customer.email
-        async with self.session_factory() as session:
-            skip = await suppressed(session, cart.shop_id, email)
-            if skip is None:
-                skip = await newer_cart(session, cart, email)
-            if skip is None:
-                skip = await cap_reached(session, key, email, campaign, now)
-        if skip is not None:
-            return skip
-        if not cart.lines or cart.currency is None:
-            return Skip(SkipReason.SEND_FAILED, "the cart has no lines to remind of")
-        variant_name = self._variant(key, definition, request.variant)
-        variant = definition.variant(variant_name)
-        terms: coupons.CouponTerms | None = None
-        if variant.coupon is not None:
-            offer = variant.coupon
-            try:
-                terms = coupons.CouponTerms(
-                    kind=offer.kind,
-                    amount=offer.amount,
-                    currency=cart.currency if offer.kind == "fixed" else None,
-                    valid_days=offer.expiry_days,
-                )
-            except ValueError as error:
-                return Skip(SkipReason.SEND_FAILED, f"the reminder's coupon: {error}")
-        defer = quiet_hours(campaign, customer.time_zone, now)
-        if defer is not None:
-            return defer
-        return _Go(definition, variant_name, variant, terms)
-
-    @staticmethod
-    def _variant(key: ReminderKey, definition: ReminderDefinition, asked: str | None) -> str | None:
-        """The variant planned (``a``/``b``), or the cart's split for a manual send;
-        ``None`` when the reminder has one variant (now)."""
-        if definition.b is None:
-            return None
-        if asked in ("a", "b"):
-            return asked
-        return variant_for(key, True)
-
-    # ------------------------------------------------------------------ the ledger
-
-    @staticmethod
-    def _describe(row: ReminderSend, request: SendReminderInput, variant: str | None) -> None:
-        """The row's fields that say which e-mail (or none) this is."""
-        cart = request.cart
-        customer = cart.customer
-        row.email = normalize_email(customer.email) if customer and customer.email else None
-        row.variant = variant
-        row.manual = request.manual
-        row.due_at = request.due_at
-        row.currency = cart.currency
-
-    async def _record_skip(
+    async def _skip(
         self,
         key: ReminderKey,
         request: SendReminderInput,
         skip: Skip,
         now: datetime,
         *,
-        bounced: bool = False,
+        bounced: str | None = None,
     ) -> ReminderOutcome:
-        """Write the skip; a row already ``sent`` wins (it is answered instead). A
-        recipient the relay refused for good is suppressed in the same transaction."""
-        async with write_session(self.session_factory) as session:
-            row = await ledger.locked_row(session, key, now)
-            if row.status == "sent":
-                answered = self._answered(ledger.Stored.of(row), request)
-                assert answered is not None
-                return answered
-            detail = skip.detail
-            if row.status == "sending" and skip.reason is not SkipReason.SEND_FAILED:
-                detail = f"{detail}; {MAYBE_SENT}" if detail else MAYBE_SENT
-            detail = clip(detail)
-            self._describe(row, request, row.variant or request.variant)
-            row.status = "skipped"
-            row.reason = str(skip.reason)
-            row.detail = detail
-            row.updated_at = now
-            variant = row.variant
-            customer = request.cart.customer
-            if bounced and customer is not None and customer.email:
-                await ledger.suppress(session, key, customer.email, "bounced", "smtp", now)
-        return ReminderOutcome(
-            reminder_id=request.reminder_id,
-            sequence=request.sequence,
-            status=ReminderStatus.SKIPPED,
-            at=now,
-            reason=skip.reason,
-            detail=detail,
-            variant=variant,
+        """Write the skip (a row already ``sent`` wins: it is the answer instead)."""
+        stored = await ledger.record_skip(
+            self.session_factory, key, request, skip, now, bounced=bounced
         )
-
-    async def _claim(
-        self,
-        key: ReminderKey,
-        request: SendReminderInput,
-        campaign: CampaignConfig,
-        go: _Go,
-        now: datetime,
-    ) -> _Claimed | ReminderOutcome:
-        """Make the row ``sending`` and issue the coupon, in one committed transaction
-        (before any SMTP traffic). A row another attempt decided meanwhile is answered;
-        a row already ``sending`` keeps its Message-ID and coupon."""
-        cart = request.cart
-        async with write_session(self.session_factory) as session:
-            row = await ledger.locked_row(session, key, now)
-            answered = self._answered(ledger.Stored.of(row), request)
-            if answered is not None:
-                return answered
-            if row.message_id is None:
-                row.message_id = message_id(
-                    key.shop_id, key.cart_id, key.message_key, mail_domain(self.settings, campaign)
-                )
-            self._describe(row, request, go.variant_name)
-            row.status = "sending"
-            row.reason = row.detail = None
-            row.sent_at = None
-            row.updated_at = now
-            # The coupon's own sessions join this transaction (savepoints): the coupon
-            # and the row commit together, or neither does.
-            joined = async_sessionmaker(
-                bind=await session.connection(),
-                expire_on_commit=False,
-                join_transaction_mode="create_savepoint",
-            )
-            coupon: coupons.IssuedCoupon | None = None
-            if go.terms is not None:
-                coupon = await coupons.issue(
-                    joined, cart.shop_id, cart.cart_id, key.reminder_id, go.terms, now
-                )
-            elif row.coupon_code is not None:
-                try:  # an earlier attempt's coupon (the variant has none now)
-                    coupon = await coupons.find(joined, cart.shop_id, row.coupon_code)
-                except coupons.CouponRefused:
-                    coupon = None
-            row.coupon_code = coupon.code if coupon is not None else None
-            claimed = _Claimed(message_id=row.message_id, coupon=coupon)
-        return claimed
+        return _answer(stored, request)
 
     async def record_sent(self, key: ReminderKey, sent_at: datetime) -> None:
         """The row becomes ``sent``: the commit that closes the at-least-once window
@@ -448,11 +336,12 @@ class ReminderActivities:
         request: SendReminderInput,
         campaign: CampaignConfig,
         go: _Go,
-        claimed: _Claimed,
+        claimed: ledger.Stored,
+        coupon: coupons.IssuedCoupon | None,
     ) -> ReminderOutcome:
         """Render, hand to the relay, record ``sent``; a permanent failure is a skip."""
         customer = request.cart.customer
-        assert customer is not None  # checked
+        assert customer is not None and claimed.message_id is not None  # checked, claimed
         try:
             message = compose(
                 settings=self.settings,
@@ -461,15 +350,15 @@ class ReminderActivities:
                 key=key,
                 cart=request.cart,
                 campaign=campaign,
-                variant=go.variant,
+                variant=go.definition.variant(go.variant),
                 message_id=claimed.message_id,
-                coupon=claimed.coupon,
+                coupon=coupon,
                 date=self.clock(),
             )
         except (TemplateMissing, ValueError) as error:
             detail = scrub(f"the e-mail could not be made: {error}", customer.email)
             log.warning("reminder %s/%s/%s: %s", key.shop_id, key.cart_id, key.reminder_id, detail)
-            return await self._record_skip(
+            return await self._skip(
                 key, request, Skip(SkipReason.SEND_FAILED, detail), self.clock()
             )
         try:
@@ -482,10 +371,9 @@ class ReminderActivities:
                     f" yet: {answer}",
                     type=error.code,
                 ) from None
-            refused = error.code == "smtp_refused" and error.message.startswith(RECIPIENT_REFUSED)
-            return await self._record_skip(
-                key, request, Skip(SkipReason.SEND_FAILED, answer), self.clock(), bounced=refused
-            )
+            bounced = customer.email if error.bounced else None
+            skip = Skip(SkipReason.SEND_FAILED, answer)
+            return await self._skip(key, request, skip, self.clock(), bounced=bounced)
         accepted = time.monotonic()
         sent_at = self.clock()
         await self.record_sent(key, sent_at)
@@ -511,7 +399,7 @@ class ReminderActivities:
             status=ReminderStatus.SENT,
             at=sent_at,
             message_id=claimed.message_id,
-            coupon_code=claimed.coupon.code if claimed.coupon else None,
+            coupon_code=coupon.code if coupon else None,
             name=go.definition.name,
-            variant=go.variant_name,
+            variant=go.variant,
         )

@@ -19,18 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.campaigns import CampaignConfig
 from activities.models import CartRecord, ReminderSend, Suppression
+from activities.read_model import normalize_email
 from workflows.codes import CartState, SkipReason
+from workflows.reminders import STOP_REASONS
 from workflows.state import Cart
-
-#: ``reminder_sends.detail`` holds at most this many characters
-DETAIL_LIMIT = 600
-
-#: the cart's own state, when it is no longer abandoned, as a skip
-_STATE_REASONS = {
-    CartState.ORDERED: SkipReason.ORDERED,
-    CartState.EXPIRED: SkipReason.CART_CLOSED,
-    CartState.DELETED: SkipReason.CART_CLOSED,
-}
 
 
 @dataclass(frozen=True)
@@ -76,17 +68,6 @@ class Defer:
     detail: str
 
 
-def normalize_email(email: str) -> str:
-    """As the ledger and the suppressions keep an address (caps, statistics)."""
-    return email.strip().lower()
-
-
-def clip(text: str | None, limit: int = DETAIL_LIMIT) -> str | None:
-    if text is None:
-        return None
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def scrub(text: str, email: str | None) -> str:
     """``text`` without the customer's address (relay answers quote it)."""
     if not email:
@@ -100,11 +81,14 @@ def scrub(text: str, email: str | None) -> str:
 # --------------------------------------------------------------------------- planning
 
 
-def variant_for(key: ReminderKey, has_b: bool) -> str | None:
-    """``a`` or ``b`` for a reminder with two variants (``None`` with one): the same for
-    the same cart and reminder in every process and run (CRC-32, never ``hash``)."""
+def variant_for(key: ReminderKey, has_b: bool, asked: str | None = None) -> str | None:
+    """``a`` or ``b`` for a reminder with two variants (``None`` with one): ``asked`` when
+    it names one (the plan's), else the cart's split, the same for the same cart and
+    reminder in every process and run (CRC-32, never ``hash``)."""
     if not has_b:
         return None
+    if asked in ("a", "b"):
+        return asked
     split = zlib.crc32(f"{key.shop_id}:{key.cart_id}:{key.lineage}:{key.reminder_id}".encode())
     return "b" if split % 2 else "a"
 
@@ -126,10 +110,11 @@ def plan_skip(
 
 
 def cart_state_skip(cart: Cart) -> Skip | None:
-    """The cart is no longer abandoned (the copy the workflow sent): nothing to remind of."""
+    """The cart is no longer abandoned (the copy the workflow sent): nothing to remind of,
+    with the reason the workflow's own sequence stops for (``workflows.reminders.stop``)."""
     if cart.state is CartState.ABANDONED:
         return None
-    return Skip(_STATE_REASONS.get(cart.state, SkipReason.CART_ACTIVE), f"the cart is {cart.state}")
+    return Skip(STOP_REASONS.get(cart.state, SkipReason.CART_ACTIVE), f"the cart is {cart.state}")
 
 
 # --------------------------------------------------------------------------- quiet hours

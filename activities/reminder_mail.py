@@ -18,6 +18,7 @@ from activities.mail_render import (
     MailLine,
     MailRenderer,
     build_message,
+    message_domain,
 )
 from activities.reminder_checks import ReminderKey
 from activities.settings import Settings
@@ -25,11 +26,8 @@ from workflows.state import Cart
 
 
 def mail_domain(settings: Settings, campaign: CampaignConfig) -> str:
-    """The Message-ID's domain: the setting, else the sender's domain."""
-    if settings.mail_domain:
-        return settings.mail_domain
-    domain = campaign.sender.rpartition("@")[2].strip().strip(">")
-    return domain if domain and domain.isprintable() and " " not in domain else "localhost"
+    """The Message-ID's domain: the setting, else the campaign sender's domain."""
+    return message_domain(settings.mail_domain, campaign.sender)
 
 
 def links_of(settings: Settings, links: Links, key: ReminderKey, email: str) -> tuple[str, str]:
@@ -93,9 +91,6 @@ def compose(
         unsubscribe_url=unsubscribe_url,
         domain=mail_domain(settings, campaign),
         date=date,
+        fixed_message_id=message_id,  # the ledger's: a retry sends the same message
     )
-    # The id the ledger claimed, whatever the settings say now: a retry sends the same
-    # message.
-    del message["Message-ID"]
-    message["Message-ID"] = message_id
     return message

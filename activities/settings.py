@@ -212,7 +212,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_shop_time_zones(cls, value: dict[str, str]) -> dict[str, str]:
         for shop, zone in value.items():
-            if not _known_zone(zone):
+            if not known_time_zone(zone):
                 raise ValueError(f"shop {shop!r}: {zone!r} is not an IANA time zone")
         return value
 
@@ -250,7 +250,8 @@ def _plain_address(address: str) -> bool:
     )
 
 
-def _known_zone(zone: str) -> bool:
+def known_time_zone(zone: str) -> bool:
+    """Whether ``zone`` is an IANA time zone this machine knows (tzdata)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:

@@ -31,11 +31,20 @@ from activities.settings import Settings
 class MailError(Exception):
     """A message was not accepted by the relay."""
 
-    def __init__(self, code: str, message: str, *, transient: bool) -> None:
+    def __init__(
+        self, code: str, message: str, *, transient: bool, recipients_refused: bool = False
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.transient = transient
+        #: the relay refused the recipients themselves (at RCPT), not the message
+        self.recipients_refused = recipients_refused
+
+    @property
+    def bounced(self) -> bool:
+        """The relay refused every recipient for good (5xx at RCPT): the address bounced."""
+        return self.recipients_refused and not self.transient
 
 
 @dataclass(frozen=True)
@@ -189,4 +198,5 @@ def _refused(recipients: list[aiosmtplib.SMTPRecipientRefused]) -> MailError:
         "smtp_refused" if permanent else "smtp_unavailable",
         f"every recipient was refused ({detail})",
         transient=not permanent,
+        recipients_refused=True,
     )

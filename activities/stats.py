@@ -98,8 +98,6 @@ async def recovery_stats(
                     ReminderSend.email,
                     ReminderSend.status,
                     ReminderSend.reason,
-                    ReminderSend.sent_at,
-                    ReminderSend.updated_at,
                 ).where(
                     _shop(ReminderSend.shop_id, shop_id),
                     (
@@ -169,7 +167,6 @@ async def recovery_stats(
     carts_total: set[tuple[str, str]] = set()
     customers_total: set[str] = set()
     skips_total: Counter[str] = Counter()
-    shop_of: dict[str, str] = {}
 
     def figures(reminder_id: str, variant: str | None, shop: str) -> ReminderFigures:
         key = (reminder_id, variant)
@@ -177,7 +174,6 @@ async def recovery_stats(
             per[key] = ReminderFigures(
                 reminder_id=reminder_id, variant=variant, name=names.get((shop, reminder_id))
             )
-        shop_of.setdefault(reminder_id, shop)
         return per[key]
 
     for row in sends:

@@ -15,41 +15,21 @@ a ``lower_snake`` code and changes nothing. No Temporal connection is needed: ca
 the campaign when they plan and when they send (``workflows.reminders`` says which edits
 reach carts already in a sequence).
 
-The JSON document (``dump`` writes it, ``load`` reads it)::
-
-    {
-      "shop_id": "demo", "version": 7,                  # informational, ignored by load
-      "enabled": true, "shop_name": "Demo Shop", "sender": "shop@example.com",
-      "restore_url": "https://shop.example.com/cart/{cart_id}?coupon={coupon}",
-      "requires_consent": false, "restart_rule": "continue",
-      "quiet_start_minute": 1260, "quiet_end_minute": 480, "default_time_zone": "UTC",
-      "cap_count": 3, "cap_period_days": 7,
-      "reminders": [
-        {"id": "coupon-24h", "position": 1, "name": "A coupon", "delay_seconds": 86400,
-         "automatic": true, "subject": "10 % off your cart", "template": "reminder",
-         "coupon": {"kind": "percent", "amount": 10, "expiry_days": 7},
-         "b": {"subject": "5.00 off your cart", "template": "reminder",
-               "coupon": {"kind": "fixed", "amount": 500, "expiry_days": 7}}}
-      ]
-    }
-
-Every setting key and ``reminders`` are required; in a reminder ``automatic`` (default
-true), ``coupon``, ``b`` (default none) and ``removed`` (default false; ``show --json``
-writes it) may be left out. A fixed coupon's ``amount`` is in minor units of the cart's
-currency (500 is 5.00 EUR, 500 JPY).
+The JSON document ``dump`` writes and ``load`` reads is described in
+``starter.campaign_json``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from activities.campaign_checks import renderer_for
 from activities.campaigns import (
-    SETTING_FIELDS,
     CampaignConfig,
     CampaignRefused,
     CouponOffer,
@@ -62,29 +42,26 @@ from activities.campaigns import (
     save_reminder,
     update_campaign,
 )
+from activities.coupons import IssuedCoupon
 from activities.mail_render import (
-    DEFAULT_LOCALE,
     TEMPLATES,
     MailContent,
-    MailCoupon,
-    MailLine,
     MailRenderer,
+    RenderedMail,
     TemplateMissing,
 )
+from starter.campaign_json import campaign_from_json, campaign_json, reminder_json
 
 if TYPE_CHECKING:
     from activities.db import SessionFactory
     from activities.links import Links
     from activities.settings import Settings
+    from workflows.state import Cart
 
-#: the base of the links in e-mail when the settings have no ``public_url``
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
-#: where the links of an e-mail point, under the public URL (the token follows), as
-#: ``starter.web.links`` serves them and ``activities.reminder_activities`` writes them
-RECOVERY_PATH = "/r/"
-UNSUBSCRIBE_PATH = "/u/"
 #: the coupon code a preview shows (a preview issues no coupon)
 PREVIEW_COUPON_CODE = "XXXX-XXXX"
+#: the Message-ID of a previewed e-mail (not shown; a sent one gets the ledger's)
+_PREVIEW_MESSAGE_ID = "<preview@cartkeeper.invalid>"
 
 Variant = Literal["a", "b"]
 
@@ -142,168 +119,6 @@ def default_campaign(shop_id: str) -> CampaignConfig:
     )
 
 
-# --------------------------------------------------------------------------- JSON
-
-
-def _coupon_json(coupon: CouponOffer | None) -> dict[str, Any] | None:
-    if coupon is None:
-        return None
-    return {"kind": coupon.kind, "amount": coupon.amount, "expiry_days": coupon.expiry_days}
-
-
-def reminder_json(item: ReminderDefinition, *, with_removed: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": item.reminder_id,
-        "position": item.position,
-        "name": item.name,
-        "delay_seconds": item.delay_seconds,
-        "automatic": item.automatic,
-        "subject": item.a.subject,
-        "template": item.a.template,
-        "coupon": _coupon_json(item.a.coupon),
-        "b": None
-        if item.b is None
-        else {
-            "subject": item.b.subject,
-            "template": item.b.template,
-            "coupon": _coupon_json(item.b.coupon),
-        },
-    }
-    if with_removed:
-        out["removed"] = item.removed
-    return out
-
-
-def campaign_json(config: CampaignConfig, *, include_removed: bool = False) -> dict[str, Any]:
-    """The campaign as the JSON document ``campaign_from_json`` reads: its active
-    reminders, or (``include_removed``) every reminder with a ``removed`` flag."""
-    out: dict[str, Any] = {"shop_id": config.shop_id, "version": config.version}
-    for name in SETTING_FIELDS:
-        out[name] = getattr(config, name)
-    out["reminders"] = [
-        reminder_json(item, with_removed=include_removed)
-        for item in config.reminders
-        if include_removed or not item.removed
-    ]
-    return out
-
-
-def _invalid(where: str, message: str) -> CampaignRefused:
-    return CampaignRefused("invalid_document", f"{where}: {message}" if where else message)
-
-
-_BOOL_SETTINGS = {"enabled", "requires_consent"}
-_INT_SETTINGS = {"quiet_start_minute", "quiet_end_minute", "cap_count", "cap_period_days"}
-
-
-def _object(value: object, where: str, required: set[str], optional: set[str]) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _invalid(where, f"must be a JSON object, not {type(value).__name__}")
-    missing = sorted(required - set(value))
-    if missing:
-        raise _invalid(where, f"missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(value) - required - optional)
-    if unknown:
-        raise _invalid(
-            where,
-            f"unknown key(s) {', '.join(map(str, unknown))} (known:"
-            f" {', '.join(sorted(required | optional))})",
-        )
-    return value
-
-
-def _typed(value: object, kind: str, where: str) -> Any:
-    ok = {
-        "text": isinstance(value, str),
-        "integer": isinstance(value, int) and not isinstance(value, bool),
-        "boolean": isinstance(value, bool),
-    }[kind]
-    if not ok:
-        raise _invalid(where, f"must be a JSON {kind}, not {json_type(value)}")
-    return value
-
-
-def json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _coupon_from(value: object, where: str) -> CouponOffer | None:
-    if value is None:
-        return None
-    data = _object(value, where, {"kind", "amount", "expiry_days"}, set())
-    return CouponOffer(
-        kind=_typed(data["kind"], "text", f"{where}.kind"),
-        amount=_typed(data["amount"], "integer", f"{where}.amount"),
-        expiry_days=_typed(data["expiry_days"], "integer", f"{where}.expiry_days"),
-    )
-
-
-def _reminder_from(value: object, where: str) -> ReminderDefinition:
-    data = _object(
-        value,
-        where,
-        {"id", "position", "name", "delay_seconds", "subject", "template"},
-        {"automatic", "coupon", "b", "removed"},
-    )
-    b = data.get("b")
-    variant_b = None
-    if b is not None:
-        b_data = _object(b, f"{where}.b", {"subject", "template"}, {"coupon"})
-        variant_b = ReminderVariant(
-            subject=_typed(b_data["subject"], "text", f"{where}.b.subject"),
-            template=_typed(b_data["template"], "text", f"{where}.b.template"),
-            coupon=_coupon_from(b_data.get("coupon"), f"{where}.b.coupon"),
-        )
-    return ReminderDefinition(
-        reminder_id=_typed(data["id"], "text", f"{where}.id"),
-        position=_typed(data["position"], "integer", f"{where}.position"),
-        name=_typed(data["name"], "text", f"{where}.name"),
-        delay_seconds=_typed(data["delay_seconds"], "integer", f"{where}.delay_seconds"),
-        automatic=_typed(data.get("automatic", True), "boolean", f"{where}.automatic"),
-        a=ReminderVariant(
-            subject=_typed(data["subject"], "text", f"{where}.subject"),
-            template=_typed(data["template"], "text", f"{where}.template"),
-            coupon=_coupon_from(data.get("coupon"), f"{where}.coupon"),
-        ),
-        b=variant_b,
-        removed=_typed(data.get("removed", False), "boolean", f"{where}.removed"),
-    )
-
-
-def campaign_from_json(shop_id: str, document: object) -> CampaignConfig:
-    """The campaign a JSON document describes, for ``shop_id`` (the document's own
-    ``shop_id`` and ``version``, if any, are ignored: a shop's dump can be loaded into
-    another shop). Types are checked here (``invalid_document``), values when it is
-    written (``activities.campaigns``)."""
-    data = _object(document, "", {*SETTING_FIELDS, "reminders"}, {"shop_id", "version"})
-    values: dict[str, Any] = {}
-    for name in SETTING_FIELDS:
-        kind = (
-            "boolean" if name in _BOOL_SETTINGS else "integer" if name in _INT_SETTINGS else "text"
-        )
-        values[name] = _typed(data[name], kind, name)
-    reminders = data["reminders"]
-    if not isinstance(reminders, list):
-        raise _invalid("reminders", f"must be a JSON array, not {json_type(reminders)}")
-    return CampaignConfig(
-        shop_id=shop_id,
-        reminders=tuple(
-            _reminder_from(item, f"reminders[{index}]") for index, item in enumerate(reminders)
-        ),
-        **values,
-    )
-
-
 # --------------------------------------------------------------------------- preview
 
 
@@ -320,6 +135,7 @@ class ReminderPreview:
     template: str
     #: the templates' locale used (after falling back)
     locale: str
+    #: the message's From and To headers
     sender: str
     recipient: str
     subject: str
@@ -331,27 +147,36 @@ class ReminderPreview:
     coupon: CouponOffer | None
 
 
-def public_url(settings: Settings) -> str:
-    """The base URL of the links in e-mail: the ``public_url`` setting (else
-    ``DEFAULT_PUBLIC_URL``), without a trailing slash."""
-    value = getattr(settings, "public_url", None)
-    return str(value or DEFAULT_PUBLIC_URL).rstrip("/")
+class _Observed(MailRenderer):
+    """A renderer that keeps what it was given and what it made, so that a preview shows
+    the very links, locale and text of the e-mail ``compose`` made with it."""
+
+    def __init__(self, renderer: MailRenderer) -> None:  # the templates stay with it
+        self._renderer = renderer
+        self.last: tuple[MailContent, RenderedMail] | None = None
+
+    def render(self, name: str, content: MailContent) -> RenderedMail:
+        rendered = self._renderer.render(name, content)
+        self.last = (content, rendered)
+        return rendered
 
 
-def mail_links(
-    links: Links, base_url: str, shop_id: str, cart_id: str, reminder_id: str, email: str
-) -> tuple[str, str]:
-    """The recovery and unsubscribe links of a reminder to ``email`` about a cart."""
-    from activities.links import RecoveryClaim, UnsubscribeClaim
-
-    base = base_url.rstrip("/")
-    recovery = links.recovery_token(RecoveryClaim(shop_id, cart_id, reminder_id))
-    unsubscribe = links.unsubscribe_token(UnsubscribeClaim(shop_id, email))
-    return f"{base}{RECOVERY_PATH}{recovery}", f"{base}{UNSUBSCRIBE_PATH}{unsubscribe}"
-
-
-def _mailbox(name: str | None, address: str) -> str:
-    return f"{name} <{address}>" if name else address
+def _sample_coupon(offer: CouponOffer | None, cart: Cart, now: datetime) -> IssuedCoupon | None:
+    """The coupon a send would issue, with the sample code (nothing is issued)."""
+    if offer is None:
+        return None
+    return IssuedCoupon(
+        shop_id=cart.shop_id,
+        code=PREVIEW_COUPON_CODE,
+        cart_id=cart.cart_id,
+        kind=offer.kind,
+        amount=offer.amount,
+        currency=cart.currency if offer.kind == "fixed" else None,
+        single_use=True,
+        expires_at=now + timedelta(days=offer.expiry_days),
+        redeemed_at=None,
+        redeemed_by=None,
+    )
 
 
 # --------------------------------------------------------------------------- the client
@@ -464,8 +289,9 @@ class CampaignClient:
     async def load(
         self, shop_id: str, document: object, *, by: str | None = None
     ) -> CampaignConfig:
-        """Replace the shop's whole campaign with a JSON document (see the module's
-        docstring): its settings and reminders, in one edit (one new version).
+        """Replace the shop's whole campaign with a JSON document (see
+        ``starter.campaign_json``): its settings and reminders, in one edit (one new
+        version).
 
         **The shop's reminders that the document does not list (or lists with
         ``"removed": true``) are removed** (kept, flagged removed, as by
@@ -495,16 +321,21 @@ class CampaignClient:
         cart_id: str,
         *,
         links: Links,
-        base_url: str = DEFAULT_PUBLIC_URL,
+        base_url: str | None = None,
         variant: Variant = "a",
     ) -> ReminderPreview:
-        """Render a reminder for a cart from the read model, as it would be sent now
-        (nothing is sent, recorded or issued: the coupon code is a sample).
+        """Render a reminder for a cart from the read model, as it would be sent now: the
+        e-mail is made by the send's own ``activities.reminder_mail.compose``, its links
+        under ``base_url`` (default: the ``public_url`` setting's default). Nothing is
+        sent, recorded or issued: the coupon code is a sample.
 
         Refused with ``campaign_not_found``, ``reminder_not_found`` (unknown or removed),
         ``no_variant_b``, ``cart_not_found``, ``no_address`` (the cart has no customer
         e-mail address), ``empty_cart`` or ``unknown_template``."""
         from activities.read_model import get_cart_record
+        from activities.reminder_checks import ReminderKey
+        from activities.reminder_mail import compose
+        from activities.settings import Settings
 
         if variant not in ("a", "b"):
             raise ValueError(f"variant is 'a' or 'b', not {variant!r}")
@@ -533,33 +364,30 @@ class CampaignClient:
         if not cart.lines or cart.currency is None:
             raise CampaignRefused("empty_cart", f"cart {cart_id!r} has no items")
         now = self._clock()
-        recovery_url, unsubscribe_url = mail_links(
-            links, base_url, shop_id, cart_id, reminder_id, customer.email
+        # compose reads the links' base (and the Message-ID's domain) from the settings
+        settings = (
+            Settings.model_construct(public_url=base_url)
+            if base_url
+            else Settings.model_construct()
         )
-        offer = chosen.coupon
-        coupon = None
-        if offer is not None:
-            coupon = MailCoupon(
-                PREVIEW_COUPON_CODE,
-                amount=offer.amount if offer.kind == "fixed" else None,
-                percent=offer.amount if offer.kind == "percent" else None,
-                expires_at=now + timedelta(days=offer.expiry_days),
-            )
-        content = MailContent(
-            shop_name=config.shop_name,
-            customer_name=customer.name,
-            locale=customer.locale or DEFAULT_LOCALE,
-            currency=cart.currency,
-            lines=tuple(MailLine(line.name, line.quantity, line.subtotal) for line in cart.lines),
-            total=cart.total,
-            recovery_url=recovery_url,
-            unsubscribe_url=unsubscribe_url,
-            coupon=coupon,
-        )
+        renderer = _Observed(renderer_for(self.templates))
         try:
-            rendered = MailRenderer(self.templates).render(chosen.template, content)
+            message = compose(
+                settings=settings,
+                links=links,
+                renderer=renderer,
+                key=ReminderKey(shop_id, cart_id, cart.lineage or "", reminder_id),
+                cart=cart,
+                campaign=config,
+                variant=chosen,
+                message_id=_PREVIEW_MESSAGE_ID,
+                coupon=_sample_coupon(chosen.coupon, cart, now),
+                date=now,
+            )
         except TemplateMissing as missing:
             raise CampaignRefused("unknown_template", str(missing)) from None
+        assert renderer.last is not None  # compose rendered the reminder
+        content, rendered = renderer.last
         return ReminderPreview(
             shop_id=shop_id,
             cart_id=cart_id,
@@ -569,24 +397,19 @@ class CampaignClient:
             variant=variant,
             template=chosen.template,
             locale=rendered.locale,
-            sender=_mailbox(config.shop_name, config.sender),
-            recipient=_mailbox(customer.name, customer.email.strip()),
-            # as the send activity does: the campaign's subject on one line, else the
-            # template's
-            subject=" ".join(chosen.subject.split()) or rendered.subject,
+            sender=str(message["From"]),
+            recipient=str(message["To"]),
+            subject=str(message["Subject"]),
             text=rendered.text,
             html=rendered.html,
-            recovery_url=recovery_url,
-            unsubscribe_url=unsubscribe_url,
-            coupon=offer,
+            recovery_url=content.recovery_url,
+            unsubscribe_url=content.unsubscribe_url,
+            coupon=chosen.coupon,
         )
 
 
 __all__ = [
-    "DEFAULT_PUBLIC_URL",
     "PREVIEW_COUPON_CODE",
-    "RECOVERY_PATH",
-    "UNSUBSCRIBE_PATH",
     "CampaignClient",
     "CampaignConfig",
     "CampaignRefused",
@@ -597,7 +420,5 @@ __all__ = [
     "campaign_from_json",
     "campaign_json",
     "default_campaign",
-    "mail_links",
-    "public_url",
     "reminder_json",
 ]

@@ -86,10 +86,13 @@ class DigestSchedule:
 @dataclass(frozen=True)
 class ScheduleOutcome:
     shop_id: str
-    schedule_id: str
     #: ``created``, ``updated`` or ``unchanged``
     action: str
     schedule: DigestSchedule
+
+    @property
+    def schedule_id(self) -> str:
+        return digest_schedule_id(self.shop_id)
 
 
 def wanted(settings: Settings, shop_id: str) -> DigestSchedule:
@@ -105,15 +108,14 @@ def wanted(settings: Settings, shop_id: str) -> DigestSchedule:
     )
 
 
-def digest_schedule(settings: Settings, shop_id: str) -> Schedule:
-    """The shop's schedule as Temporal takes it."""
-    want = wanted(settings, shop_id)
+def digest_schedule(shop_id: str, want: DigestSchedule) -> Schedule:
+    """The shop's schedule (``wanted``) as Temporal takes it."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            DIGEST_WORKFLOW_NAME,
+            want.workflow,
             want.workflow_input,
             id=digest_schedule_id(shop_id),  # Temporal appends the scheduled time
-            task_queue=settings.task_queue,
+            task_queue=want.task_queue,
             execution_timeout=DIGEST_EXECUTION_TIMEOUT,
         ),
         spec=ScheduleSpec(
@@ -186,17 +188,17 @@ async def ensure_digest_schedule(
     """Create the shop's digest schedule, or update it if it differs (see above)."""
     schedule_id = digest_schedule_id(shop_id)
     want = wanted(settings, shop_id)
-    desired = digest_schedule(settings, shop_id)
+    desired = digest_schedule(shop_id, want)
     try:
         await client.create_schedule(schedule_id, desired, rpc_timeout=RPC_TIMEOUT)
         log.info("digest schedule %s created: %s", schedule_id, want.describe())
-        return ScheduleOutcome(shop_id, schedule_id, CREATED, want)
+        return ScheduleOutcome(shop_id, CREATED, want)
     except ScheduleAlreadyRunningError:
         pass
     handle = client.get_schedule_handle(schedule_id)
     description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
     if found(client, description.schedule) == want:
-        return ScheduleOutcome(shop_id, schedule_id, UNCHANGED, want)
+        return ScheduleOutcome(shop_id, UNCHANGED, want)
 
     def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
         # the time, zone and workflow are ours; the state (paused, note) stays as it is
@@ -210,7 +212,7 @@ async def ensure_digest_schedule(
 
     await handle.update(update, rpc_timeout=RPC_TIMEOUT)
     log.info("digest schedule %s updated: %s", schedule_id, want.describe())
-    return ScheduleOutcome(shop_id, schedule_id, UPDATED, want)
+    return ScheduleOutcome(shop_id, UPDATED, want)
 
 
 async def ensure_digest_schedules(client: Client, settings: Settings) -> list[ScheduleOutcome]:
@@ -230,12 +232,10 @@ async def start_digest_schedules(client: Client, settings: Settings) -> None:
             await asyncio.wait_for(
                 ensure_digest_schedule(client, settings, shop), STARTUP_TIMEOUT / len(shops)
             )
-        except asyncio.CancelledError:
-            raise
         except Exception as error:  # logged: the worker runs without this shop's schedule
             log.warning(
                 "the digest schedule of shop %s could not be made: %s: %s",
                 shop,
                 type(error).__name__,
-                str(error).splitlines()[0][:300] if str(error) else "",
+                (str(error).splitlines() or [""])[0][:300],
             )

@@ -96,15 +96,9 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def _worker(client: Client, session_factory: Any, settings: Settings) -> Worker:
-    from activities.reminder_activities import ReminderActivities
     from worker import build_worker
 
-    return build_worker(
-        client,
-        CartActivities(session_factory, client),
-        settings,
-        reminders=ReminderActivities(session_factory, settings),
-    )
+    return build_worker(client, CartActivities(session_factory, client), settings)
 
 
 @pytest.fixture(scope="session")

@@ -262,6 +262,15 @@ async def reminder_sequence(c: CartkeeperClient, cart: str) -> None:
     await _settled(c, cart)
 
 
+async def lock_alert(c: CartkeeperClient, cart: str) -> None:
+    """Locked long enough to alert the shop's admins (the recording's shop has none: the
+    alert is recorded with no recipient), then confirmed."""
+    await _pay(c, cart)
+    await _until(c, cart, CartState.LOCKED)
+    await _until_journal(c, cart, "lock_alert_sent")
+    await c.confirm(SHOP, cart, admin="ann")
+
+
 SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
     "online_order": (online_order, CartPolicy(projection_interval_seconds=0.2)),
     "offline_order_paid_in_parts": (offline_order_paid_in_parts, CartPolicy()),
@@ -275,6 +284,7 @@ SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
     "operated_from_the_ui": (operated_from_the_ui, replace(FAST, lock_after_seconds=60)),
     "cancelled_from_the_ui": (cancelled_from_the_ui, CartPolicy()),
     "payment_for_an_unknown_cart": (payment_for_an_unknown_cart, CartPolicy()),
+    "lock_alert": (lock_alert, replace(FAST, lock_alert_after_seconds=1, lifetime_seconds=3600)),
     "reminder_sequence": (
         reminder_sequence,
         replace(FAST, lifetime_seconds=3600, retire_after_seconds=3600),

@@ -4,11 +4,7 @@ nothing about the customer in it. On SQLite and PostgreSQL (``TEST_DATABASE_URL`
 
 from __future__ import annotations
 
-import email
-import email.policy
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +13,20 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.alerts import LockAlertActivities, lock_alert_key
-from activities.models import AdminNotice, CartRecord
-from activities.settings import Settings
-from tests.conftest_db import ScratchDatabase, scratch_database
+from activities.models import AdminNotice
+from tests import admin_mail_fixtures
+from tests.admin_mail_fixtures import (
+    ADMINS,
+    CUSTOMER_EMAIL,
+    CUSTOMER_NAME,
+    LOCKED_AT,
+    add,
+    cart_row,
+    parts,
+    received,
+    settings_for,
+)
+from tests.conftest_db import ScratchDatabase
 from tests.test_smtp import Handler, smtp_server
 from workflows.alerts_contract import (
     ALERT_ALREADY_SENT,
@@ -29,64 +36,9 @@ from workflows.alerts_contract import (
     LockAlertInput,
 )
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-]
-LOCKED_AT = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+db = admin_mail_fixtures.db  # the read model, on SQLite and PostgreSQL
+
 NOW = LOCKED_AT + timedelta(minutes=30, seconds=5)
-ADMINS = ["admin@example.com", "ops@example.com"]
-#: the customer's data, which must never appear in an alert
-CUSTOMER_EMAIL = "ann.customer@example.org"
-CUSTOMER_NAME = "Ann Customerova"
-
-
-@pytest.fixture(params=BACKENDS)
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ScratchDatabase]:
-    async with scratch_database(request.param, tmp_path) as database:
-        yield database
-
-
-def cart_row(shop_id: str, cart_id: str, **values: Any) -> CartRecord:
-    """A read-model row with sensible defaults (and the customer's data in it)."""
-    row: dict[str, Any] = {
-        "shop_id": shop_id,
-        "cart_id": cart_id,
-        "state": "active",
-        "version": 1,
-        "currency": "EUR",
-        "total": 4900,
-        "item_count": 2,
-        "customer_email": CUSTOMER_EMAIL,
-        "customer_id": "cust-1",
-        "order_number": None,
-        "order_status": None,
-        "order_paid": False,
-        "order_amount_paid": 0,
-        "needs_admin": False,
-        "lock_reason": None,
-        "attention": None,
-        "lineage": "run-1",
-        "recovered_via": None,
-        "coupon_code": None,
-        "created_at": LOCKED_AT - timedelta(hours=1),
-        "updated_at": LOCKED_AT - timedelta(minutes=5),
-        "last_activity_at": None,
-        "locked_at": None,
-        "abandoned_at": None,
-        "ordered_at": None,
-        "closed_at": None,
-        "projected_at": LOCKED_AT,
-        "snapshot": {"customer": {"email": CUSTOMER_EMAIL, "name": CUSTOMER_NAME}},
-    }
-    row.update(values)
-    return CartRecord(**row)
-
-
-async def add(db: ScratchDatabase, *rows: CartRecord) -> None:
-    async with db.session_factory() as session:
-        session.add_all(rows)
-        await session.commit()
 
 
 def locked_input(cart_id: str = "c-locked", **changes: Any) -> LockAlertInput:
@@ -102,36 +54,6 @@ def locked_input(cart_id: str = "c-locked", **changes: Any) -> LockAlertInput:
     }
     values.update(changes)
     return LockAlertInput(**values)
-
-
-def settings_for(port: int, tmp_path: Path, **changes: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": tmp_path,
-        "smtp_port": port,
-        "smtp_timeout_seconds": 5,
-        "shop_admins": {"demo": ADMINS},
-        "alert_sender": "alerts@shop.example.com",
-    }
-    values.update(changes)
-    return Settings(**values)
-
-
-def received(handler: Handler) -> list[EmailMessage]:
-    out = []
-    for envelope in handler.received:
-        content = envelope.content
-        data = content if isinstance(content, bytes) else str(content).encode()
-        message = email.message_from_bytes(data, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        out.append(message)
-    return out
-
-
-def parts(message: EmailMessage) -> tuple[str, str]:
-    text = message.get_body(("plain",))
-    html = message.get_body(("html",))
-    assert text is not None and html is not None
-    return str(text.get_content()), str(html.get_content())
 
 
 async def test_the_lock_alert_is_sent_once_to_the_admins(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from activities import campaign_checks
 from activities.campaigns import (
     CampaignConfig,
     CampaignRefused,
@@ -31,6 +32,7 @@ from activities.campaigns import (
 )
 from activities.db import write_session
 from activities.links import Links
+from activities.mail_render import TEMPLATES, MailContent, RenderedMail
 from activities.models import CartRecord
 from activities.read_model import cart_values
 from starter.campaigns import (
@@ -226,6 +228,22 @@ def test_a_campaign_is_checked_as_a_whole() -> None:
     # removed reminders count for neither positions nor the limit
     removed = dataclasses.replace(reminder("old", 0), removed=True)
     check_campaign(CampaignConfig(SHOP, reminders=(*many[:-1], removed)))
+
+
+def test_a_campaign_renders_each_template_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default campaign's four variants share one template: it is rendered with and
+    without a coupon, once each, not for every variant."""
+    real = campaign_checks.renderer_for(TEMPLATES)
+    rendered: list[str] = []
+
+    class Counting:
+        def render(self, name: str, content: MailContent) -> RenderedMail:
+            rendered.append(name)
+            return real.render(name, content)
+
+    monkeypatch.setattr(campaign_checks, "renderer_for", lambda templates: Counting())
+    check_campaign(default_campaign(SHOP))
+    assert rendered == ["reminder", "reminder"]
 
 
 def test_a_template_that_does_not_render_is_refused(tmp_path: Path) -> None:

@@ -277,6 +277,19 @@ def test_reminder_set_and_remove(cartkeeper: Cartkeeper) -> None:
     ok(cartkeeper(*other, "--position", "3", "--delay", "2d"))
 
 
+def test_b_coupon_none_is_not_the_option_left_out(cartkeeper: Cartkeeper) -> None:
+    base = ["campaigns", "reminder-set", "r1", "--name", "R", "--subject", "S", "--json"]
+    base += ["--template", "reminder", "--position", "0", "--delay", "1h", "--coupon", "10%"]
+    given = json.loads(ok(cartkeeper(*base, "--b-subject", "B", "--b-coupon", "none")))
+    assert given["reminders"][0]["b"]["coupon"] is None
+    left_out = json.loads(ok(cartkeeper(*base, "--b-subject", "B")))
+    assert left_out["reminders"][0]["b"]["coupon"] == {
+        "kind": "percent",
+        "amount": 10,
+        "expiry_days": 7,
+    }, "variant b keeps a's coupon"
+
+
 def test_dump_and_load(cartkeeper: Cartkeeper, tmp_path: Path) -> None:
     ok(cartkeeper("campaigns", "init"))
     dumped = ok(cartkeeper("campaigns", "dump"))

@@ -1367,13 +1367,17 @@ def check_history_invariants(prev: Cart, cart: Cart) -> None:
         assert cart.order.source is prev.order.source
         if prev.order.number is not None:
             assert cart.order.number == prev.order.number, "the number is assigned once"
+        # (less is counted only when the gateway's word replaces an admin's confirmation:
+        # another amount or another currency, flagged either way)
         assert cart.order.amount_paid >= prev.order.amount_paid or any(
-            a.kind is AttentionKind.AMOUNT_MISMATCH for a in cart.attention
+            a.kind in (AttentionKind.AMOUNT_MISMATCH, AttentionKind.PAYMENT_CURRENCY_MISMATCH)
+            for a in cart.attention
         ), "money is not taken back silently"
         if prev.order.paid and not cart.order.paid:
-            # Only the gateway's lower amount for a payment an admin confirmed.
+            # Only the gateway's lower amount (or other currency) for a payment an admin
+            # confirmed.
             assert any(
-                a.kind is AttentionKind.AMOUNT_MISMATCH
+                a.kind in (AttentionKind.AMOUNT_MISMATCH, AttentionKind.PAYMENT_CURRENCY_MISMATCH)
                 and (attempt := cart.attempt(a.attempt_id or "")) is not None
                 and attempt.confirmed_by is not None
                 for a in cart.attention[len(prev.attention) :]

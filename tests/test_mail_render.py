@@ -203,6 +203,7 @@ async def test_the_whole_message_through_smtp(tmp_path: Path) -> None:
     assert received["To"] == "Ann Müller <ann@example.com>"
     assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert received["Message-ID"] == message["Message-ID"]
+    assert received["Content-Language"] == "de"
     text = body(received, "plain")  # type: ignore[arg-type]
     assert text is not None and "Summe: 30,50\xa0€" in text
     html = body(received, "html")  # type: ignore[arg-type]

@@ -715,6 +715,56 @@ async def test_a_permanent_refusal_is_a_skip_and_a_bounce(
     assert later.reason is SkipReason.BOUNCED and received.received == []
 
 
+async def test_a_skip_after_an_attempt_that_may_have_sent_says_so(
+    db: ScratchDatabase, acts: ReminderActivities, received: Handler
+) -> None:
+    """A ``sending`` row checked again before the resend: the customer unsubscribed in
+    the meantime, so nothing more goes out, and the skip says an e-mail may have left."""
+    await campaign(db)
+    received.rcpt_answer = "451 4.3.0 try again later"
+    with pytest.raises(ApplicationError):
+        await send(acts, request(cart()))
+    assert (await ledger(db)).status == "sending"
+    async with write_session(db.session_factory) as session:
+        session.add(
+            Suppression(
+                shop_id=SHOP,
+                email=ADDRESS.lower(),
+                reason="unsubscribed",
+                source="link",
+                cart_id="cart-1",
+                created_at=T0,
+            )
+        )
+    received.rcpt_answer = None
+    outcome = await send(acts, request(cart()))
+    assert outcome.status is ReminderStatus.SKIPPED and outcome.reason is SkipReason.UNSUBSCRIBED
+    assert outcome.detail is not None and "an earlier attempt may have" in outcome.detail
+    row = await ledger(db)
+    assert (row.status, row.reason, row.detail) == ("skipped", "unsubscribed", outcome.detail)
+    assert received.received == []
+
+
+async def test_an_email_that_cannot_be_made_is_a_skip(
+    db: ScratchDatabase, acts: ReminderActivities, received: Handler
+) -> None:
+    await campaign(db)
+    outcome = await send(acts, request(cart(address="not-an-address")))
+    assert outcome.status is ReminderStatus.SKIPPED and outcome.reason is SkipReason.SEND_FAILED
+    assert outcome.detail is not None and "could not be made" in outcome.detail
+    assert "not-an-address" not in outcome.detail, "no address in the detail"
+    row = await ledger(db)
+    assert (row.status, row.reason, row.detail) == ("skipped", "send_failed", outcome.detail)
+    assert received.received == []
+    # the skip answers a retry
+    again = await send(acts, request(cart(address="not-an-address")))
+    assert (again.status, again.reason, again.detail) == (
+        outcome.status,
+        outcome.reason,
+        outcome.detail,
+    )
+
+
 async def test_a_campaign_edited_mid_sequence(
     db: ScratchDatabase, acts: ReminderActivities, received: Handler
 ) -> None:

@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from tests.conftest import start_cart
 from worker import SANDBOX
+from workflows.alerts_contract import ACTIVITY_SEND_LOCK_ALERT, AlertResult, LockAlertInput
 from workflows.cart_workflow import CartWorkflow
 from workflows.codes import SkipReason
 from workflows.contract import (
@@ -36,6 +37,8 @@ from workflows.contract import (
     PAYMENT_RESULT,
     RECOVERY_LINK_CLICKED,
     SEND_REMINDER,
+    START_PAYMENT,
+    UNLOCK,
     UPDATE_CART,
     Cart,
     CartPolicy,
@@ -54,6 +57,7 @@ from workflows.contract import (
 )
 
 HOUR = timedelta(hours=1)
+SECOND = timedelta(seconds=1)
 DELAYS = {"first": 1, "second": 24, "third": 72}
 
 
@@ -125,6 +129,21 @@ async def send_reminder(request: SendReminderInput) -> ReminderOutcome:
     )
 
 
+#: lock alerts asked for, by cart id: (locked_at, when it was asked)
+ALERTS: dict[str, list[tuple[datetime, datetime]]] = {}
+#: carts whose first alert the relay refuses for good (``failed``: tried again later)
+REFUSE_FIRST_ALERT: set[str] = set()
+
+
+@activity.defn(name=ACTIVITY_SEND_LOCK_ALERT)
+async def send_lock_alert(request: LockAlertInput) -> AlertResult:
+    asked = ALERTS.setdefault(request.cart_id, [])
+    asked.append((request.locked_at, activity.info().current_attempt_scheduled_time))
+    if request.cart_id in REFUSE_FIRST_ALERT and len(asked) == 1:
+        return AlertResult(status="failed", detail="550 mailbox unavailable")
+    return AlertResult(status="sent", recipients=2)
+
+
 @activity.defn(name=ACTIVITY_PROJECT_CART)
 async def project_cart(request: ProjectCartInput) -> ProjectedCart:
     if request.assign_number:
@@ -149,7 +168,7 @@ async def scripted_worker(ts_env: WorkflowEnvironment) -> AsyncIterator[Worker]:
         ts_env.client,
         task_queue=QUEUE,
         workflows=[CartWorkflow],
-        activities=[plan_reminders, send_reminder, project_cart, restore_cart],
+        activities=[plan_reminders, send_reminder, send_lock_alert, project_cart, restore_cart],
         workflow_runner=SANDBOX,
     ) as worker:
         yield worker
@@ -354,3 +373,40 @@ async def test_customer_identified_after_abandonment_still_counts(
     assert script.plans[-1].email == "bob@example.com"
     cart = await cart_of(handle)
     assert cart.customer == CustomerInfo(email="bob@example.com", time_zone="America/Los_Angeles")
+
+
+@pytest.mark.parametrize("refused_first", [False, True])
+async def test_the_admins_are_alerted_once_per_lock(
+    ts_env: WorkflowEnvironment, refused_first: bool
+) -> None:
+    """Locked for 30 minutes: one alert (a refused one is tried again after a pause);
+    unlocked and locked again: a new lock, a new alert."""
+    handle, _script = await abandoned_cart(ts_env, lock_alert_after_seconds=1800)
+    cart_id = (await cart_of(handle)).cart_id
+    if refused_first:
+        REFUSE_FIRST_ALERT.add(cart_id)
+    await handle.execute_update(
+        START_PAYMENT,
+        {"attempt_id": "pi_1", "method": "online", "gateway": "stripe", "amount": 900},
+    )
+    await ts_env.sleep(30 * 60 + 10)  # locked (no payment result)
+    cart = await cart_of(handle)
+    assert cart.state is CartState.LOCKED and cart.locked_at is not None
+    await ts_env.sleep(30 * 60 + 60)
+    cart = await cart_of(handle)
+    asked = list(ALERTS[cart_id])
+    assert asked[0][0] == cart.locked_at
+    assert timedelta(0) <= asked[0][1] - (cart.locked_at + 30 * 60 * SECOND) < 5 * SECOND
+    assert len(asked) == (2 if refused_first else 1)
+    sent = [e for e in cart.journal if e.kind == "lock_alert_sent"]
+    assert len(sent) == 1 and "2 admin(s)" in (sent[0].detail or "")
+    await ts_env.sleep(2 * HOUR)
+    assert len(ALERTS[cart_id]) == len(asked), "one alert per lock"
+    await handle.execute_update(UNLOCK, {"admin": "ann"})
+    await handle.execute_update(
+        START_PAYMENT,
+        {"attempt_id": "pi_2", "method": "online", "gateway": "stripe", "amount": 900},
+    )
+    await ts_env.sleep(61 * 60 + 10)
+    assert len(ALERTS[cart_id]) == len(asked) + 1
+    assert ALERTS[cart_id][-1][0] == (await cart_of(handle)).locked_at

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from workflows.alerts_contract import AlertResult
 from workflows.codes import CartState, JournalKind
 from workflows.events import LockAlertSent
 from workflows.journal import SYSTEM, journal
@@ -34,3 +35,11 @@ def lock_alert_sent(cart: Cart, event: LockAlertSent, now: datetime) -> bool:
         detail += f" ({event.detail})"
     journal(cart, now, JournalKind.LOCK_ALERT_SENT, SYSTEM, detail)
     return True
+
+
+def sent_event(result: AlertResult, locked_at: datetime) -> LockAlertSent | None:
+    """The event of a ``send_lock_alert`` answer (``None``: refused, to be tried again)."""
+    if result.status == "failed":
+        return None
+    detail = result.detail or (result.status if result.status != "sent" else None)
+    return LockAlertSent(locked_at=locked_at, recipients=result.recipients, detail=detail)

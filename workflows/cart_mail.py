@@ -11,6 +11,7 @@ reminder, one alert per lock). Also the effect options every effect activity sha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
         RemindersPlanned,
         SendReminderInput,
     )
-    from workflows.events import LockAlertSent
     from workflows.state import Cart, ReminderStep
 
 # Effects retry until they succeed: a database outage delays the read model and the order
@@ -70,8 +70,8 @@ class CartMail:
     _cart: Cart
 
     def _init_mail(self) -> None:
-        #: the plan being read, with the abandonment it is for
-        self._planning: tuple[Any, int] | None = None
+        #: the plan being read (its answer names the abandonment it is for)
+        self._planning: Any | None = None
         #: the reminders being sent, by reminder id
         self._sending: dict[str, Any] = {}
         #: the lock alert being sent, with the lock it is for
@@ -97,7 +97,7 @@ class CartMail:
 
     def _mail_finished(self) -> bool:
         return (
-            (self._planning is not None and self._planning[0].done())
+            (self._planning is not None and self._planning.done())
             or any(handle.done() for handle in self._sending.values())
             or (self._alerting is not None and self._alerting[0].done())
         )
@@ -125,8 +125,8 @@ class CartMail:
     def _collect_mail(self, now: datetime) -> None:
         """Apply finished e-mail effects; after one gave up, start it again later."""
         failed = False
-        if self._planning is not None and self._planning[0].done():
-            (handle, _sequence), self._planning = self._planning, None
+        if self._planning is not None and self._planning.done():
+            handle, self._planning = self._planning, None
             failed |= not self._applied(handle, "reminders not planned yet")
         for reminder_id, handle in list(self._sending.items()):
             if handle.done():
@@ -134,31 +134,27 @@ class CartMail:
                 failed |= not self._applied(handle, f"reminder {reminder_id} not sent yet")
         if self._alerting is not None and self._alerting[0].done():
             (handle, locked_at), self._alerting = self._alerting, None
-            try:
-                result: AlertResult = handle.result()
-            except ActivityError as error:
-                workflow.logger.warning("lock alert not sent yet: %s", error.cause)
-                failed = True
-            else:
-                if result.status == "failed":
-                    workflow.logger.warning("lock alert refused: %s", result.detail)
-                    failed = True
-                else:
-                    detail = result.detail or (result.status if result.status != "sent" else None)
-                    self._apply(
-                        LockAlertSent(
-                            locked_at=locked_at, recipients=result.recipients, detail=detail
-                        )
-                    )
+            failed |= not self._applied(
+                handle, "lock alert not sent yet", lambda r: alerts.sent_event(r, locked_at)
+            )
         if failed:
             self._mail_after = now + EFFECT_PAUSE
 
-    def _applied(self, handle: Any, what: str) -> bool:
+    def _applied(
+        self, handle: Any, what: str, event_of: Callable[[Any], object | None] | None = None
+    ) -> bool:
+        """Apply a finished activity's answer (made an event by ``event_of``); ``False``
+        if it failed or its answer is a refusal (``event_of`` gives ``None``)."""
         try:
-            self._apply(handle.result())
+            result = handle.result()
         except ActivityError as error:
             workflow.logger.warning("%s: %s", what, error.cause)
             return False
+        event = event_of(result) if event_of is not None else result
+        if event is None:
+            workflow.logger.warning("%s: %s", what, getattr(result, "detail", result))
+            return False
+        self._apply(event)
         return True
 
     # ------------------------------------------------------------------ reminders
@@ -204,7 +200,7 @@ class CartMail:
                 schedule_to_close_timeout=EFFECT_GIVE_UP,
                 retry_policy=EFFECT_RETRY,
             )
-            self._planning = (handle, cart.reminder_sequence)
+            self._planning = handle
         for item in reminders.sending(cart):
             if item.reminder_id not in self._sending:
                 self._sending[item.reminder_id] = self._start_send(item)

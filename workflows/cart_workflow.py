@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         AWAIT_ORDER,
         GET_CART,
         PAYMENT_RESULT,
-        RECOVERY_LINK_CLICKED,
         WORKFLOW_NAME,
         AdminActionRefused,
         CancellationRequested,
@@ -56,7 +55,6 @@ with workflow.unsafe.imports_passed_through():
         admin_name,
         parse_await_timeout,
         parse_payment_result,
-        parse_recovery_link_clicked,
     )
     from workflows.timers import is_retired, next_deadline
 
@@ -136,10 +134,11 @@ def _make_update(spec: MessageSpec) -> Callable[..., Any]:
 
 
 def _make_signal(spec: MessageSpec) -> Callable[..., Any]:
-    """An admin action as a signal (the Temporal UI): same checks, refusals journaled."""
+    """A signal of the table: an admin action (the Temporal UI) with the update's checks,
+    or a signal-only message (a recovery click); refusals are journaled."""
 
     def handler(self, payload: RawValue) -> None:  # type: ignore[no-untyped-def]
-        self._on_admin_signal(spec, payload)
+        self._on_signal(spec, payload)
 
     handler.__name__ = handler.__qualname__ = f"signal_{spec.name}"
     return workflow.signal(name=spec.name, description=spec.description + " (signal)")(handler)
@@ -148,7 +147,8 @@ def _make_signal(spec: MessageSpec) -> Callable[..., Any]:
 def _with_messages(cls: type[Any]) -> type[Any]:
     """Declare the update (and admin signal) of every message of the table once."""
     for spec in MESSAGES:
-        setattr(cls, f"update_{spec.name}", _make_update(spec))
+        if spec.update:
+            setattr(cls, f"update_{spec.name}", _make_update(spec))
         if spec.signal:
             setattr(cls, f"signal_{spec.name}", _make_signal(spec))
     return cls
@@ -485,10 +485,10 @@ class CartWorkflow(CartMail):
             raise _refusal(refused) from None
         return view_of(self._cart)
 
-    def _on_admin_signal(self, spec: MessageSpec, payload: RawValue) -> None:
+    def _on_signal(self, spec: MessageSpec, payload: RawValue) -> None:
         if not self._ready:
             # Signals are applied in order once the cart is loaded.
-            self._pending_signals.append(lambda: self._on_admin_signal(spec, payload))
+            self._pending_signals.append(lambda: self._on_signal(spec, payload))
             return
         raw = decode(payload)
         try:
@@ -501,7 +501,7 @@ class CartWorkflow(CartMail):
             self._apply(
                 AdminActionRefused(
                     action=spec.name,
-                    admin=admin_name(raw),
+                    admin=spec.sender or admin_name(raw),
                     code=str(refused.code),
                     reason=refused.message,
                 )
@@ -573,30 +573,6 @@ class CartWorkflow(CartMail):
             )
             return
         self._apply(parse_payment_result(raw))
-
-    @workflow.signal(
-        name=RECOVERY_LINK_CLICKED,
-        description='Web: the customer followed a reminder\'s recovery link. {"reminder_id": '
-        '"first", "coupon_code": "K7Q2M9XA"}; an abandoned cart becomes active',
-    )
-    def recovery_link_clicked(self, payload: RawValue) -> None:
-        if not self._ready:
-            self._pending_signals.append(lambda: self.recovery_link_clicked(payload))
-            return
-        raw = decode(payload)
-        try:
-            if raw is _MISSING:
-                raise machine.CartRefused(ErrorCode.INVALID_INPUT, "a click is a JSON object")
-            self._apply(parse_recovery_link_clicked(raw))
-        except machine.CartRefused as refused:
-            self._apply(
-                AdminActionRefused(
-                    action=RECOVERY_LINK_CLICKED,
-                    admin="web",
-                    code=str(refused.code),
-                    reason=refused.message,
-                )
-            )
 
     # ------------------------------------------------------------------ reads
 

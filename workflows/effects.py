@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from workflows import reminders
 from workflows.codes import CartState
 from workflows.state import Cart
 
@@ -24,10 +23,6 @@ class Effect(StrEnum):
     PROJECT = "project"
     #: upsert the search attributes ops filter by
     PUBLISH_SEARCH_ATTRIBUTES = "publish_search_attributes"
-    #: read the campaign for the cart's new abandonment (``plan_reminders``)
-    PLAN_REMINDERS = "plan_reminders"
-    #: send the reminder that is due (``send_reminder``; idempotent per cart and reminder)
-    SEND_REMINDER = "send_reminder"
 
 
 #: states an admin acts on: their carts are written at once, not after the interval
@@ -87,8 +82,4 @@ def decide(before: SearchFields, cart: Cart, changed: bool) -> Decision:
         effects.append(Effect.PUBLISH_SEARCH_ATTRIBUTES)
     if needs_number(cart):
         effects.append(Effect.ASSIGN_ORDER_NUMBER)
-    if reminders.needs_plan(cart):
-        effects.append(Effect.PLAN_REMINDERS)
-    if reminders.sending(cart):
-        effects.append(Effect.SEND_REMINDER)
     return Decision(changed=True, effects=tuple(effects), urgent=is_urgent(cart))

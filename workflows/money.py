@@ -243,54 +243,61 @@ def _repeated_result(
     cart: Cart, attempt: PaymentAttempt, event: PaymentResultReported, now: datetime
 ) -> bool:
     """The same status again for an attempt (webhooks are delivered at least once)."""
+    if event.status is not PaymentStatus.SUCCEEDED or attempt.succeeded_amount is None:
+        return False
+    recorded = attempt.succeeded_amount
     if (
-        event.status is PaymentStatus.SUCCEEDED
-        and attempt.succeeded_amount is not None
-        and event.currency in ISO_4217  # (a malformed one is no news: ignored as before)
+        event.currency in ISO_4217  # (a malformed one is no news: ignored as before)
         and event.currency != attempt.succeeded_currency
     ):
-        journal(
+        _differing_success(
             cart,
             now,
-            JournalKind.PAYMENT_RESULT_IGNORED,
-            GATEWAY,
-            f"succeeded again in {event.currency} (recorded {attempt.succeeded_currency})",
-        )
-        raise_attention(
-            cart,
-            now,
+            attempt,
+            event,
             AttentionKind.PAYMENT_CURRENCY_MISMATCH,
-            attempt_id=attempt.attempt_id,
-            amount=event.amount,
-            detail=f"attempt {attempt.attempt_id} reported succeeded again in another"
-            f" currency: {event.amount} {event.currency}, recorded"
-            f" {attempt.succeeded_amount} {attempt.succeeded_currency}",
+            f"succeeded again in {event.currency} (recorded {attempt.succeeded_currency})",
+            f"in another currency: {event.amount} {event.currency}, recorded"
+            f" {recorded} {attempt.succeeded_currency}",
         )
         return True
-    if (
-        event.status is PaymentStatus.SUCCEEDED
-        and attempt.succeeded_amount is not None
-        and event.amount != attempt.succeeded_amount
-    ):
-        journal(
+    if event.amount != recorded:
+        _differing_success(
             cart,
             now,
-            JournalKind.PAYMENT_RESULT_IGNORED,
-            GATEWAY,
-            f"succeeded again with {event.amount} (recorded {attempt.succeeded_amount})",
-        )
-        raise_attention(
-            cart,
-            now,
+            attempt,
+            event,
             AttentionKind.AMOUNT_MISMATCH,
-            attempt_id=attempt.attempt_id,
-            amount=event.amount,
-            expected_amount=attempt.succeeded_amount,
-            detail=f"attempt {attempt.attempt_id} reported succeeded again with another"
-            f" amount: {event.amount}, recorded {attempt.succeeded_amount}",
+            f"succeeded again with {event.amount} (recorded {recorded})",
+            f"with another amount: {event.amount}, recorded {recorded}",
+            expected_amount=recorded,
         )
         return True
     return False
+
+
+def _differing_success(
+    cart: Cart,
+    now: datetime,
+    attempt: PaymentAttempt,
+    event: PaymentResultReported,
+    kind: AttentionKind,
+    ignored: str,
+    difference: str,
+    expected_amount: int | None = None,
+) -> None:
+    """A repeated success that differs from the one recorded: the recorded one stands,
+    the new one is journaled as ignored and flagged for an admin."""
+    journal(cart, now, JournalKind.PAYMENT_RESULT_IGNORED, GATEWAY, ignored)
+    raise_attention(
+        cart,
+        now,
+        kind,
+        attempt_id=attempt.attempt_id,
+        amount=event.amount,
+        expected_amount=expected_amount,
+        detail=f"attempt {attempt.attempt_id} reported succeeded again {difference}",
+    )
 
 
 def _after_success(

@@ -35,6 +35,7 @@ from workflows.contract import (
     DELETE,
     IDENTIFY_CUSTOMER,
     RECORD_VISIT,
+    RECOVERY_LINK_CLICKED,
     RESOLVE,
     SEND_REMINDER,
     START_CHECKOUT,
@@ -395,7 +396,7 @@ def _short(value: object) -> str:
 
 @dataclass(frozen=True)
 class MessageSpec:
-    """One update (and, for admin actions, the signal of the same name)."""
+    """One update (and, for admin actions, the signal of the same name), or a signal only."""
 
     name: str
     parse: Callable[[object], Any]
@@ -404,6 +405,10 @@ class MessageSpec:
     storefront: bool = False
     #: also accepted as a signal (the Temporal UI); a refusal is kept in the journal
     signal: bool = False
+    #: declared as an update (``False``: a signal only)
+    update: bool = True
+    #: who sends the signal, for a refusal's record (default: the payload's ``admin``)
+    sender: str | None = None
 
 
 MESSAGES: tuple[MessageSpec, ...] = (
@@ -472,6 +477,15 @@ MESSAGES: tuple[MessageSpec, ...] = (
         "Admin: send a reminder of the shop's campaign to this abandoned cart now (once per "
         'cart; the send-time checks apply). {"admin": "ann", "reminder_id": "first"}',
         signal=True,
+    ),
+    MessageSpec(
+        RECOVERY_LINK_CLICKED,
+        parse_recovery_link_clicked,
+        'Web: the customer followed a reminder\'s recovery link. {"reminder_id": "first", '
+        '"coupon_code": "K7Q2M9XA"}; an abandoned cart becomes active',
+        signal=True,
+        update=False,
+        sender="web",
     ),
 )
 

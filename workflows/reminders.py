@@ -41,7 +41,7 @@ from workflows.state import Cart, ReminderStep
 #: at most this many reminders per cart (a campaign's size)
 MAX_REMINDERS = 20
 
-_STOP_REASONS = {
+STOP_REASONS = {
     CartState.ORDERED: SkipReason.ORDERED,
     CartState.EXPIRED: SkipReason.CART_CLOSED,
     CartState.DELETED: SkipReason.CART_CLOSED,
@@ -129,9 +129,7 @@ def planned(cart: Cart, event: RemindersPlanned, now: datetime) -> bool:
     journal(
         cart, now, JournalKind.REMINDERS_PLANNED, SYSTEM, f"sequence {event.sequence}: {detail}"
     )
-    if cart.state is not CartState.ABANDONED:
-        stop(cart, now)
-    return True
+    return True  # (a cart no longer abandoned skips them at once: ``stop``, after every change)
 
 
 def start_due(cart: Cart, now: datetime) -> bool:
@@ -165,7 +163,7 @@ def stop(cart: Cart, now: datetime) -> bool:
     """The cart is no longer abandoned: every reminder still planned is skipped."""
     if cart.state is CartState.ABANDONED:
         return False
-    reason = _STOP_REASONS.get(cart.state, SkipReason.CART_ACTIVE)
+    reason = STOP_REASONS.get(cart.state, SkipReason.CART_ACTIVE)
     changed = False
     for item in cart.reminders:
         if item.status is ReminderStatus.PLANNED:
@@ -240,7 +238,7 @@ def requested(cart: Cart, event: SendReminder, now: datetime) -> bool:
 
 def link_clicked(cart: Cart, event: RecoveryLinkClicked, now: datetime) -> bool:
     """The customer followed a recovery link: the reminder is credited, its coupon
-    attached; an abandoned cart becomes active (``transitions`` does that)."""
+    attached (``machine`` then makes an abandoned cart active, which stops the sequence)."""
     cart.recovered_via = event.reminder_id
     if event.coupon_code:
         cart.coupon_code = event.coupon_code

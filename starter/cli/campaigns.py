@@ -4,12 +4,19 @@ settings, reminders, load/dump as JSON, the default campaign)."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from starter.cli.campaign_text import (
+    parse_cap,
+    parse_coupon,
+    parse_duration,
+    parse_quiet_hours,
+    parsed,
+    render_campaign,
+)
 from starter.cli.common import (
     CONTEXT_SETTINGS,
     echo,
@@ -24,7 +31,7 @@ from starter.cli.root import cli
 from starter.errors import EXIT_NOT_FOUND, EXIT_REFUSED, Failure
 
 if TYPE_CHECKING:
-    from activities.campaigns import CampaignConfig, CampaignRefused, CouponOffer
+    from activities.campaigns import CampaignConfig, CampaignRefused, CouponKind, CouponOffer
     from activities.settings import Settings
     from starter.campaigns import CampaignClient
 
@@ -58,158 +65,24 @@ def run_campaigns(work: Callable[[CampaignClient, Settings], Awaitable[int | Non
     run(click.get_current_context(), main)
 
 
-# --------------------------------------------------------------------------- option types
-
-
-_DURATION_PART = re.compile(r"(\d+)([dhms])")
-_DURATION_UNITS = {"d": 86_400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_duration(text: str) -> int:
-    """``90m``, ``1h``, ``24h``, ``1h30m``, ``3d``, ``45s`` or plain seconds (``3600``)."""
-    value = text.strip().lower()
-    if value.isdigit():
-        return int(value)
-    if value and re.fullmatch(r"(?:\d+[dhms])+", value):
-        return sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(value))
-    raise ValueError(f"{text!r} is not a duration: use 90m, 1h, 24h, 1h30m, 3d or seconds (3600)")
-
-
-def parse_coupon(text: str) -> tuple[str, int] | None:
-    """``10%`` (percent), ``500`` (a fixed amount in minor units) or ``none``."""
-    value = text.strip()
-    if value.lower() == "none":
-        return None
-    percent = re.fullmatch(r"(\d+)\s*%", value)
-    if percent:
-        return ("percent", int(percent.group(1)))
-    if value.isdigit():
-        return ("fixed", int(value))
-    if re.fullmatch(r"\d+[.,]\d+", value):
-        raise ValueError(
-            f"{text!r}: a fixed amount is given in minor units of the cart's currency"
-            " (500 for 5.00 EUR), not as a decimal"
-        )
-    raise ValueError(f"{text!r} is not a coupon: use 10% (percent), 500 (minor units) or none")
-
-
-def parse_cap(text: str) -> tuple[int, int]:
-    """``3/7d``: at most 3 reminders per customer in 7 days."""
-    found = re.fullmatch(r"(\d+)/(\d+)d?", text.strip().lower())
-    if not found:
-        raise ValueError(f"{text!r} is not a cap: use COUNT/DAYSd, e.g. 3/7d")
-    return int(found.group(1)), int(found.group(2))
-
-
-def parse_quiet_hours(text: str) -> tuple[int, int]:
-    """``21:00-08:00`` (minutes after midnight, start and end) or ``none`` (``(0, 0)``)."""
-    value = text.strip().lower()
-    if value == "none":
-        return (0, 0)
-    found = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", value)
-    if not found:
-        raise ValueError(f"{text!r} is not quiet hours: use 21:00-08:00 or none")
-    hours = (int(found.group(1)), int(found.group(3)))
-    minutes = (int(found.group(2)), int(found.group(4)))
-    if max(hours) > 23 or max(minutes) > 59:
-        raise ValueError(f"{text!r}: a time is 00:00 to 23:59")
-    start, end = (h * 60 + m for h, m in zip(hours, minutes, strict=True))
-    if start == end:
-        raise ValueError(f"{text!r}: start and end are equal (none: no quiet hours)")
-    return start, end
-
-
-def parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """An option callback: ``parse`` the given text; a ``ValueError`` is a usage error."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return parse(value)
-        except ValueError as error:
-            raise click.BadParameter(str(error), ctx, param) from None
-
-    return callback
-
-
-def format_minute(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
-
-
-def format_coupon(coupon: CouponOffer | None) -> str:
-    if coupon is None:
-        return "-"
-    value = f"{coupon.amount}%" if coupon.kind == "percent" else f"{coupon.amount} minor units"
-    return f"{value}, {coupon.expiry_days}d"
-
-
-admin_option = click.option(
-    "--admin",
-    default=lambda: os.environ.get("USER") or "admin",
-    show_default="$USER",
-    metavar="NAME",
-    help="Who edits (kept as the campaign's last editor).",
-)
+def edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--shop``, ``--admin`` and ``--json``: the options of every command that edits."""
+    func = json_option(func)
+    func = click.option(
+        "--admin",
+        default=lambda: os.environ.get("USER") or "admin",
+        show_default="$USER",
+        metavar="NAME",
+        help="Who edits (kept as the campaign's last editor).",
+    )(func)
+    return shop_option(func)
 
 
 # --------------------------------------------------------------------------- output
 
 
-def render_campaign(config: CampaignConfig) -> str:
-    from starter.output import format_duration, safe, table
-
-    quiet = (
-        "none"
-        if config.quiet_start_minute == config.quiet_end_minute
-        else f"{format_minute(config.quiet_start_minute)}-{format_minute(config.quiet_end_minute)}"
-    )
-    head = [
-        f"campaign of shop {safe(config.shop_id)}: "
-        f"{'enabled' if config.enabled else 'disabled'}, version {config.version}",
-        f"  shop name      {safe(config.shop_name)}",
-        f"  sender         {safe(config.sender)}",
-        f"  restore URL    {safe(config.restore_url)}",
-        f"  consent        {'required' if config.requires_consent else 'not required'}",
-        f"  restart rule   {config.restart_rule}",
-        f"  quiet hours    {quiet} (customer's time; default time zone"
-        f" {safe(config.default_time_zone)})",
-        f"  cap            {config.cap_count} reminders per customer in"
-        f" {config.cap_period_days} days",
-        "",
-    ]
-    if not config.reminders:
-        return "\n".join([*head, "no reminders (`cartkeeper campaigns reminder-set --help`)"])
-    rows = []
-    for item in config.reminders:
-        b = item.b
-        rows.append(
-            [
-                item.reminder_id,
-                str(item.position),
-                format_duration(item.delay_seconds),
-                ("removed" if item.removed else "automatic" if item.automatic else "manual"),
-                item.name,
-                f"{item.a.subject} [{item.a.template}]",
-                format_coupon(item.a.coupon),
-                "-" if b is None else f"{b.subject} [{b.template}], {format_coupon(b.coupon)}",
-            ]
-        )
-    body = table(
-        ["ID", "POS", "DELAY", "MODE", "NAME", "SUBJECT [TEMPLATE]", "COUPON", "VARIANT B"],
-        rows,
-        right=(1, 2),
-    )
-    active = len(config.active_reminders)
-    removed = len(config.reminders) - active
-    tail = f"{active} reminder{'s' if active != 1 else ''}" + (
-        f" ({removed} removed, kept for statistics)" if removed else ""
-    )
-    return "\n".join([*head, body, tail])
-
-
 def _print_campaign(config: CampaignConfig, as_json: bool, line: str) -> None:
-    from starter.campaigns import campaign_json
+    from starter.campaign_json import campaign_json
     from starter.output import dumps, safe
 
     if as_json:
@@ -252,7 +125,7 @@ def show(shop: str | None, as_json: bool) -> None:
       cartkeeper campaigns show
       cartkeeper campaigns show --shop acme --json
     """
-    from starter.campaigns import campaign_json
+    from starter.campaign_json import campaign_json
     from starter.output import dumps
 
     async def work(client: CampaignClient, settings: Settings) -> int:
@@ -268,7 +141,7 @@ def show(shop: str | None, as_json: bool) -> None:
 
 
 @campaigns.command("set", context_settings=CONTEXT_SETTINGS)
-@shop_option
+@edit_options
 @click.option("--enable/--disable", "enabled", default=None, help="Send reminders, or not.")
 @click.option("--shop-name", metavar="TEXT", help="The shop's name in the e-mail.")
 @click.option("--sender", metavar="ADDRESS", help="The From address (hello@shop.example).")
@@ -306,8 +179,6 @@ def show(shop: str | None, as_json: bool) -> None:
     callback=parsed(parse_cap),
     help="At most COUNT reminders per customer (e-mail address) in DAYS days: 3/7d.",
 )
-@admin_option
-@json_option
 def set_command(
     shop: str | None,
     enabled: bool | None,
@@ -360,17 +231,15 @@ def set_command(
     run_campaigns(work)
 
 
-def _offer(value: tuple[str, int] | None, days: int) -> CouponOffer | None:
+def _offer(value: tuple[CouponKind, int] | None, days: int) -> CouponOffer | None:
     from activities.campaigns import CouponOffer
 
-    if value is None:
-        return None
-    return CouponOffer(kind=value[0], amount=value[1], expiry_days=days)  # type: ignore[arg-type]
+    return None if value is None else CouponOffer(*value, expiry_days=days)
 
 
 @campaigns.command("reminder-set", context_settings=CONTEXT_SETTINGS)
 @click.argument("reminder_id", metavar="ID")
-@shop_option
+@edit_options
 @click.option("--name", required=True, metavar="TEXT", help="The reminder's name (admin only).")
 @click.option(
     "--position",
@@ -412,6 +281,8 @@ def _offer(value: tuple[str, int] | None, days: int) -> CouponOffer | None:
 @click.option(
     "--b-coupon",
     metavar="COUPON",
+    # in a list: `--b-coupon none` (no coupon) is not the option left out (a's coupon)
+    callback=parsed(lambda text: [parse_coupon(text)]),
     help="Variant b's coupon, as --coupon (default: --coupon; none for no coupon).",
 )
 @click.option(
@@ -420,8 +291,6 @@ def _offer(value: tuple[str, int] | None, days: int) -> CouponOffer | None:
     metavar="DAYS",
     help="How long variant b's coupon is valid (default: --coupon-days, else 7).",
 )
-@admin_option
-@json_option
 def reminder_set(
     reminder_id: str,
     shop: str | None,
@@ -431,11 +300,11 @@ def reminder_set(
     manual: bool,
     subject: str,
     template: str,
-    coupon: tuple[str, int] | None,
+    coupon: tuple[CouponKind, int] | None,
     coupon_days: int | None,
     b_subject: str | None,
     b_template: str | None,
-    b_coupon: str | None,
+    b_coupon: list[tuple[CouponKind, int] | None] | None,
     b_coupon_days: int | None,
     admin: str,
     as_json: bool,
@@ -460,12 +329,7 @@ def reminder_set(
 
     if coupon_days is not None and coupon is None:
         raise click.UsageError("--coupon-days needs --coupon")
-    b_offer = coupon
-    if b_coupon is not None:
-        try:
-            b_offer = parse_coupon(b_coupon)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="'--b-coupon'") from None
+    b_offer = coupon if b_coupon is None else b_coupon[0]
     if b_coupon_days is not None and b_offer is None:
         raise click.UsageError("--b-coupon-days needs a coupon for variant b")
     days = coupon_days if coupon_days is not None else 7
@@ -503,9 +367,7 @@ def reminder_set(
 
 @campaigns.command("reminder-remove", context_settings=CONTEXT_SETTINGS)
 @click.argument("reminder_id", metavar="ID")
-@shop_option
-@admin_option
-@json_option
+@edit_options
 def reminder_remove(reminder_id: str, shop: str | None, admin: str, as_json: bool) -> None:
     """Remove reminder ID from the campaign.
 
@@ -532,9 +394,7 @@ def reminder_remove(reminder_id: str, shop: str | None, admin: str, as_json: boo
 
 @campaigns.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-@shop_option
-@admin_option
-@json_option
+@edit_options
 def load(file: IO[str], shop: str | None, admin: str, as_json: bool) -> None:
     """Replace the shop's whole campaign with a JSON document (FILE, or - for stdin).
 
@@ -559,7 +419,7 @@ def load(file: IO[str], shop: str | None, admin: str, as_json: bool) -> None:
         except UnicodeDecodeError as error:
             raise Failure("invalid_document", f"{file.name} is not UTF-8 ({error})") from None
         named = document.get("shop_id") if isinstance(document, dict) else None
-        shop_id = shop or (named if isinstance(named, str) else None) or settings.default_shop
+        shop_id = shop_or_default(shop or (named if isinstance(named, str) else None), settings)
         before = await client.get(shop_id)
         was_active = {item.reminder_id for item in before.active_reminders} if before else set()
         config = await client.load(shop_id, document, by=admin)
@@ -598,9 +458,7 @@ def dump(shop: str | None) -> None:
 
 
 @campaigns.command(context_settings=CONTEXT_SETTINGS)
-@shop_option
-@admin_option
-@json_option
+@edit_options
 def init(shop: str | None, admin: str, as_json: bool) -> None:
     """Give the shop the default campaign, if it has none (else change nothing).
 

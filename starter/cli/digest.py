@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 import click
 
 from starter.cli.common import (
     CONTEXT_SETTINGS,
     Options,
-    connect_failure,
+    connect_carts,
     echo,
     load_settings,
     read_model,
@@ -20,9 +19,6 @@ from starter.cli.common import (
 )
 from starter.cli.root import cli
 from starter.errors import EXIT_REFUSED, EXIT_UNAVAILABLE, Failure
-
-if TYPE_CHECKING:
-    from temporalio.client import Client
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
@@ -38,15 +34,6 @@ def digest() -> None:
     Schedule per shop (digest:SHOP) that the worker creates at start. A digest with
     nothing in it is not sent.
     """
-
-
-async def _connect(options: Options) -> Client:
-    from starter.connect import connect
-
-    try:
-        return await connect(options.address, options.namespace)
-    except RuntimeError as error:
-        raise connect_failure(error, options.address) from None
 
 
 @digest.command(context_settings=CONTEXT_SETTINGS)
@@ -75,7 +62,7 @@ def schedule(options: Options, shop: str | None) -> None:
         if not shops:
             echo("no shop has admin addresses ($CARTKEEPER_SHOP_ADMINS): no digest to schedule")
             return 0
-        client = await _connect(options)
+        client = (await connect_carts(options, settings)).client
         for shop_id in shops:
             try:
                 outcome = await ensure_digest_schedule(client, settings, shop_id)

@@ -63,7 +63,6 @@ def preview(
       cartkeeper reminders preview coupon-24h --cart sim-8wt08t-004
       cartkeeper reminders preview coupon-24h --cart sim-8wt08t-004 --variant b --html b.html
     """
-    from starter.campaigns import public_url
 
     async def work(client: CampaignClient, settings: Settings) -> int:
         from activities.links import Links
@@ -77,7 +76,7 @@ def preview(
             reminder_id,
             cart_id,
             links=links,
-            base_url=public_url(settings),
+            base_url=settings.public_url,
             variant="b" if variant == "b" else "a",
         )
         written = _write_html(shown.html, html_file) if html_file is not None else None

@@ -31,15 +31,12 @@ def _day(value: str | None, option: str) -> date | None:
 
 
 def money(amounts: dict[str, int]) -> str:
-    from workflows.codes import currency_exponent
+    """Amounts per currency, e.g. ``50.00 EUR, 30.00 CHF`` (``-`` for none)."""
+    from starter.output import format_money
 
     if not amounts:
         return "-"
-    parts = []
-    for currency, amount in sorted(amounts.items()):
-        exponent = currency_exponent(currency)
-        parts.append(f"{amount / 10**exponent:,.{exponent}f} {currency}")
-    return ", ".join(parts)
+    return ", ".join(format_money(amount, currency) for currency, amount in sorted(amounts.items()))
 
 
 def _skips(figures: Figures) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 
-from starter.cli.common import CONTEXT_SETTINGS, Options, echo, load_settings, run
+from starter.cli.common import CONTEXT_SETTINGS, Options, echo, load_settings, read_model, run
 from starter.cli.root import cli
 from starter.errors import EXIT_USAGE, Failure
 
@@ -52,9 +54,8 @@ def web(
     """
     import logging
 
-    from starter.cli.common import read_model
     from starter.web.app import create_app
-    from starter.web.server import bind, serve, url_host
+    from starter.web.server import local_url, serve
 
     settings = load_settings()
     host = host if host is not None else settings.web_host
@@ -67,21 +68,14 @@ def web(
 
         engine, sessions = read_model(settings)  # a missing SQLite file: exit 4, says why
         try:
-            try:
-                sock = bind(host, port)
-            except OSError as error:
-                raise Failure(
-                    "port_in_use",
-                    f"cannot listen on {host}:{port}: {error.strerror or error} (--port)",
-                    EXIT_USAGE,
-                ) from None
+            sock = _listen(host, port)
             app = create_app(
                 settings,
                 temporal_client_factory=lambda: connect(options.address, options.namespace),
                 session_factory=sessions,
             )
             echo(
-                f"cartkeeper web on http://{url_host(host)}:{sock.getsockname()[1]}"
+                f"cartkeeper web on {local_url(host, sock.getsockname()[1])}"
                 f"  (links in e-mail: {settings.public_url}; Ctrl-C to stop)"
             )
             await serve(app, sock, log_level=level.lower())
@@ -91,3 +85,16 @@ def web(
         return 0
 
     run(ctx, main)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    from starter.web.server import bind
+
+    try:
+        return bind(host, port)
+    except OSError as error:
+        raise Failure(
+            "port_in_use",
+            f"cannot listen on {host}:{port}: {error.strerror or error} (--port)",
+            EXIT_USAGE,
+        ) from None

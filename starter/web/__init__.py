@@ -6,20 +6,3 @@ e-mail (``/r/{token}``, ``/u/{token}``) and health checks (``/healthz``, ``/read
 
 Heavy imports (FastAPI, the Temporal SDK) happen in the submodules, not here.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from starter.web.app import create_app
-
-__all__ = ["create_app"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create_app":
-        from starter.web.app import create_app
-
-        return create_app
-    raise AttributeError(name)

@@ -4,8 +4,9 @@ Routers by concern: ``starter.web.links`` (the e-mail links), ``starter.web.heal
 (``/healthz``, ``/readyz``); the storefront and admin API will be more routers on the same
 ``WebContext``. The app reads the read model (``DATABASE_URL``) and reaches the cart
 workflows through a ``Signaller``: by default a ``TemporalSignaller`` over
-``temporal_client_factory`` (the SDK's environment configuration, as ``starter.connect``).
-No page loads anything from elsewhere (no CDN; the interactive API docs are off).
+``temporal_client_factory`` (``starter.connect.connect``: the SDK's environment
+configuration). No page loads anything from elsewhere (no CDN; the interactive API docs
+are off).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from datetime import datetime
 
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio.client import Client
 
 from activities.db import SessionFactory, make_engine, make_session_factory
-from activities.links import Links
+from activities.links import LinkRefused, Links
 from activities.settings import Settings
+from starter.connect import connect
+from starter.errors import DATABASE_UNAVAILABLE
 from starter.web import health, links
 from starter.web.deps import WebContext, utc_now
 from starter.web.pages import error_page
@@ -30,17 +32,10 @@ from starter.web.temporal import ClientFactory, Signaller, TemporalSignaller
 log = logging.getLogger("cartkeeper.web")
 
 
-async def connect_from_environment() -> Client:
-    """The default Temporal client: ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ...."""
-    from starter.connect import connect
-
-    return await connect()
-
-
 def create_app(
     settings: Settings,
     *,
-    temporal_client_factory: ClientFactory = connect_from_environment,
+    temporal_client_factory: ClientFactory = connect,
     signaller: Signaller | None = None,
     session_factory: SessionFactory | None = None,
     links_signer: Links | None = None,
@@ -53,13 +48,6 @@ def create_app(
     if session_factory is None:
         engine = make_engine(settings.resolved_database_url())
         session_factory = make_session_factory(engine)
-    context = WebContext(
-        settings=settings,
-        sessions=session_factory,
-        links=links_signer or Links.from_settings(settings),
-        signaller=signaller or TemporalSignaller(temporal_client_factory),
-        now=now,
-    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -75,12 +63,20 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # Swagger UI and ReDoc load their assets from a CDN
         redoc_url=None,
+        exception_handlers={
+            LinkRefused: links.link_refused,
+            SQLAlchemyError: _database_unavailable,
+            OSError: _database_unavailable,
+        },
     )
-    app.state.context = context
+    app.state.context = WebContext(
+        sessions=session_factory,
+        links=links_signer or Links.from_settings(settings),
+        signaller=signaller or TemporalSignaller(temporal_client_factory),
+        now=now,
+    )
     app.include_router(links.router)
     app.include_router(health.router)
-    app.add_exception_handler(SQLAlchemyError, _database_unavailable)
-    app.add_exception_handler(OSError, _database_unavailable)
     return app
 
 
@@ -88,7 +84,7 @@ async def _database_unavailable(_request: Request, error: Exception) -> Response
     log.error("the read model is unavailable: %r", error)
     return error_page(
         503,
-        "database_unavailable",
+        DATABASE_UNAVAILABLE,
         "Please try again in a moment",
         "The shop's service is not available right now. Your link still works: try it"
         " again in a few minutes.",

@@ -1,5 +1,5 @@
-"""What every router shares: the app's ``WebContext`` (settings, database, links,
-Temporal), kept on ``app.state`` by ``create_app`` and handed to routes by ``Depends``."""
+"""What every router shares: the app's ``WebContext`` (database, links, Temporal, clock),
+kept on ``app.state`` by ``create_app`` and handed to routes by ``Depends``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from fastapi import Depends, Request
 
 from activities.db import SessionFactory
 from activities.links import Links
-from activities.settings import Settings
 from starter.web.temporal import Signaller
 
 
@@ -22,7 +21,6 @@ def utc_now() -> datetime:
 
 @dataclass
 class WebContext:
-    settings: Settings
     sessions: SessionFactory
     links: Links
     signaller: Signaller

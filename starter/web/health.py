@@ -27,16 +27,11 @@ async def healthz() -> JSONResponse:
 
 @router.get("/readyz", summary="The database and Temporal answer")
 async def readyz(context: Context) -> JSONResponse:
-    checks = dict(
-        zip(
-            ("database", "temporal"),
-            await asyncio.gather(
-                _check(context, "database", lambda: _database(context)),
-                _check(context, "temporal", context.signaller.ping),
-            ),
-            strict=True,
-        )
+    database, temporal = await asyncio.gather(
+        _check(context, "database", lambda: _database(context)),
+        _check(context, "temporal", context.signaller.ping),
     )
+    checks = {"database": database, "temporal": temporal}
     failed = [name for name, state in checks.items() if state != "ok"]
     return JSONResponse(
         {"status": "unavailable" if failed else "ok", "checks": checks, "failed": failed},

@@ -14,25 +14,29 @@ changes nothing. ``POST /u/{token}`` suppresses the address for the shop, once; 
 ``one_click``, the page's form as ``link``.
 
 A changed or foreign token is ``link_invalid`` (400), an old recovery link
-``link_expired`` (410); neither changes anything. Pages name the shop and nothing else
-(never the address, the cart or the coupon), and the token is never logged.
+``link_expired`` (410); neither changes anything: the routes' ``Recovery`` and
+``Unsubscribe`` dependencies read the token, and ``link_refused`` (the app's handler of
+``LinkRefused``) answers. Pages name the shop and nothing else (never the address, the
+cart or the coupon), and the token is never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
-from temporalio.service import RPCError, RPCStatusCode
 
+from activities.campaigns import load_campaign
 from activities.links import LinkRefused, RecoveryClaim, UnsubscribeClaim
+from starter.client_errors import CartkeeperError
 from starter.web import store
 from starter.web.deps import Context, WebContext
-from starter.web.pages import PAGE_HEADERS, error_page, render
-from workflows.validation import CartRefused
+from starter.web.pages import error_page, render
+from workflows.contract import ErrorCode
 
 log = logging.getLogger("cartkeeper.web")
 
@@ -42,7 +46,7 @@ router = APIRouter(tags=["links"])
 MAX_TOKEN_LENGTH = 4096
 
 
-def refused_page(refused: LinkRefused) -> Response:
+async def link_refused(_request: Request, refused: LinkRefused) -> Response:
     if refused.code == "link_expired":
         return error_page(
             410,
@@ -59,27 +63,33 @@ def refused_page(refused: LinkRefused) -> Response:
     )
 
 
-def _too_long(token: str) -> None:
+def _short(token: str) -> str:
     if len(token) > MAX_TOKEN_LENGTH:
         raise LinkRefused("link_invalid", "the link is not valid")
+    return token
 
 
-def read_recovery(context: WebContext, token: str) -> RecoveryClaim:
-    _too_long(token)
-    return context.links.read_recovery(token)
+async def _recovery_claim(token: str, context: Context) -> RecoveryClaim:
+    return context.links.read_recovery(_short(token))
 
 
-def read_unsubscribe(context: WebContext, token: str) -> UnsubscribeClaim:
-    _too_long(token)
-    return context.links.read_unsubscribe(token)
+async def _unsubscribe_claim(token: str, context: Context) -> UnsubscribeClaim:
+    return context.links.read_unsubscribe(_short(token))
+
+
+#: the path's ``{token}`` as a recovery / unsubscribe link (else ``LinkRefused``)
+Recovery = Annotated[RecoveryClaim, Depends(_recovery_claim)]
+Unsubscribe = Annotated[UnsubscribeClaim, Depends(_unsubscribe_claim)]
 
 
 def restore_target(template: str, cart_id: str, coupon: str | None) -> str | None:
     """The campaign's ``restore_url`` with ``{cart_id}`` and ``{coupon}`` filled in
-    (URL-encoded; no coupon: empty), or ``None`` when it is not an http(s) URL."""
-    url = template.replace("{cart_id}", quote(cart_id, safe="")).replace(
-        "{coupon}", quote(coupon or "", safe="")
-    )
+    (URL-encoded; no coupon: empty), read as ``check_restore_url`` reads it (a format
+    string: ``{{`` is a brace), or ``None`` when it is not an http(s) URL."""
+    try:
+        url = template.format(cart_id=quote(cart_id, safe=""), coupon=quote(coupon or "", safe=""))
+    except (LookupError, AttributeError, ValueError):  # a template check_restore_url refuses
+        return None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
@@ -90,11 +100,7 @@ def restore_target(template: str, cart_id: str, coupon: str | None) -> str | Non
 
 
 @router.get("/r/{token}", summary="Follow a reminder's recovery link")
-async def recovery_link(token: str, context: Context) -> Response:
-    try:
-        claim = read_recovery(context, token)
-    except LinkRefused as refused:
-        return refused_page(refused)
+async def recovery_link(claim: Recovery, context: Context) -> Response:
     now = context.now()
     facts = await store.recovery_facts(
         context.sessions, claim.shop_id, claim.cart_id, claim.reminder, now
@@ -103,15 +109,13 @@ async def recovery_link(token: str, context: Context) -> Response:
         context.sessions, claim.shop_id, claim.cart_id, facts.lineage, claim.reminder, now
     )
     await _tell_the_cart(context, claim, facts.coupon_code)
-    campaign = await store.shop_campaign(context.sessions, claim.shop_id)
-    target = None
-    if campaign is not None:
-        target = restore_target(campaign.restore_url, claim.cart_id, facts.coupon_code)
+    campaign = await load_campaign(context.sessions, claim.shop_id)
+    if campaign is None:
+        return render("cart_saved.html", shop_name=claim.shop_id)
+    target = restore_target(campaign.restore_url, claim.cart_id, facts.coupon_code)
     if target is None:
-        if campaign is not None:
-            log.warning("shop %s: restore_url is not an http(s) URL", claim.shop_id)
-        shop_name = campaign.shop_name if campaign else claim.shop_id
-        return render("cart_saved.html", shop_name=shop_name)
+        log.warning("shop %s: restore_url is not an http(s) URL", claim.shop_id)
+        return render("cart_saved.html", shop_name=campaign.shop_name)
     return RedirectResponse(
         target,
         status_code=303,
@@ -129,44 +133,30 @@ async def _tell_the_cart(context: WebContext, claim: RecoveryClaim, coupon: str 
             ),
             context.signal_timeout,
         )
-    except CartRefused as refused:
-        log.warning("%s: recovery click not signalled: %s", where, refused)
-    except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
+    except CartkeeperError as error:
+        if error.code is ErrorCode.CART_NOT_FOUND:
             log.info("%s: recovery click recorded; the cart has no workflow to tell", where)
         else:
-            log.warning("%s: recovery click recorded, not signalled: %s", where, error.message)
-    except Exception as error:  # TimeoutError included
-        log.warning(
-            "%s: recovery click recorded, not signalled (Temporal unreachable?): %r",
-            where,
-            error,
-        )
+            log.warning("%s: recovery click recorded, not signalled: %s", where, error)
+    except Exception as error:  # Temporal unreachable or slow (TimeoutError), a refused payload
+        log.warning("%s: recovery click recorded, not signalled: %r", where, error)
 
 
 # --------------------------------------------------------------------------- unsubscribe
 
 
 async def _shop_name(context: WebContext, shop_id: str) -> str:
-    campaign = await store.shop_campaign(context.sessions, shop_id)
+    campaign = await load_campaign(context.sessions, shop_id)
     return campaign.shop_name if campaign else shop_id
 
 
 @router.get("/u/{token}", summary="Ask to confirm unsubscribing (changes nothing)")
-async def unsubscribe_page(token: str, context: Context) -> Response:
-    try:
-        claim = read_unsubscribe(context, token)
-    except LinkRefused as refused:
-        return refused_page(refused)
+async def unsubscribe_page(claim: Unsubscribe, context: Context) -> Response:
     return render("unsubscribe.html", shop_name=await _shop_name(context, claim.shop_id))
 
 
 @router.post("/u/{token}", summary="Unsubscribe (the page's form, or RFC 8058 one-click)")
-async def unsubscribe(token: str, request: Request, context: Context) -> Response:
-    try:
-        claim = read_unsubscribe(context, token)
-    except LinkRefused as refused:
-        return refused_page(refused)
+async def unsubscribe(claim: Unsubscribe, request: Request, context: Context) -> Response:
     source = store.ONE_CLICK if await _one_click(request) else store.LINK
     added = await store.record_unsubscribe(
         context.sessions, claim.shop_id, claim.email, source, context.now()
@@ -185,6 +175,3 @@ async def _one_click(request: Request) -> bool:
         return False
     value = form.get("List-Unsubscribe")
     return isinstance(value, str) and value.strip().lower() == "one-click"
-
-
-__all__ = ["PAGE_HEADERS", "restore_target", "router"]

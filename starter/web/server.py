@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -25,7 +25,7 @@ from temporalio.client import Client
 from activities.settings import Settings
 
 #: ``cartkeeper dev`` moves to a free port when this one is taken (not when you chose one)
-DEFAULT_WEB_PORT = 8080
+DEFAULT_WEB_PORT: int = Settings.model_fields["web_port"].default
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -43,13 +43,13 @@ def bind(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=2048)
 
 
-def url_host(host: str) -> str:
-    """How a browser on this machine names ``host`` in a URL."""
+def local_url(host: str, port: int) -> str:
+    """How a browser on this machine reaches a server listening on ``host:port``."""
     if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class WebServer:
@@ -70,7 +70,7 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        return f"http://{url_host(str(self.host))}:{self.port}"
+        return local_url(str(self.host), self.port)
 
     async def start(self) -> None:
         """Serve; returns once uvicorn accepts connections (raises if it could not)."""
@@ -98,13 +98,7 @@ class WebServer:
         self._sock.close()
 
 
-async def start_web_server(
-    settings: Settings,
-    client: Client,
-    *,
-    log_level: str = "warning",
-    app_factory: Callable[..., FastAPI] | None = None,
-) -> tuple[WebServer | None, Settings]:
+async def start_web_server(settings: Settings, client: Client) -> tuple[WebServer | None, Settings]:
     """The web endpoint of ``cartkeeper dev``, on the running loop, with the dev server's
     Temporal client: on ``web_host:web_port``, or a free port when the default one is
     taken. Unless ``public_url`` was set, it becomes the address served (the worker's
@@ -121,15 +115,14 @@ async def start_web_server(
     port = int(sock.getsockname()[1])
     update: dict[str, object] = {"web_port": port}
     if "public_url" not in settings.model_fields_set:
-        update["public_url"] = f"http://{url_host(settings.web_host)}:{port}"
+        update["public_url"] = local_url(settings.web_host, port)
     settings = settings.model_copy(update=update)
 
     async def dev_client() -> Client:
         return client
 
     try:
-        app = (app_factory or create_app)(settings, temporal_client_factory=dev_client)
-        server = WebServer(app, sock, log_level=log_level)
+        server = WebServer(create_app(settings, temporal_client_factory=dev_client), sock)
         await server.start()
     except BaseException:
         sock.close()
@@ -137,9 +130,9 @@ async def start_web_server(
     return server, settings
 
 
-async def serve(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -> WebServer:
+async def serve(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -> None:
     """Serve ``app`` on ``sock`` until SIGINT or SIGTERM (twice: at once), then stop
-    gracefully; returns the stopped server."""
+    gracefully."""
     server = WebServer(app, sock, log_level=log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -163,4 +156,3 @@ async def serve(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    return server
