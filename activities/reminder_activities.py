@@ -13,12 +13,13 @@ reminder) through retries, crashes and replays. The ledger (``reminder_sends``,
    ``skipped`` row for the same time (``due_at``) is answered with its skip. A skip for
    another time is an earlier decision (an earlier abandonment, a workflow-side skip):
    the reminder is checked again.
-2. The checks at the moment of sending, in order: the cart is still abandoned; campaign
-   missing or disabled; reminder missing, removed, or made manual (for an automatic send);
-   no address; no consent; the address unsubscribed or bounced; a newer cart or order of
-   the same customer; the customer's cap; an empty cart or an unusable coupon. Each
-   ``Skip`` is written to the ledger and returned. Quiet hours in the customer's time zone
-   answer ``planned`` with ``retry_at`` and write nothing.
+2. The checks at the moment of sending (``reminder_checks.check_send``, which the admins'
+   dry run calls too), in order: the cart is still abandoned; campaign missing or
+   disabled; reminder missing, removed, or made manual (for an automatic send); no
+   address; no consent; the address unsubscribed or bounced; a newer cart or order of the
+   same customer; the customer's cap; an empty cart or an unusable coupon. Each ``Skip``
+   is written to the ledger and returned. Quiet hours in the customer's time zone answer
+   ``planned`` with ``retry_at`` and write nothing.
 3. The row becomes ``sending`` (address, Message-ID, variant, coupon) and the variant's
    coupon is issued, in one committed transaction, before any SMTP traffic. A row another
    attempt decided meanwhile is answered instead.
@@ -48,33 +49,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import coupons
 from activities import reminder_ledger as ledger
-from activities.campaigns import CampaignConfig, ReminderDefinition, load_campaign
+from activities.campaigns import CampaignConfig, load_campaign
 from activities.db import SessionFactory
 from activities.links import Links
 from activities.mail_render import MailRenderer, TemplateMissing, message_id
 from activities.reminder_checks import (
     Defer,
+    Go,
     ReminderKey,
     Skip,
-    cap_reached,
-    cart_state_skip,
-    newer_cart,
+    check_send,
     plan_skip,
-    quiet_hours,
     scrub,
-    suppressed,
     variant_for,
 )
 from activities.reminder_mail import compose, mail_domain
@@ -100,15 +96,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class _Go:
-    """Every check passed: the reminder, its variant and the coupon to issue."""
-
-    definition: ReminderDefinition
-    variant: str | None
-    terms: coupons.CouponTerms | None
-
-
 def _answer(stored: ledger.Stored, request: SendReminderInput) -> ReminderOutcome:
     """The outcome of a ledger row that ``decides`` the send: sent, or skipped."""
     if stored.status == "sent":
@@ -130,60 +117,6 @@ def _answer(stored: ledger.Stored, request: SendReminderInput) -> ReminderOutcom
         detail=stored.detail,
         variant=stored.variant,
     )
-
-
-async def _check(
-    session: AsyncSession,
-    request: SendReminderInput,
-    key: ReminderKey,
-    campaign: CampaignConfig | None,
-    now: datetime,
-) -> Skip | Defer | _Go:
-    """Every condition, at the moment of sending, in order."""
-    cart = request.cart
-    state = cart_state_skip(cart)
-    if state is not None:
-        return state
-    if campaign is None:
-        return Skip(SkipReason.CAMPAIGN_DISABLED, "the shop has no reminder campaign")
-    if not campaign.enabled:
-        return Skip(SkipReason.CAMPAIGN_DISABLED, "the campaign is disabled")
-    definition = campaign.reminder(request.reminder_id)
-    if definition is None or definition.removed:
-        return Skip(SkipReason.REMINDER_REMOVED, "the campaign no longer has this reminder")
-    if not request.manual and not definition.automatic:
-        return Skip(SkipReason.REMINDER_REMOVED, "the reminder is now sent by hand only")
-    customer = cart.customer
-    if customer is None or not customer.email or not customer.email.strip():
-        return Skip(SkipReason.NO_ADDRESS, "the cart has no customer address")
-    if campaign.requires_consent and not customer.marketing_consent:
-        return Skip(SkipReason.NO_CONSENT, "the campaign requires marketing consent")
-    skip = (
-        await suppressed(session, cart.shop_id, customer.email)
-        or await newer_cart(session, cart, customer.email)
-        or await cap_reached(session, key, customer.email, campaign, now)
-    )
-    if skip is not None:
-        return skip
-    if not cart.lines or cart.currency is None:
-        return Skip(SkipReason.SEND_FAILED, "the cart has no lines to remind of")
-    variant = variant_for(key, definition.b is not None, request.variant)
-    offer = definition.variant(variant).coupon
-    terms: coupons.CouponTerms | None = None
-    if offer is not None:
-        try:
-            terms = coupons.CouponTerms(
-                kind=offer.kind,
-                amount=offer.amount,
-                currency=cart.currency if offer.kind == "fixed" else None,
-                valid_days=offer.expiry_days,
-            )
-        except ValueError as error:
-            return Skip(SkipReason.SEND_FAILED, f"the reminder's coupon: {error}")
-    defer = quiet_hours(campaign, customer.time_zone, now)
-    if defer is not None:
-        return defer
-    return _Go(definition, variant, terms)
 
 
 class ReminderActivities:
@@ -281,7 +214,7 @@ class ReminderActivities:
             stored = await ledger.stored(session, key)
             if stored is not None and stored.decides(request.due_at):
                 return _answer(stored, request)
-            decision = await _check(session, request, key, campaign, now)
+            decision = await check_send(session, request, key, campaign, now)
         if isinstance(decision, Defer):
             return ReminderOutcome(
                 reminder_id=request.reminder_id,
@@ -335,7 +268,7 @@ class ReminderActivities:
         key: ReminderKey,
         request: SendReminderInput,
         campaign: CampaignConfig,
-        go: _Go,
+        go: Go,
         claimed: ledger.Stored,
         coupon: coupons.IssuedCoupon | None,
     ) -> ReminderOutcome:

@@ -2,9 +2,13 @@
 split, quiet hours, what a plan skips) and the read-model queries (suppressions, a newer
 cart or order of the same customer, the customer's cap).
 
+``check_send`` is every check at the moment of sending, in order, and only reads: the
+``send_reminder`` activity calls it, and so does the admins' dry run
+(``starter.reminder_sending``), so "would it be sent now?" has one answer.
+
 Every "no" is a ``Skip`` with a ``SkipReason`` and a short detail without personal data
 (cart ids and times, never the address); quiet hours are a ``Defer`` to the next allowed
-time (the workflow moves the reminder there, or skips it).
+time (the workflow moves the reminder there, or skips it); a yes is a ``Go``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.campaigns import CampaignConfig
+from activities import coupons
+from activities.campaigns import CampaignConfig, ReminderDefinition
 from activities.models import CartRecord, ReminderSend, Suppression
 from activities.read_model import normalize_email
 from workflows.codes import CartState, SkipReason
+from workflows.contract import SendReminderInput
 from workflows.reminders import STOP_REASONS
 from workflows.state import Cart
 
@@ -66,6 +72,15 @@ class Defer:
 
     until: datetime
     detail: str
+
+
+@dataclass(frozen=True)
+class Go:
+    """Every check passed: the reminder, its variant and the coupon to issue."""
+
+    definition: ReminderDefinition
+    variant: str | None
+    terms: coupons.CouponTerms | None
 
 
 def scrub(text: str, email: str | None) -> str:
@@ -233,3 +248,64 @@ async def cap_reached(
         SkipReason.CAP_REACHED,
         f"{count} reminders sent in {campaign.cap_period_days} days (cap {campaign.cap_count})",
     )
+
+
+# --------------------------------------------------------------------------- all of them
+
+
+async def check_send(
+    session: AsyncSession,
+    request: SendReminderInput,
+    key: ReminderKey,
+    campaign: CampaignConfig | None,
+    now: datetime,
+) -> Skip | Defer | Go:
+    """Every condition, at the moment of sending, in order: the cart is still abandoned;
+    campaign missing or disabled; reminder missing, removed, or made manual (for an
+    automatic send); no address; no consent; the address unsubscribed or bounced; a newer
+    cart or order of the same customer; the customer's cap; an empty cart or an unusable
+    coupon; quiet hours. Reads only (the ledger is the caller's)."""
+    cart = request.cart
+    state = cart_state_skip(cart)
+    if state is not None:
+        return state
+    if campaign is None:
+        return Skip(SkipReason.CAMPAIGN_DISABLED, "the shop has no reminder campaign")
+    if not campaign.enabled:
+        return Skip(SkipReason.CAMPAIGN_DISABLED, "the campaign is disabled")
+    definition = campaign.reminder(request.reminder_id)
+    if definition is None or definition.removed:
+        return Skip(SkipReason.REMINDER_REMOVED, "the campaign no longer has this reminder")
+    if not request.manual and not definition.automatic:
+        return Skip(SkipReason.REMINDER_REMOVED, "the reminder is now sent by hand only")
+    customer = cart.customer
+    if customer is None or not customer.email or not customer.email.strip():
+        return Skip(SkipReason.NO_ADDRESS, "the cart has no customer address")
+    if campaign.requires_consent and not customer.marketing_consent:
+        return Skip(SkipReason.NO_CONSENT, "the campaign requires marketing consent")
+    skip = (
+        await suppressed(session, cart.shop_id, customer.email)
+        or await newer_cart(session, cart, customer.email)
+        or await cap_reached(session, key, customer.email, campaign, now)
+    )
+    if skip is not None:
+        return skip
+    if not cart.lines or cart.currency is None:
+        return Skip(SkipReason.SEND_FAILED, "the cart has no lines to remind of")
+    variant = variant_for(key, definition.b is not None, request.variant)
+    offer = definition.variant(variant).coupon
+    terms: coupons.CouponTerms | None = None
+    if offer is not None:
+        try:
+            terms = coupons.CouponTerms(
+                kind=offer.kind,
+                amount=offer.amount,
+                currency=cart.currency if offer.kind == "fixed" else None,
+                valid_days=offer.expiry_days,
+            )
+        except ValueError as error:
+            return Skip(SkipReason.SEND_FAILED, f"the reminder's coupon: {error}")
+    defer = quiet_hours(campaign, customer.time_zone, now)
+    if defer is not None:
+        return defer
+    return Go(definition, variant, terms)

@@ -10,10 +10,16 @@ REPO = BENCH_DIR.parent
 TASK_QUEUE = "cartkeeper-bench"
 LIFECYCLE_SHOP = "bench"
 IDLE_SHOP = "bench-idle"
+#: the reminders part: the shop with the campaign, and the shop of its calibration carts
+REMINDERS_SHOP = "bench-remind"
+REMINDERS_CALIBRATION_SHOP = "bench-remind-cal"
 
 TARGET_RATIO = 0.8
 TARGET_LATENCY_FACTOR = 1.5
 TARGET_RSS_MB = 400.0
+#: reminders (issue 6 point 12): X-Cart's cron sends at most 100 per minute
+TARGET_EMAILS_PER_S = 100.0
+TARGET_REMINDER_LATENESS_P99_S = 5.0
 
 #: the read model of ``lifecycle_postgres`` (a fresh database per run is created on it)
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -33,6 +39,22 @@ class Plan:
     idle_carts: int = 10_000
     idle_concurrency: int = 100
     settle_s: float = 10.0
+    #: reminders: carts whose abandonment is spread evenly at ``abandon_rate`` carts/s
+    #: (5,000 carts: 40 s, within one minute), the first reminder due 1 s after it; created
+    #: ``reminder_concurrency`` at a time (few: the abandonment counts from a cart's second
+    #: call, so the wait between its two calls shifts it)
+    reminder_carts: int = 5_000
+    reminder_concurrency: int = 20
+    abandon_rate: float = 125.0
+    #: carts are first created for this long (another shop, no campaign) to measure the
+    #: creation rate, which tells when the abandonment can start: once every cart is
+    #: created (with a margin), plus the lead
+    reminder_calibration_s: float = 14.0
+    reminder_lead_s: float = 10.0
+    #: how long to wait for the e-mails after the last one is due (then: carts lost)
+    reminder_wait_s: float = 1200.0
+    #: carts whose histories break the lateness down (spread over the due times)
+    reminder_history_samples: int = 60
 
 
 FULL = Plan()
@@ -45,4 +67,7 @@ QUICK = Plan(
     diagnostic_carts=3,
     idle_carts=1_000,
     settle_s=5.0,
+    reminder_carts=300,
+    reminder_calibration_s=10.0,
+    reminder_history_samples=30,
 )

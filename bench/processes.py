@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from bench.plan import REPO, TASK_QUEUE
@@ -34,12 +35,14 @@ def bench_worker(
     name: str = "worker",
     task_queue: str = TASK_QUEUE,
     floor: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> WorkerProcess:
     """The product's worker in its own process (``python -m starter.workerprocess``),
     configured like the real one (``TEMPORAL_ADDRESS``, ``DATABASE_URL``,
     ``CARTKEEPER_TASK_QUEUE``). With ``floor``, ``BenchFloor`` is registered too and the
     sandbox passes ``bench`` through, as the product passes ``workflows`` through, so the
-    floor is not charged a module re-import per workflow that the cart does not pay."""
+    floor is not charged a module re-import per workflow that the cart does not pay.
+    ``env``: more settings (the reminders part's SMTP relay)."""
     return WorkerProcess(
         state_dir,
         address=address,
@@ -48,6 +51,7 @@ def bench_worker(
         name=name,
         extra_workflows=[FLOOR_WORKFLOW] if floor else (),
         sandbox_passthrough=["bench"] if floor else (),
+        env=env,
         cwd=REPO,
     )
 

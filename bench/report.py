@@ -16,7 +16,15 @@ from typing import Any
 import psutil
 
 from bench.kinds import Kinds
-from bench.plan import TARGET_LATENCY_FACTOR, TARGET_RATIO, TARGET_RSS_MB, Plan
+from bench.plan import (
+    TARGET_EMAILS_PER_S,
+    TARGET_LATENCY_FACTOR,
+    TARGET_RATIO,
+    TARGET_REMINDER_LATENESS_P99_S,
+    TARGET_RSS_MB,
+    Plan,
+)
+from bench.reminders import results_section as reminders_section
 
 #: the lifecycle parts: results key and what it is called in the summary
 LIFECYCLES = (("lifecycle", "SQLite"), ("lifecycle_postgres", "PostgreSQL"))
@@ -83,6 +91,7 @@ def build_results(
     lifecycles: dict[str, dict[str, Any] | None],
     idle: dict[str, Any] | None,
     env: dict[str, Any],
+    reminders: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``lifecycles``: the measured parts by results key (``lifecycle``,
     ``lifecycle_postgres``), ``None`` for a part that did not run."""
@@ -103,10 +112,76 @@ def build_results(
         "worker_rss_mb": idle["rss_mb"] if idle else None,
     }
     targets["idle.worker_rss_mb"] = target(results["idle"]["worker_rss_mb"], TARGET_RSS_MB, "<=")
-    targets["all_met"] = all(t["met"] for t in targets.values() if isinstance(t, dict))
+    rem = results["reminders"] = reminders_section(reminders)
+    targets["reminders.emails_per_s"] = target(rem["emails_per_s"], TARGET_EMAILS_PER_S, ">=")
+    targets["reminders.duplicates"] = target(rem["duplicates"], 0, "<=")
+    targets["reminders.lateness_p99_s"] = target(
+        rem["lateness_p99_s"], TARGET_REMINDER_LATENESS_P99_S, "<="
+    )
+    targets["reminders.carts_lost"] = target(rem["carts_lost"], 0, "<=")
+    targets["all_met"] = _all_met(targets)
     results["targets"] = targets
     results["environment"] = env
     return results
+
+
+def _all_met(targets: dict[str, Any]) -> bool:
+    return all(t["met"] for key, t in targets.items() if key != "all_met" and isinstance(t, dict))
+
+
+#: each part: its ``results.json`` section (also its targets' prefix) and its keys in
+#: ``results.details.json``
+PART_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lifecycle": ("lifecycle", ("lifecycle", "diagnostics")),
+    "lifecycle_postgres": ("lifecycle_postgres", ("lifecycle_postgres",)),
+    "idle": ("idle", ("idle",)),
+    "reminders": ("reminders", ("reminders",)),
+}
+
+
+def merge_previous(
+    output: Path, results: dict[str, Any], details: dict[str, Any], parts_run: list[str]
+) -> list[str]:
+    """The parts not run this time (``--only``) keep their figures, targets and details
+    from the files at ``output`` (if they have any); ``environment.kept_from_previous``
+    says from which run (date and mode). ``all_met`` is computed again over every target.
+    The parts kept."""
+    try:
+        previous = json.loads(output.read_text())
+    except (OSError, ValueError):
+        return []
+    details_path = output.with_name(output.stem + ".details.json")
+    try:
+        previous_details = json.loads(details_path.read_text())
+    except (OSError, ValueError):
+        previous_details = {}
+    prev_env = previous.get("environment", {})
+    earlier = prev_env.get("kept_from_previous", {})
+    kept: dict[str, Any] = {}
+    targets = results["targets"]
+    for part, (section, detail_keys) in PART_OUTPUTS.items():
+        figures = previous.get(section)
+        if part in parts_run or not isinstance(figures, dict):
+            continue
+        if all(value is None for value in figures.values()):
+            continue
+        results[section] = figures
+        for key, value in previous.get("targets", {}).items():
+            if key.startswith(f"{section}."):
+                targets[key] = value
+        for key in detail_keys:
+            if key in previous_details:
+                details[key] = previous_details[key]
+        kept[part] = earlier.get(part) or {
+            "date": prev_env.get("date"),
+            "mode": prev_env.get("mode"),
+        }
+    if kept:
+        targets.pop("all_met", None)  # (re-added last)
+        targets["all_met"] = _all_met(targets)
+        results["environment"]["kept_from_previous"] = kept
+        details["environment"]["kept_from_previous"] = kept
+    return list(kept)
 
 
 def write_outputs(
@@ -116,6 +191,54 @@ def write_outputs(
     details_path = output.with_name(output.stem + ".details.json")
     details_path.write_text(json.dumps(details, indent=2, default=str) + "\n")
     return output, details_path
+
+
+def _print_reminders(results: dict[str, Any], details: dict[str, Any], mark: Any) -> None:
+    rem = results.get("reminders") or {}
+    if rem.get("emails_per_s") is None and rem.get("carts_lost") is None:
+        return
+    kept = results["environment"].get("kept_from_previous", {}).get("reminders")
+    print("-" * 78)
+    print(
+        f"reminders    {rem['carts']} carts abandoned within {rem['abandon_window_s']} s"
+        + (f" (kept from the run of {kept['date']})" if kept else "")
+    )
+    print(
+        f"             {rem['emails_per_s']} e-mails/s (>= {TARGET_EMAILS_PER_S:.0f}:"
+        f" {mark('reminders.emails_per_s')}), {rem['carts_per_s']} carts/s end to end"
+    )
+    print(
+        f"             lateness p50 {rem['lateness_p50_s']} s, p99 {rem['lateness_p99_s']} s"
+        f" (<= {TARGET_REMINDER_LATENESS_P99_S:.0f}: {mark('reminders.lateness_p99_s')}),"
+        f" max {rem['lateness_max_s']} s"
+    )
+    print(
+        f"             duplicates {rem['duplicates']} ({mark('reminders.duplicates')}), carts"
+        f" lost {rem['carts_lost']} ({mark('reminders.carts_lost')}), worker RSS"
+        f" {rem['worker_rss_mb']} MB"
+    )
+    part = details.get("reminders", {})
+    cpu = part.get("cpu_ms_per_email")
+    if cpu:
+        print(
+            f"             cpu ms/e-mail server {cpu['server']}, worker {cpu['worker']}, bench"
+            f" (client + SMTP server) {cpu['client']}, other {cpu['other']}"
+        )
+    steps = part.get("breakdown", {}).get("steps", {})
+    if steps:
+        print(
+            "             workflow tasks' queue wait per cart p50"
+            f" {steps['workflow_task_queue_s']['p50']} s; sticky timeouts per cart"
+            f" {steps['sticky_timeouts']['mean']} (each: a full replay)"
+        )
+    probe, replay = part.get("send_probe"), part.get("replay_probe")
+    if probe and replay:
+        print(
+            f"             alone: send_reminder {probe['send_reminder_cpu_ms']} ms CPU (render"
+            f" {probe['compose_cpu_ms']}, SMTP both ends {probe['smtp_cpu_ms_both_ends']}),"
+            f" plan {probe['plan_reminders_cpu_ms']}, projection {probe['project_cart_cpu_ms']};"
+            f" workflow code {replay['reminder_phase_cpu_ms']} ms"
+        )
 
 
 def print_summary(results: dict[str, Any], details: dict[str, Any]) -> None:
@@ -186,6 +309,7 @@ def print_summary(results: dict[str, Any], details: dict[str, Any]) -> None:
             f"{info.get('create_per_s')}/s; CPU ms per created cart: server "
             f"{cpu.get('server')}, worker {cpu.get('worker')}"
         )
+    _print_reminders(results, details, mark)
     print("-" * 78)
     print(
         "all targets met"

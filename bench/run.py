@@ -10,14 +10,18 @@ and the product's worker in a separate process (``starter.workerprocess``, with 
   workflow that only accepts 8 updates, interleaved on the same server; with the read
   model on SQLite (``lifecycle``) and on PostgreSQL (``lifecycle_postgres``, a fresh
   database per run), each against a floor measured in the same run;
-- idle: the worker's RSS with 10,000 open carts waiting on their timers.
+- idle: the worker's RSS with 10,000 open carts waiting on their timers;
+- reminders: 5,000 carts abandoned within one minute, each with a first reminder due 1 s
+  later, sent to a local SMTP server: e-mails/s, duplicates, lateness, the worker's RSS.
 
 Results go to ``bench/results.json`` (details, breakdowns and diagnostics to
 ``bench/results.details.json``) and a summary is printed.
 
 Modules: ``plan`` (plans, names, targets), ``processes`` (server and worker through the
 ``starter`` launchers), ``measure`` (CPU, latencies), ``kinds`` (the two workloads),
-``lifecycle``, ``idle``, ``report``, ``pgdb`` (the scratch PostgreSQL database).
+``lifecycle``, ``idle``, ``reminders`` (with ``mailsink``, its SMTP server, and
+``reminder_timing``, its breakdown), ``report``, ``pgdb`` (the scratch PostgreSQL
+database).
 """
 
 from __future__ import annotations
@@ -40,15 +44,23 @@ from temporalio.client import Client
 from bench.idle import idle_phase
 from bench.kinds import Kinds
 from bench.lifecycle import cpu_per_cart, diagnostics_phase, lifecycle_phase, other_share
+from bench.mailsink import MailSink
 from bench.measure import CpuMeter
 from bench.pgdb import check_server, scratch_database
 from bench.plan import BENCH_DIR, DEFAULT_POSTGRES_URL, FULL, QUICK
 from bench.processes import bench_server, bench_worker
-from bench.report import build_results, environment, print_summary, write_outputs
+from bench.reminders import reminders_phase, worker_env
+from bench.report import (
+    build_results,
+    environment,
+    merge_previous,
+    print_summary,
+    write_outputs,
+)
 from starter.devserver import DevServer
 from starter.workerprocess import WorkerProcess
 
-PARTS = ("lifecycle", "lifecycle_postgres", "idle")
+PARTS = ("lifecycle", "lifecycle_postgres", "idle", "reminders")
 
 Say = Callable[[str], None]
 
@@ -86,10 +98,40 @@ async def _lifecycle_part(
         await worker.stop()
 
 
+async def _reminders_part(
+    plan: Any, client: Client, server: DevServer, state_dir: Path, run_id: str, say: Say
+) -> dict[str, Any]:
+    """The reminders part: a fresh worker (the product's workflows only) on a fresh SQLite
+    read model (the figures do not depend on the carts of the parts before), sending to
+    the bench's SMTP server."""
+    sink = MailSink()
+    await sink.start()
+    url = f"sqlite+aiosqlite:///{state_dir / 'readmodel-reminders.db'}"
+    worker = bench_worker(
+        state_dir, server.address, url, name="worker-reminders", floor=False, env=worker_env(sink)
+    )
+    try:
+        await worker.start()
+        say(
+            f"reminders: worker pid {worker.pid}; SMTP server 127.0.0.1:{sink.port};"
+            f" {plan.reminder_carts} carts"
+        )
+        meter = CpuMeter(server.ps(), worker)
+        return await reminders_phase(plan, client, run_id, worker, meter, sink, url, state_dir, say)
+    except BaseException:
+        print(worker.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        await worker.stop()
+        await sink.stop()
+
+
 async def bench_main(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     if args.idle_carts is not None:
         plan = dataclasses.replace(plan, idle_carts=args.idle_carts)
+    if args.carts is not None:
+        plan = dataclasses.replace(plan, reminder_carts=args.carts)
     parts = [args.only] if args.only else list(PARTS)
     started = time.perf_counter()
 
@@ -105,6 +147,7 @@ async def bench_main(args: argparse.Namespace) -> int:
     details: dict[str, Any] = {"environment": env_info, "skipped": {}}
     lifecycles: dict[str, dict[str, Any] | None] = {}
     idle = None
+    reminders = None
     say(f"starting the dev server ({server.binary}); state in {state_dir}")
     try:
         client = await server.launch()
@@ -149,10 +192,16 @@ async def bench_main(args: argparse.Namespace) -> int:
                 raise
             finally:
                 await worker.stop()
+        if "reminders" in parts:
+            reminders = await _reminders_part(plan, client, server, state_dir, run_id, say)
+            details["reminders"] = reminders
     finally:
         await server.stop()
 
-    results = build_results(lifecycles, idle, env_info)
+    results = build_results(lifecycles, idle, env_info, reminders)
+    kept = merge_previous(Path(args.output), results, details, parts)
+    if kept:
+        say(f"kept the figures of {', '.join(kept)} from {args.output} (not run this time)")
     output, details_path = write_outputs(Path(args.output), results, details)
     print_summary(results, details)
     say(f"wrote {output} and {details_path}")
@@ -166,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer carts, 1,000 idle")
     parser.add_argument("--only", choices=PARTS, help="run one part only")
     parser.add_argument("--idle-carts", type=int, help="how many idle carts (default 10,000)")
+    parser.add_argument(
+        "--carts", type=int, help="how many carts the reminders part abandons (default 5,000)"
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_DATABASE_URL") or DEFAULT_POSTGRES_URL,

@@ -61,6 +61,7 @@ from workflows.contract import (
     PAYMENT_RESULT,
     RECORD_VISIT,
     RESOLVE,
+    SEND_REMINDER,
     START_CHECKOUT,
     START_PAYMENT,
     TASK_QUEUE,
@@ -336,6 +337,21 @@ class CartkeeperClient:
         if items is not None:
             payload["items"] = list(items)
         return await self._admin(shop_id, cart_id, RESOLVE, payload)
+
+    async def send_reminder(
+        self,
+        shop_id: str,
+        cart_id: str,
+        reminder_id: str,
+        *,
+        admin: str,
+        note: str | None = None,
+    ) -> CartView:
+        """Send reminder ``reminder_id`` of the shop's campaign to an abandoned cart now
+        (once per cart). The cart answers at once; the send-time checks then decide, and
+        the outcome (sent, or skipped with its reason) lands on the cart's ``reminders``."""
+        payload = {"admin": admin, "note": note, "reminder_id": reminder_id}
+        return await self._admin(shop_id, cart_id, SEND_REMINDER, payload)
 
     # ------------------------------------------------------------------ reads
 

@@ -118,9 +118,24 @@ def banner(
             f"  server log      {server.log_file}",
             mail_line,
             web_line,
+            *_admin_lines(settings, options),
             "",
         ]
     )
+
+
+def _admin_lines(settings: Settings, options: DevOptions) -> list[str]:
+    """Where the shop's admin alerts go, and the daily digest's schedule."""
+    admins = settings.admins_for(settings.default_shop)
+    if not admins:
+        return []
+    shop = settings.default_shop
+    schedules = ui_url(options.ui_port).replace("/workflows", "/schedules")
+    return [
+        f"  shop admins     {', '.join(admins)}  (lock alerts; digest at"
+        f" {settings.digest_local_time} {settings.time_zone_for(shop)}: schedule digest:{shop},"
+        f" {schedules})"
+    ]
 
 
 def examples(
@@ -143,6 +158,10 @@ def examples(
             "",
         ]
     )
+
+
+#: the demo shop's admin when ``CARTKEEPER_SHOP_ADMINS`` names none (mail is caught)
+DEMO_ADMIN = "admin@demo.example.com"
 
 
 async def start_mail_catcher(settings: Settings) -> tuple[MailCatcher | None, Settings]:
@@ -170,6 +189,7 @@ def _err(message: str) -> None:
 async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> int:
     """Run the dev environment until SIGINT/SIGTERM; returns the exit code (0 after a
     clean stop)."""
+    from starter.demo_reminders import reminder_demo
     from starter.errors import EXIT_UNAVAILABLE, classify
     from starter.simulate import render_summary, simulate
     from starter.web.server import start_web_server
@@ -205,6 +225,11 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
     code = 0
     try:
         mail, settings = await start_mail_catcher(settings)
+        if mail is not None and not settings.shop_admins:
+            # The demo shop's admin reads the catcher too: lock alerts, and the daily
+            # digest's schedule (``digest:<shop>`` in the UI's Schedules).
+            admins = {settings.default_shop: [DEMO_ADMIN]}
+            settings = settings.model_copy(update={"shop_admins": admins})
         server = DevServer(
             db_file=data_dir / "temporal.db",
             log_file=data_dir / SERVER_LOG,
@@ -226,19 +251,34 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
         out(banner(settings, server, options, mail, web))
 
         async def demo_run() -> None:
-            result = await simulate(
-                client,
-                carts=options.carts,
-                shop_id=settings.default_shop,
-                task_queue=settings.task_queue,
-                seed=options.seed,
-                speed=options.speed,
-                out=out,
+            # The reminders' customers act on their e-mail while the other carts play.
+            mail_demo = asyncio.create_task(
+                reminder_demo(
+                    client,
+                    settings,
+                    mailbox=mail.mailbox if mail is not None and web is not None else None,
+                    abandon_seconds=max(1, round(10 / options.speed)),
+                    out=out,
+                ),
+                name="reminders demo",
             )
-            locked = result.example(CartState.LOCKED)
-            ordered = result.example(CartState.ORDERED)
-            out("\n" + render_summary(result) + "\n")
-            out(examples(options, settings.default_shop, locked, ordered))
+            try:
+                result = await simulate(
+                    client,
+                    carts=options.carts,
+                    shop_id=settings.default_shop,
+                    task_queue=settings.task_queue,
+                    seed=options.seed,
+                    speed=options.speed,
+                    out=out,
+                )
+                locked = result.example(CartState.LOCKED)
+                ordered = result.example(CartState.ORDERED)
+                out("\n" + render_summary(result) + "\n")
+                out(examples(options, settings.default_shop, locked, ordered))
+                await mail_demo
+            finally:
+                mail_demo.cancel()
             out("still running; Ctrl-C to stop")
 
         if options.simulate:

@@ -22,6 +22,7 @@ import click
 
 from starter.cli import campaigns as _campaigns  # noqa: F401  (registers the commands)
 from starter.cli import carts as _carts  # noqa: F401
+from starter.cli import coupons as _coupons  # noqa: F401
 from starter.cli import digest as _digest  # noqa: F401
 from starter.cli import mail as _mail  # noqa: F401
 from starter.cli import reminders as _reminders  # noqa: F401
