@@ -26,6 +26,8 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -128,6 +130,8 @@ class CartRecord(Base):
         Index("ix_carts_shop_id_state", "shop_id", "state"),
         Index("ix_carts_needs_admin", "needs_admin"),
         Index("ix_carts_updated_at", "updated_at"),
+        # the reminders' "newer cart of the same customer" check (``reminder_checks``)
+        Index("ix_carts_shop_id_email", "shop_id", func.lower(text("customer_email"))),
     )
 
 

@@ -211,6 +211,11 @@ class Creator:
         return created
 
 
+def _per_second(times: list[float], start: float) -> list[int]:
+    counts = Counter(int(t - start) for t in times)
+    return [counts.get(s, 0) for s in range(max(counts, default=-1) + 1)]
+
+
 def _stats(values: list[float], digits: int = 3) -> dict[str, Any]:
     return {
         "n": len(values),
@@ -404,6 +409,7 @@ async def reminders_phase(
             "carts": calibrated,
             "carts_per_s": round(rate, 1),
             "estimated_create_s": round(estimate, 1),
+            "created_per_second": _per_second(creator.times, t0),
         }
         say(
             f"  calibration: {calibrated} carts at {rate:.1f}/s; creating {n} carts, the"
@@ -417,6 +423,7 @@ async def reminders_phase(
         create_s = time.perf_counter() - t0
         cpu = CpuMeter.delta(cpu0, meter.snapshot())
         out["create"] = {
+            "created_per_second": _per_second(creator.times[calibrated:], t0),
             "created": created,
             "seconds": round(create_s, 1),
             "carts_per_s": round(created / create_s, 1),
