@@ -16,7 +16,6 @@ time and CPU, both ends in this process: the SMTP share of a reminder's cost.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from activities.mail_render import MailRenderer, build_message
 from activities.smtp import SmtpConfig, send_message
-from starter.mailcatcher import MailCatcher
+from starter.mailcatcher import MailCatcher, SmtpServer
 
 
 @dataclass(frozen=True)
@@ -63,37 +62,19 @@ class _Count:
         return "250 OK"
 
 
-class MailSink:
+class MailSink(SmtpServer):
     """``await start()``; then ``port`` is where it listens and ``received`` grows."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
-        self._handler = _Count()
-        self._server: asyncio.AbstractServer | None = None
+        self._counter = _Count()
+        super().__init__(self._counter, host, port, "cartkeeper-bench-sink")
 
     @property
     def received(self) -> list[Received]:
-        return self._handler.received
+        return self._counter.received
 
     def clear(self) -> None:
-        self._handler.received.clear()
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        handler = self._handler
-
-        def protocol() -> Any:
-            return SMTP(handler, hostname="cartkeeper-bench-sink", loop=loop, enable_SMTPUTF8=True)
-
-        self._server = await loop.create_server(protocol, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        self._counter.received.clear()
 
 
 # --------------------------------------------------------------------------- the probe

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -34,23 +34,22 @@ class _Keep:
         return f"250 OK: kept as message {number}"
 
 
-class MailCatcher:
-    """``await start()``, then ``port`` is the port it listens on (``0`` picks a free one)."""
+class SmtpServer:
+    """An aiosmtpd server for ``handler`` on the running loop: ``await start()``, then
+    ``port`` is the port it listens on (``0`` picks a free one)."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 1025) -> None:
-        self.mailbox = Mailbox(directory)
+    def __init__(self, handler: object, host: str, port: int, hostname: str) -> None:
+        self.handler = handler
         self.host = host
         self.port = port
+        self.hostname = hostname
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        handler = _Keep(self.mailbox)
 
         def protocol() -> Any:
-            return SMTP(
-                handler, hostname="cartkeeper-mail-catcher", loop=loop, enable_SMTPUTF8=True
-            )
+            return SMTP(self.handler, hostname=self.hostname, loop=loop, enable_SMTPUTF8=True)
 
         self._server = await loop.create_server(protocol, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -61,9 +60,17 @@ class MailCatcher:
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> MailCatcher:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
+
+
+class MailCatcher(SmtpServer):
+    """Keeps every message in ``directory`` (``mailbox``)."""
+
+    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 1025) -> None:
+        self.mailbox = Mailbox(directory)
+        super().__init__(_Keep(self.mailbox), host, port, "cartkeeper-mail-catcher")
