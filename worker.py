@@ -62,6 +62,7 @@ def build_worker(
     settings: Settings,
     *,
     extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
     sandbox_passthrough: Sequence[str] = (),
     **options: Any,
 ) -> Worker:
@@ -76,6 +77,7 @@ def build_worker(
             *activities.all(),
             *ReminderActivities(sessions, settings).all(),
             *admin_alert_activities(sessions, settings),
+            *extra_activities,
         ],
         workflow_runner=sandbox(sandbox_passthrough),
         max_cached_workflows=settings.max_cached_workflows,
@@ -126,6 +128,7 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     *,
     extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
     sandbox_passthrough: Sequence[str] = (),
     on_ready: Callable[[], None] | None = None,
 ) -> None:
@@ -149,6 +152,7 @@ async def run_worker(
             activities,
             settings,
             extra_workflows=extra_workflows,
+            extra_activities=extra_activities,
             sandbox_passthrough=sandbox_passthrough,
         )
         async with worker:

@@ -34,6 +34,10 @@ row is checked again before that resend, so a customer who ordered or unsubscrib
 meantime gets nothing more (the row then says skipped, with a detail saying an earlier
 attempt may have sent it).
 
+**Attempts never overlap.** Each attempt stops itself (``send_timeout``, retried) before
+its start-to-close timeout, after which Temporal would start the next attempt while the
+first still talked to the relay (``attempt_budget``).
+
 **SMTP errors.** A transient one (relay down, 4xx, timeout) raises a retryable
 ``ApplicationError`` (the workflow's retry policy tries again; the row stays ``sending``).
 A permanent one is a ``send_failed`` skip with the relay's answer; a recipient refused for
@@ -46,6 +50,7 @@ the driver's message (which may quote the statement's values; the worker's log h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -90,6 +95,24 @@ from workflows.contract import (
 log = activity.logger
 #: one line per send with the at-least-once window (``window_ms``, also in ``extra``)
 window_log = logging.getLogger("cartkeeper.reminders")
+
+
+#: an attempt stops this long before its start-to-close timeout
+ATTEMPT_MARGIN = timedelta(seconds=10)
+
+
+def attempt_budget(start_to_close: timedelta | None) -> float | None:
+    """How long one ``send_reminder`` attempt may run: its start-to-close timeout less
+    ``ATTEMPT_MARGIN`` (at least a second), ``None`` without a timeout.
+
+    Temporal starts the next attempt once the timeout has passed, whether the first one
+    still runs or not (an activity without heartbeats cannot be told to stop). An attempt
+    that stopped itself before then can never overlap its retry: no two attempts of one
+    reminder hand the message to the relay at the same time. A resend after a crash (the
+    window described above) still carries the same Message-ID."""
+    if start_to_close is None:
+        return None
+    return max((start_to_close - ATTEMPT_MARGIN).total_seconds(), 1.0)
 
 
 def _utcnow() -> datetime:
@@ -196,7 +219,18 @@ class ReminderActivities:
         cart = request.cart
         key = ReminderKey(cart.shop_id, cart.cart_id, cart.lineage or "", request.reminder_id)
         try:
-            return await self._send(key, request)
+            async with asyncio.timeout(attempt_budget(activity.info().start_to_close_timeout)):
+                return await self._send(key, request)
+        except TimeoutError:
+            # Past its budget the attempt stops (the row stays ``sending``): Temporal
+            # retries only after the whole start-to-close timeout, so two attempts never
+            # talk to the relay at once (see ``attempt_budget``).
+            log.warning("reminder %s: the attempt ran out of time; retried", key.ident)
+            raise ApplicationError(
+                f"reminder {key.reminder_id} of cart {key.shop_id}/{key.cart_id}: the attempt"
+                " took too long; retried",
+                type="send_timeout",
+            ) from None
         except SQLAlchemyError as error:
             # The driver's message may quote the statement's values (the address): the
             # worker's log keeps it, the error that goes to the workflow's history not.

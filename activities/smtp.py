@@ -15,6 +15,7 @@ The message is written with lines up to 998 characters (RFC 5322), so that a lon
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import email.policy
 import ssl
@@ -135,10 +136,17 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
         password=config.password,
     )
     try:
-        async with client:
+        try:
+            await client.connect()
             refused, response = await client.sendmail(
                 sender[0], recipients, data, mail_options=["SMTPUTF8"] if utf8 else []
             )
+        except BaseException:
+            # No QUIT after a failure or a cancellation (the caller's time is up): a
+            # polite QUIT would wait for a relay that may not answer.
+            client.close()
+            raise
+        await _quit(client)
     except aiosmtplib.SMTPRecipientsRefused as error:
         raise _refused(error.recipients) from None
     except aiosmtplib.SMTPTimeoutError as error:
@@ -171,6 +179,19 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
         response=response,
         refused=tuple(sorted(refused)),
     )
+
+
+#: how long a QUIT after an accepted message may wait for the relay's answer
+QUIT_WAIT_SECONDS = 2.0
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """End the conversation; the message is accepted, so a QUIT that fails or is not
+    answered in time changes nothing: the connection is then closed."""
+    try:
+        await asyncio.wait_for(client.quit(), QUIT_WAIT_SECONDS)
+    except (aiosmtplib.SMTPException, OSError):  # TimeoutError is an OSError
+        client.close()
 
 
 def _addresses(message: EmailMessage, headers: tuple[str, ...]) -> list[str]:

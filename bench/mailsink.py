@@ -16,8 +16,10 @@ time and CPU, both ends in this process: the SMTP share of a reminder's cost.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -147,3 +149,46 @@ async def smtp_probe(sink: MailSink, messages: int) -> dict[str, Any]:
     out["disk_catcher"] = first
     out["disk_catcher_after"] = {**again, "already_kept": messages}
     return out
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+async def wait_for_mail(
+    sink: MailSink,
+    expected: int,
+    last_slot: float,
+    wait_s: float,
+    stall_s: float,
+    rss_mb: Callable[[], float],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Until ``expected`` distinct recipients (by local part) have their e-mail, or none
+    came for ``stall_s`` after ``last_slot`` (``time.time()``), or ``wait_s`` after it.
+    The peak of ``rss_mb()`` (the worker's RSS) meanwhile."""
+    peak = 0.0
+    seen, changed = 0, time.time()
+    next_report = time.time() + 10
+    reason = "timeout"
+    recipients: set[str] = set()
+    while True:
+        now = time.time()
+        peak = max(peak, rss_mb())
+        count = len(sink.received)
+        if count != seen:
+            for message in sink.received[seen:count]:
+                recipients.update(r.rpartition("@")[0] for r in message.recipients)
+            seen, changed = count, now
+        if len(recipients) >= expected:
+            reason = "complete"
+            break
+        if now > last_slot and now - changed > stall_s:
+            reason = f"no e-mail for {stall_s:.0f} s"
+            break
+        if now > last_slot + wait_s:
+            break
+        if now >= next_report:
+            say(f"  {count} e-mails received, {len(recipients)}/{expected} recipients")
+            next_report = now + 10
+        await asyncio.sleep(0.25)
+    return {"ended": reason, "worker_rss_mb_peak": round(peak, 1)}

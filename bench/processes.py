@@ -13,6 +13,9 @@ from starter.workerprocess import WorkerProcess
 
 #: the floor workflow, registered on the benchmark's workers besides the cart's
 FLOOR_WORKFLOW = "bench.floor:BenchFloor"
+#: the reminders part's floor (``bench.mail_floor``): a workflow and its activity
+MAIL_FLOOR_WORKFLOW = "bench.mail_floor:BenchMailFloor"
+MAIL_FLOOR_ACTIVITIES = "bench.mail_floor:mail_floor_activities"
 
 
 def bench_server(state_dir: Path, *, db_file: Path | None = None) -> DevServer:
@@ -35,6 +38,7 @@ def bench_worker(
     name: str = "worker",
     task_queue: str = TASK_QUEUE,
     floor: bool = True,
+    mail_floor: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> WorkerProcess:
     """The product's worker in its own process (``python -m starter.workerprocess``),
@@ -42,15 +46,20 @@ def bench_worker(
     ``CARTKEEPER_TASK_QUEUE``). With ``floor``, ``BenchFloor`` is registered too and the
     sandbox passes ``bench`` through, as the product passes ``workflows`` through, so the
     floor is not charged a module re-import per workflow that the cart does not pay.
+    ``mail_floor``: ``BenchMailFloor`` and its activity too (the reminders part).
     ``env``: more settings (the reminders part's SMTP relay)."""
+    workflows = [FLOOR_WORKFLOW] if floor else []
+    if mail_floor:
+        workflows.append(MAIL_FLOOR_WORKFLOW)
     return WorkerProcess(
         state_dir,
         address=address,
         database_url=database_url,
         task_queue=task_queue,
         name=name,
-        extra_workflows=[FLOOR_WORKFLOW] if floor else (),
-        sandbox_passthrough=["bench"] if floor else (),
+        extra_workflows=workflows,
+        extra_activities=[MAIL_FLOOR_ACTIVITIES] if mail_floor else (),
+        sandbox_passthrough=["bench"] if workflows else (),
         env=env,
         cwd=REPO,
     )

@@ -51,7 +51,8 @@ from activities.db import SessionFactory, make_engine, make_session_factory, wri
 from activities.models import CampaignReminder, ReminderSend
 from activities.settings import Settings
 from bench.kinds import LINE_A, LINE_B
-from bench.mailsink import MailSink, Received, smtp_probe
+from bench.mail_floor_phase import mail_floor_phase
+from bench.mailsink import MailSink, Received, smtp_probe, wait_for_mail
 from bench.measure import CpuMeter, percentile, rounded
 from bench.plan import REMINDERS_CALIBRATION_SHOP, REMINDERS_SHOP, TASK_QUEUE, Plan
 from bench.reminder_timing import db_probe, history_breakdown, replay_probe, send_probe
@@ -320,44 +321,6 @@ def tally(
     return out
 
 
-async def _wait_for_mail(
-    sink: MailSink,
-    expected: int,
-    last_slot: float,
-    plan: Plan,
-    worker: WorkerProcess,
-    say: Say,
-) -> dict[str, Any]:
-    """Until every cart has its e-mail, or no e-mail came for ``STALL_S`` after the last
-    slot, or ``reminder_wait_s`` after it. The worker's peak RSS meanwhile."""
-    peak = 0.0
-    seen, changed = 0, time.time()
-    next_report = time.time() + 10
-    reason = "timeout"
-    recipients: set[str] = set()
-    while True:
-        now = time.time()
-        peak = max(peak, worker.rss_mb())
-        count = len(sink.received)
-        if count != seen:
-            for message in sink.received[seen:count]:
-                recipients.update(r.rpartition("@")[0] for r in message.recipients)
-            seen, changed = count, now
-        if len(recipients) >= expected:
-            reason = "complete"
-            break
-        if now > last_slot and now - changed > STALL_S:
-            reason = f"no e-mail for {STALL_S:.0f} s"
-            break
-        if now > last_slot + plan.reminder_wait_s:
-            break
-        if now >= next_report:
-            say(f"  {count} e-mails received, {len(recipients)}/{expected} carts")
-            next_report = now + 10
-        await asyncio.sleep(0.25)
-    return {"ended": reason, "worker_rss_mb_peak": round(peak, 1)}
-
-
 async def reminders_phase(
     plan: Plan,
     client: Client,
@@ -383,6 +346,9 @@ async def reminders_phase(
         out["campaign"] = await setup_campaign(sessions)
         say(f"reminders: SMTP probe ({PROBE_MESSAGES} messages to the sink and to MailCatcher)")
         out["smtp_probe"] = await smtp_probe(sink, PROBE_MESSAGES)
+        out["floor"] = await mail_floor_phase(
+            client, TASK_QUEUE, run_id, n, plan.abandon_rate, meter, sink, worker.rss_mb, say
+        )
         await worker.collect_garbage()
         out["worker_rss_mb_empty"] = round(worker.rss_mb(), 1)
 
@@ -442,7 +408,9 @@ async def reminders_phase(
 
         await asyncio.sleep(max(first_slot - time.time(), 0))
         cpu0, t0 = meter.snapshot(), time.perf_counter()
-        waited = await _wait_for_mail(sink, created, slots[-1], plan, worker, say)
+        waited = await wait_for_mail(
+            sink, created, slots[-1], plan.reminder_wait_s, STALL_S, worker.rss_mb, say
+        )
         elapsed = time.perf_counter() - t0
         cpu = CpuMeter.delta(cpu0, meter.snapshot())
         out["wait"] = {**waited, "seconds": round(elapsed, 1)}
@@ -516,6 +484,9 @@ def results_section(part: dict[str, Any] | None) -> dict[str, Any]:
         "carts_lost",
         "carts_per_s",
         "abandon_window_s",
+        "floor_emails_per_s",
+        "floor_lateness_p99_s",
+        "emails_per_s_vs_floor",
     )
     out: dict[str, Any] = dict.fromkeys(keys)
     if part is None:
@@ -533,4 +504,9 @@ def results_section(part: dict[str, Any] | None) -> dict[str, Any]:
         carts_per_s=part.get("carts_per_s"),
         abandon_window_s=part.get("abandonment", {}).get("window_s"),
     )
+    floor = part.get("floor", {})
+    out["floor_emails_per_s"] = floor.get("emails_per_s")
+    out["floor_lateness_p99_s"] = floor.get("lateness_s", {}).get("p99")
+    if out["emails_per_s"] and out["floor_emails_per_s"]:
+        out["emails_per_s_vs_floor"] = round(out["emails_per_s"] / out["floor_emails_per_s"], 2)
     return out

@@ -217,6 +217,12 @@ def _print_reminders(results: dict[str, Any], details: dict[str, Any], mark: Any
         f" lost {rem['carts_lost']} ({mark('reminders.carts_lost')}), worker RSS"
         f" {rem['worker_rss_mb']} MB"
     )
+    if rem.get("floor_emails_per_s") is not None:
+        print(
+            f"             floor (same worker, relay and due times): {rem['floor_emails_per_s']}"
+            f" e-mails/s, lateness p99 {rem['floor_lateness_p99_s']} s; the carts"
+            f" {rem['emails_per_s_vs_floor']} x the floor's e-mails/s"
+        )
     part = details.get("reminders", {})
     cpu = part.get("cpu_ms_per_email")
     if cpu:

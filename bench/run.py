@@ -108,7 +108,13 @@ async def _reminders_part(
     await sink.start()
     url = f"sqlite+aiosqlite:///{state_dir / 'readmodel-reminders.db'}"
     worker = bench_worker(
-        state_dir, server.address, url, name="worker-reminders", floor=False, env=worker_env(sink)
+        state_dir,
+        server.address,
+        url,
+        name="worker-reminders",
+        floor=False,
+        mail_floor=True,
+        env=worker_env(sink),
     )
     try:
         await worker.start()

@@ -283,7 +283,11 @@ async def _click(
     found = LINK.search(body(message, "plain") or "")
     if found is None:
         return False
-    answer = await http.get(found.group(0), follow_redirects=False)
+    # the browser opens the link (a page that changes nothing), and its script posts it
+    page = await http.get(found.group(0))
+    if 'method="post"' not in page.text:
+        return False
+    answer = await http.post(found.group(0), follow_redirects=False)
     where = answer.headers.get("location", "-")
     out(f"  {person.customer.name} follows the recovery link: {answer.status_code} -> {where}")
     for _ in range(20):  # the click reaches the cart as a signal

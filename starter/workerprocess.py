@@ -7,6 +7,8 @@ SIGTERM (graceful) or SIGKILL. Besides the worker's own settings, it reads:
 
 - ``CARTKEEPER_EXTRA_WORKFLOWS``: comma-separated ``module:Class`` workflows registered
   besides the cart's (the benchmark's ``bench.floor:BenchFloor``);
+- ``CARTKEEPER_EXTRA_ACTIVITIES``: comma-separated ``module:function``, each returning a
+  list of activities registered besides the cart's (``bench.mail_floor:mail_floor_activities``);
 - ``CARTKEEPER_SANDBOX_PASSTHROUGH``: comma-separated modules passed through the workflow
   sandbox, as the product passes ``workflows`` (``bench``);
 - ``CARTKEEPER_WORKER_STATE_DIR`` / ``CARTKEEPER_WORKER_NAME``: where it writes
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 EXTRA_WORKFLOWS_ENV = "CARTKEEPER_EXTRA_WORKFLOWS"
+EXTRA_ACTIVITIES_ENV = "CARTKEEPER_EXTRA_ACTIVITIES"
 PASSTHROUGH_ENV = "CARTKEEPER_SANDBOX_PASSTHROUGH"
 STATE_DIR_ENV = "CARTKEEPER_WORKER_STATE_DIR"
 NAME_ENV = "CARTKEEPER_WORKER_NAME"
@@ -48,15 +51,27 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def load_workflow(spec: str) -> type:
-    """``module:Class`` -> the class."""
+def _load(spec: str) -> Any:
     module_name, _, name = spec.partition(":")
     if not module_name or not name:
-        raise ValueError(f"a workflow is given as module:Class, not {spec!r}")
-    found = getattr(importlib.import_module(module_name), name)
+        raise ValueError(f"expected module:name, not {spec!r}")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def load_workflow(spec: str) -> type:
+    """``module:Class`` -> the class."""
+    found = _load(spec)
     if not isinstance(found, type):
         raise TypeError(f"{spec} is not a class")
     return found
+
+
+def load_activities(spec: str) -> list[Any]:
+    """``module:function`` -> the activities the function returns."""
+    factory = _load(spec)
+    if not callable(factory):
+        raise TypeError(f"{spec} is not callable")
+    return list(factory())
 
 
 def _write(path: Path, text: str) -> None:
@@ -81,6 +96,11 @@ async def worker_main() -> None:
     state_dir = Path(os.environ.get(STATE_DIR_ENV) or ".")
     name = os.environ.get(NAME_ENV) or "worker"
     extra = [load_workflow(spec) for spec in _split(os.environ.get(EXTRA_WORKFLOWS_ENV))]
+    extra_activities = [
+        found
+        for spec in _split(os.environ.get(EXTRA_ACTIVITIES_ENV))
+        for found in load_activities(spec)
+    ]
     passthrough = _split(os.environ.get(PASSTHROUGH_ENV))
 
     stop = asyncio.Event()
@@ -102,6 +122,7 @@ async def worker_main() -> None:
         settings,
         stop,
         extra_workflows=extra,
+        extra_activities=extra_activities,
         sandbox_passthrough=passthrough,
         on_ready=lambda: _write(state_dir / f"{name}.ready", str(os.getpid())),
     )
@@ -140,6 +161,7 @@ class WorkerProcess:
         namespace: str = "default",
         name: str = "worker",
         extra_workflows: Sequence[str] = (),
+        extra_activities: Sequence[str] = (),
         sandbox_passthrough: Sequence[str] = (),
         log_level: str = "WARNING",
         env: Mapping[str, str] | None = None,
@@ -160,6 +182,7 @@ class WorkerProcess:
             "CARTKEEPER_DATA_DIR": str(state_dir),
             "CARTKEEPER_LOG_LEVEL": log_level,
             EXTRA_WORKFLOWS_ENV: ",".join(extra_workflows),
+            EXTRA_ACTIVITIES_ENV: ",".join(extra_activities),
             PASSTHROUGH_ENV: ",".join(sandbox_passthrough),
             STATE_DIR_ENV: str(state_dir),
             NAME_ENV: name,

@@ -10,6 +10,7 @@ import email
 import email.policy
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -39,7 +40,7 @@ from activities.db import write_session
 from activities.links import Links, RecoveryClaim, UnsubscribeClaim
 from activities.mail_render import message_id, money
 from activities.models import CartRecord, Coupon, ReminderSend, Suppression
-from activities.reminder_activities import ReminderActivities
+from activities.reminder_activities import ReminderActivities, attempt_budget
 from activities.reminder_checks import ReminderKey, quiet_until, time_zone, variant_for
 from activities.settings import Settings
 from tests.conftest_db import ScratchDatabase, scratch_database
@@ -506,6 +507,34 @@ async def test_a_crash_after_the_relay_accepted_resends_the_same_message_id(
     # and that is all: a third call sends nothing
     await send(acts, request(cart()))
     assert len(received.received) == 2
+
+
+async def test_an_attempt_stops_before_its_timeout_so_retries_never_overlap(
+    db: ScratchDatabase, acts: ReminderActivities, received: Handler, clock: Clock
+) -> None:
+    """Temporal starts the next attempt once start-to-close has passed, even if the first
+    still runs: an attempt stops itself ``ATTEMPT_MARGIN`` before (a relay that stalls in
+    DATA), the row stays ``sending``, and the retry sends once, same Message-ID."""
+    assert attempt_budget(timedelta(seconds=60)) == 50.0
+    assert attempt_budget(timedelta(seconds=5)) == 1.0 and attempt_budget(None) is None
+    await campaign(db)
+    received.data_delay = 3.0
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=11))
+    started = time.monotonic()
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(acts.send_reminder, through_temporal(request(cart()), SendReminderInput))
+    assert time.monotonic() - started < 2.5, "stopped after its 1 s budget, not the relay's 3 s"
+    assert raised.value.type == "send_timeout" and not raised.value.non_retryable
+    row = await ledger(db)
+    assert row.status == "sending"
+    received.data_delay = 0.0
+    clock.now = T0 + timedelta(seconds=11)  # the retry, once the timeout has passed
+    outcome = await send(acts, request(cart()))
+    assert outcome.status is ReminderStatus.SENT and outcome.message_id == row.message_id
+    # the relay may still finish the stalled DATA: the same Message-ID
+    ids = {message["Message-ID"] for message in messages(received)}
+    assert ids == {row.message_id}
 
 
 @pytest.mark.parametrize("reason", ["unsubscribed", "bounced"])

@@ -213,6 +213,8 @@ async def test_bad_and_expired_links_are_refused_and_change_nothing(
             ("GET", "/r/" + "a" * 5000),
             ("GET", f"/r/{foreign.recovery_token(RecoveryClaim(SHOP, 'cart-1', 'first'))}"),
             ("GET", "/r/" + unsubscribe().removeprefix("/u/")),  # the other purpose
+            ("POST", tampered(recovery())),
+            ("POST", "/r/" + unsubscribe().removeprefix("/u/")),
             ("GET", tampered(unsubscribe())),
             ("POST", tampered(unsubscribe())),
             ("POST", "/u/" + recovery().removeprefix("/r/")),
@@ -222,7 +224,11 @@ async def test_bad_and_expired_links_are_refused_and_change_nothing(
             )
             assert response.status_code == 400, (method, path)
             assert "link_invalid" in html_of(response)
-        for method, path in [("GET", f"/r/{old_recovery}"), ("POST", f"/u/{old_unsubscribe}")]:
+        for method, path in [
+            ("GET", f"/r/{old_recovery}"),
+            ("POST", f"/r/{old_recovery}"),
+            ("POST", f"/u/{old_unsubscribe}"),
+        ]:
             response = await client.request(method, path)
             assert response.status_code == 410, (method, path)
             assert "link_expired" in html_of(response)
@@ -230,7 +236,7 @@ async def test_bad_and_expired_links_are_refused_and_change_nothing(
         fresh_enough = signed_long_ago(
             29, lambda: LINKS.recovery_token(RecoveryClaim(SHOP, "cart-1", "first"))
         )
-        assert (await client.get(f"/r/{fresh_enough}")).status_code == 303
+        assert (await client.post(f"/r/{fresh_enough}")).status_code == 303
         still_valid = signed_long_ago(
             9 * 365, lambda: LINKS.unsubscribe_token(UnsubscribeClaim(SHOP, EMAIL))
         )
@@ -251,8 +257,8 @@ async def test_a_click_is_recorded_signalled_and_redirected_with_the_coupon(
     coupon = await issue(db.session_factory, SHOP, "cart-1", "first", TEN_EUR, NOW)
     signaller = FakeSignaller()
     async with client_of(make_app(db, tmp_path, signaller)) as client:
-        first = await client.get(recovery("cart-1", "first"))
-        again = await client.get(recovery("cart-1", "first"))
+        first = await client.post(recovery("cart-1", "first"))
+        again = await client.post(recovery("cart-1", "first"))
     for response in (first, again):
         assert response.status_code == 303
         assert response.headers["location"] == (
@@ -265,6 +271,35 @@ async def test_a_click_is_recorded_signalled_and_redirected_with_the_coupon(
     ] * 2, "every click is kept, with the cart's lineage"
     assert all(c.clicked_at == NOW for c in recorded)
     assert signaller.calls == [(SHOP, "cart-1", "first", coupon.code)] * 2
+
+
+async def test_opening_a_recovery_link_changes_nothing_until_the_browser_posts_it(
+    db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """Mail scanners fetch every link: the GET is a page that posts itself (a script with
+    the page's nonce, a button without scripts); only the POST is a click."""
+    await add_cart(db, "cart-1", "run-1")
+    await add_campaign(db)
+    signaller = FakeSignaller()
+    async with client_of(make_app(db, tmp_path, signaller)) as client:
+        fetched = [await client.get(recovery("cart-1", "first")) for _ in range(3)]
+        head = await client.head(recovery("cart-1", "first"))
+        assert await clicks(db) == [] and signaller.calls == [], "fetches are not clicks"
+        clicked = await client.post(recovery("cart-1", "first"))
+    page = fetched[0]
+    assert page.status_code == 200 and head.status_code in (200, 405)
+    html = html_of(page)
+    assert '<form method="post" id="restore">' in html and "Continue to your cart" in html
+    nonce = re.search(r'<script nonce="([^"]+)">', html)
+    assert nonce is not None
+    policy = page.headers["content-security-policy"]
+    assert f"script-src 'nonce-{nonce.group(1)}'" in policy
+    # the POST redirects to the shop: a form's redirect must be allowed by form-action
+    assert "form-action 'self' https://shop.example;" in policy
+    assert page.headers["cache-control"] == "no-store"
+    assert len({html_of(r) for r in fetched}) == 3, "a new nonce for every page"
+    assert clicked.status_code == 303
+    assert len(await clicks(db)) == 1 and len(signaller.calls) == 1
 
 
 async def test_the_ledger_names_the_coupon_and_an_unusable_one_is_not_handed_out(
@@ -293,9 +328,9 @@ async def test_the_ledger_names_the_coupon_and_an_unusable_one_is_not_handed_out
     await issue(sessions, SHOP, "cart-3", "first", TEN_EUR, NOW - timedelta(days=4))
     signaller = FakeSignaller()
     async with client_of(make_app(db, tmp_path, signaller)) as client:
-        ledger = await client.get(recovery("cart-2", "first"))
-        expired = await client.get(recovery("cart-3", "first"))
-        none = await client.get(recovery("cart-9", "second"))
+        ledger = await client.post(recovery("cart-2", "first"))
+        expired = await client.post(recovery("cart-3", "first"))
+        none = await client.post(recovery("cart-9", "second"))
     assert ledger.headers["location"].startswith(
         f"https://shop.example/cart/cart-2?coupon={sent.code}&"
     )
@@ -323,7 +358,7 @@ async def test_temporal_down_or_slow_still_redirects_and_keeps_the_click(
         app.state.context.signal_timeout = 0.3
         started = time.monotonic()
         async with client_of(app) as client:
-            response = await client.get(recovery())
+            response = await client.post(recovery())
         assert response.status_code == 303
         assert time.monotonic() - started < 5
     assert len(await clicks(db)) == 3
@@ -335,7 +370,7 @@ async def test_a_shop_without_a_campaign_gets_the_saved_page(
     db: ScratchDatabase, tmp_path: Path
 ) -> None:
     async with client_of(make_app(db, tmp_path)) as client:
-        response = await client.get(recovery(shop="no-campaign"))
+        response = await client.post(recovery(shop="no-campaign"))
     assert response.status_code == 200
     assert "Your cart is saved" in html_of(response)
     assert len(await clicks(db)) == 1
@@ -446,7 +481,7 @@ async def test_readyz_and_links_when_the_database_is_unreachable(tmp_path: Path)
     app = create_app(settings, signaller=signaller, links_signer=LINKS)
     async with client_of(app) as client:
         ready = await client.get("/readyz")
-        click = await client.get(recovery())
+        click = await client.post(recovery())
         post = await client.post(unsubscribe())
         health = await client.get("/healthz")
     assert ready.status_code == 503
@@ -565,7 +600,7 @@ async def test_a_click_brings_an_abandoned_cart_back(
         links_signer=LINKS,
     )
     async with client_of(app) as client:
-        response = await client.get(recovery(cart_id, "first", shop=shop))
+        response = await client.post(recovery(cart_id, "first", shop=shop))
         ready = await client.get("/readyz")
     assert response.status_code == 200  # this shop has no campaign: the saved page
     assert ready.status_code == 200, ready.json()

@@ -39,8 +39,10 @@ def web(
     """Serve the links of reminder e-mail and the health checks, until Ctrl-C or SIGTERM.
 
     \b
-      GET  /r/TOKEN   recovery link: records the click, tells the cart, redirects to the
-                      shop's restore_url (with the coupon)
+      GET  /r/TOKEN   recovery link: a page the browser posts back at once (changes
+                      nothing: mail scanners fetch links too)
+      POST /r/TOKEN   the click: recorded, told to the cart, redirected to the shop's
+                      restore_url (with the coupon)
       GET  /u/TOKEN   unsubscribe: a confirmation page (changes nothing)
       POST /u/TOKEN   unsubscribe (the page's button, or the mail client's one-click)
       GET  /healthz   the process is up

@@ -1,17 +1,21 @@
 """The links in reminder e-mail: ``/r/{token}`` (recovery) and ``/u/{token}`` (unsubscribe).
 
-``GET /r/{token}``: a good link records the click (``recovery_clicks``), finds the coupon
-the reminder gave (if it can still be used), tells the cart's workflow
+Mail scanners (a company's link checker, a mail provider's preview) fetch every link in
+a message before the customer does, so **a GET changes nothing** on either link.
+
+``GET /r/{token}`` answers a page that posts itself back at once (an inline script, with
+a button for browsers without scripts): the customer's browser makes the click, the
+scanner's fetch does not. ``POST /r/{token}`` records the click (``recovery_clicks``),
+finds the coupon the reminder gave (if it can still be used), tells the cart's workflow
 (``recovery_link_clicked``: an abandoned cart becomes active and gets the coupon), and
 redirects (303) to the shop's ``restore_url`` with ``{cart_id}`` and ``{coupon}`` filled
 in. Temporal being down delays nothing beyond ``signal_timeout`` and loses nothing the
 shop needs: the click is recorded first, and the customer is redirected anyway. A shop
 without a campaign (no ``restore_url``) gets a "your cart is saved" page.
 
-``GET /u/{token}`` asks for confirmation only: mail scanners fetch every link, so a GET
-changes nothing. ``POST /u/{token}`` suppresses the address for the shop, once; a body
-``List-Unsubscribe=One-Click`` (RFC 8058, the mail client's own button) is recorded as
-``one_click``, the page's form as ``link``.
+``GET /u/{token}`` asks for confirmation only. ``POST /u/{token}`` suppresses the address
+for the shop, once; a body ``List-Unsubscribe=One-Click`` (RFC 8058, the mail client's own
+button) is recorded as ``one_click``, the page's form as ``link``.
 
 A changed or foreign token is ``link_invalid`` (400), an old recovery link
 ``link_expired`` (410); neither changes anything: the routes' ``Recovery`` and
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
@@ -99,7 +104,28 @@ def restore_target(template: str, cart_id: str, coupon: str | None) -> str | Non
 # --------------------------------------------------------------------------- recovery
 
 
-@router.get("/r/{token}", summary="Follow a reminder's recovery link")
+@router.get("/r/{token}", summary="Open a recovery link (a page that posts it; changes nothing)")
+async def recovery_page(claim: Recovery, context: Context) -> Response:
+    campaign = await load_campaign(context.sessions, claim.shop_id)
+    target = restore_target(campaign.restore_url, claim.cart_id, None) if campaign else None
+    # The form's POST ends in a redirect to the shop: CSP's form-action covers redirects.
+    origin = ""
+    if target is not None:
+        parts = urlsplit(target)
+        origin = f" {parts.scheme}://{parts.netloc}"
+    nonce = secrets.token_urlsafe(16)
+    return render(
+        "recovery.html",
+        shop_name=campaign.shop_name if campaign else claim.shop_id,
+        nonce=nonce,
+        csp=(
+            f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}';"
+            f" form-action 'self'{origin}; base-uri 'none'; frame-ancestors 'none'"
+        ),
+    )
+
+
+@router.post("/r/{token}", summary="Follow a reminder's recovery link (records the click)")
 async def recovery_link(claim: Recovery, context: Context) -> Response:
     now = context.now()
     facts = await store.recovery_facts(

@@ -36,9 +36,13 @@ PAGES = Environment(
 )
 
 
-def render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    template: str, status_code: int = 200, *, csp: str | None = None, **context: Any
+) -> HTMLResponse:
+    """``csp``: the page's own Content-Security-Policy instead of ``PAGE_HEADERS``'s."""
     html = PAGES.get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+    headers = PAGE_HEADERS if csp is None else {**PAGE_HEADERS, "Content-Security-Policy": csp}
+    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 def error_page(status_code: int, code: str, title: str, message: str) -> HTMLResponse:
