@@ -23,13 +23,12 @@ disabled campaign) is skipped.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.campaign_checks import (
@@ -48,7 +47,7 @@ from activities.campaign_checks import (
     check_settings,
     check_shop_id,
 )
-from activities.db import SessionFactory, write_session
+from activities.db import SessionFactory, write_transaction
 from activities.mail_render import TEMPLATES
 from activities.models import Campaign, CampaignReminder
 
@@ -162,24 +161,6 @@ async def load_campaign(sessions: SessionFactory, shop_id: str) -> CampaignConfi
 
 # --------------------------------------------------------------------------- writing
 
-_T = TypeVar("_T")
-
-
-async def _transaction(
-    sessions: SessionFactory, work: Callable[[AsyncSession], Awaitable[_T]]
-) -> _T:
-    """``work`` in one write transaction. Two first edits of a shop racing to create its
-    campaign row: the loser's transaction fails on the primary key and runs again (it then
-    finds the row, and waits for its lock)."""
-    for attempt in range(2):
-        try:
-            async with write_session(sessions) as session:
-                return await work(session)
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
 
 async def _bump(session: AsyncSession, shop_id: str, now: datetime, by: str | None) -> Campaign:
     """The shop's campaign row, locked (PostgreSQL), made with the default settings if
@@ -238,7 +219,7 @@ async def save_campaign(
         _write_settings(row, config)
         return row.version
 
-    return await _transaction(sessions, work)
+    return await write_transaction(sessions, work)
 
 
 async def update_campaign(
@@ -269,7 +250,7 @@ async def update_campaign(
             setattr(row, name, value)
         return row.version
 
-    return await _transaction(sessions, work)
+    return await write_transaction(sessions, work)
 
 
 async def save_reminder(
@@ -301,7 +282,7 @@ async def save_reminder(
         _write_reminder(session, shop_id, reminder, existing, now)
         return campaign.version
 
-    return await _transaction(sessions, work)
+    return await write_transaction(sessions, work)
 
 
 async def remove_reminder(
@@ -320,7 +301,7 @@ async def remove_reminder(
         _mark_removed(row, now)
         return campaign.version
 
-    return await _transaction(sessions, work)
+    return await write_transaction(sessions, work)
 
 
 async def _replace(
@@ -353,7 +334,7 @@ async def replace_campaign(
     written. The new version."""
     check_admin(by)
     check_campaign(config, templates)
-    return await _transaction(sessions, lambda session: _replace(session, config, now, by))
+    return await write_transaction(sessions, lambda session: _replace(session, config, now, by))
 
 
 async def create_campaign(
@@ -374,4 +355,4 @@ async def create_campaign(
             return None
         return await _replace(session, config, now, by)
 
-    return await _transaction(sessions, work)
+    return await write_transaction(sessions, work)

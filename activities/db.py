@@ -18,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import NullPool
@@ -170,6 +171,25 @@ async def write_session(session_factory: SessionFactory) -> AsyncIterator[AsyncS
         await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
         yield session
         await session.commit()
+
+
+_T = TypeVar("_T")
+
+
+async def write_transaction(
+    session_factory: SessionFactory, work: Callable[[AsyncSession], Awaitable[_T]]
+) -> _T:
+    """``work`` in one write transaction (``write_session``), run once more if it fails on
+    a unique key: two first edits of a shop racing to create its row (a campaign, an order
+    status registry): the loser runs again, finds the row and waits for its lock."""
+    for attempt in range(2):
+        try:
+            async with write_session(session_factory) as session:
+                return await work(session)
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- migrations

@@ -336,3 +336,50 @@ class AdminNotice(Base):
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class OrderStatusRegistry(Base):
+    """A shop's order-status registry (``activities.order_statuses``): the row its edits
+    lock, so they apply one after the other. A shop without one has the default statuses;
+    its first edit writes them (``order_statuses``) and this row. ``version`` grows with
+    every edit."""
+
+    __tablename__ = "order_status_registries"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
+class OrderStatusRecord(Base):
+    """One order status of a shop (``activities.order_status_rules.OrderStatusDef``).
+    Orders record the letter, name and colour they had when the status was set, so a
+    status renamed or deleted here never makes an order's history unreadable."""
+
+    __tablename__ = "order_statuses"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    #: one upper-case letter A-Z
+    letter: Mapped[str] = mapped_column(String(1), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    #: ``#rrggbb``, lower case
+    colour: Mapped[str] = mapped_column(String(7))
+    position: Mapped[int] = mapped_column(Integer)
+    paid: Mapped[bool] = mapped_column(Boolean)
+    final: Mapped[bool] = mapped_column(Boolean)
+    notify_customer: Mapped[bool] = mapped_column(Boolean)
+    notify_department: Mapped[bool] = mapped_column(Boolean)
+    #: ``decrease``, ``increase`` or ``none``
+    inventory: Mapped[str] = mapped_column(String(16))
+    contents_editable: Mapped[bool] = mapped_column(Boolean)
+    #: only ``N`` Incomplete: an admin never sets it
+    hidden: Mapped[bool] = mapped_column(Boolean)
+    #: a default status: it cannot be deleted and keeps its letter
+    builtin: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+import activities.catalog_models  # noqa: E402, F401  (registers the catalog tables on Base)

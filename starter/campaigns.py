@@ -21,10 +21,9 @@ The JSON document ``dump`` writes and ``load`` reads is described in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,11 +50,11 @@ from activities.mail_render import (
     TemplateMissing,
 )
 from starter.campaign_json import campaign_from_json, campaign_json, reminder_json
+from starter.read_model_client import ReadModelClient
 
 if TYPE_CHECKING:
     from activities.db import SessionFactory
     from activities.links import Links
-    from activities.settings import Settings
     from workflows.state import Cart
 
 #: the coupon code a preview shows (a preview issues no coupon)
@@ -182,7 +181,7 @@ def _sample_coupon(offer: CouponOffer | None, cart: Cart, now: datetime) -> Issu
 # --------------------------------------------------------------------------- the client
 
 
-class CampaignClient:
+class CampaignClient(ReadModelClient):
     """Read and edit shops' campaigns. ``by`` (who edits, at most 64 characters) is kept
     with the campaign as its last editor."""
 
@@ -193,21 +192,8 @@ class CampaignClient:
         templates: Path = TEMPLATES,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.sessions = sessions
+        super().__init__(sessions, clock=clock)
         self.templates = templates
-        self._clock = clock or (lambda: datetime.now(UTC))
-
-    @classmethod
-    @asynccontextmanager
-    async def connect(cls, settings: Settings) -> AsyncIterator[CampaignClient]:
-        """A client on the settings' read model (``DATABASE_URL``), closed afterwards."""
-        from activities.db import make_engine, make_session_factory
-
-        engine = make_engine(settings.resolved_database_url())
-        try:
-            yield cls(make_session_factory(engine))
-        finally:
-            await engine.dispose()
 
     # ------------------------------------------------------------------ reading
 

@@ -18,14 +18,13 @@ other cart gets ``coupon_used`` (single-use coupons), whoever races.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from activities import coupons
 from activities.coupons import CouponRefused, IssuedCoupon
-from activities.db import SessionFactory
 from activities.read_model import get_cart_record
+from starter.read_model_client import ReadModelClient
 from workflows.contract import Cart, CartState, ErrorCode
 
 __all__ = ["CouponClient", "CouponOnCart", "CouponRefused"]
@@ -64,15 +63,9 @@ class CouponOnCart:
         return self.redeemed_at is not None and self.redeemed_by == self.cart_id
 
 
-class CouponClient:
+class CouponClient(ReadModelClient):
     """Check and redeem shops' coupons against carts of the read model. ``clock``: the
     time coupons are checked at (tests set it)."""
-
-    def __init__(
-        self, sessions: SessionFactory, *, clock: Callable[[], datetime] | None = None
-    ) -> None:
-        self.sessions = sessions
-        self._clock = clock or (lambda: datetime.now(UTC))
 
     async def check(self, shop_id: str, code: str, cart_id: str) -> CouponOnCart:
         """The discount the coupon gives on the cart now, or ``CouponRefused``. Changes

@@ -235,10 +235,11 @@ async def _revision(database: ScratchDatabase) -> str | None:
 async def test_migrations_run_twice_without_error(blank_db: ScratchDatabase) -> None:
     await blank_db.upgrade()
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0006"
+    assert await _revision(blank_db) == _head() == "0008"
     async with blank_db.engine.connect() as connection:
         tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert {"carts", "order_numbers", "alembic_version"} <= tables
+    assert {"shipping_methods", "stock_levels", "stock_movements"} <= tables
 
 
 async def test_concurrent_migrations_in_one_process(blank_db: ScratchDatabase) -> None:
@@ -319,7 +320,7 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
             )
 
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0006"
+    assert await _revision(blank_db) == _head() == "0008"
 
     ordered = await stored_row(blank_db, "shop-1", "old-ordered")
     assert (ordered.state, ordered.order_number, ordered.order_paid) == (

@@ -27,7 +27,10 @@ from starter.cli import digest as _digest  # noqa: F401
 from starter.cli import mail as _mail  # noqa: F401
 from starter.cli import reminders as _reminders  # noqa: F401
 from starter.cli import run_commands as _run_commands  # noqa: F401
+from starter.cli import shipping as _shipping  # noqa: F401
 from starter.cli import stats as _stats  # noqa: F401
+from starter.cli import statuses as _statuses  # noqa: F401
+from starter.cli import stock as _stock  # noqa: F401
 from starter.cli import web as _web  # noqa: F401
 from starter.cli.common import report
 from starter.cli.root import cli
