@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, and_, bindparam, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Insert, and_, bindparam, func, or_
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from activities.db import SessionFactory, dialect_insert, write_session
-from activities.models import CartRecord, OrderNumber, ReminderSend
+from activities.models import CartRecord, ReminderSend
+from activities.order_numbering import allocate
 from activities.read_model import cart_values, get_cart_record, skipped_reminder_values
 from workflows import machine
 from workflows.contract import (
@@ -46,7 +46,6 @@ _PRIMARY_KEY = ("shop_id", "cart_id")
 
 
 _CARTS = CartRecord.__table__
-_ORDER_NUMBERS = OrderNumber.__table__
 
 
 @cache
@@ -105,30 +104,6 @@ def upsert_skipped_reminders_statement(dialect: str) -> Insert:
             or_(stored.status != "skipped", stored.reason.is_(None)),
         ),
     )
-
-
-@cache
-def _order_number_statements(dialect: str) -> tuple[Any, Any]:
-    """(find, insert) of an order number, with bound ``shop_id``, ``cart_id``, ``lineage``
-    (and ``created_at`` for the insert)."""
-    table = _ORDER_NUMBERS
-    find = select(table.c.number).where(
-        table.c.shop_id == bindparam("shop_id"),
-        table.c.cart_id == bindparam("cart_id"),
-        table.c.lineage == bindparam("lineage"),
-    )
-    insert = (
-        dialect_insert(dialect, table)
-        .values(
-            shop_id=bindparam("shop_id"),
-            cart_id=bindparam("cart_id"),
-            lineage=bindparam("lineage"),
-            created_at=bindparam("created_at"),
-        )
-        .on_conflict_do_nothing(index_elements=[*_PRIMARY_KEY, "lineage"])
-        .returning(table.c.number)
-    )
-    return find, insert
 
 
 class CartActivities:
@@ -232,24 +207,3 @@ class CartActivities:
             return await allocate(
                 session, dialect, request.shop_id, request.cart_id, request.lineage
             )
-
-
-async def allocate(
-    session: AsyncSession, dialect: str, shop_id: str, cart_id: str, lineage: str | None
-) -> int:
-    """The order number of (shop, cart, lineage), allocated in ``session``'s transaction
-    on the first call and found on every later one. A concurrent call for the same cart
-    waits for the other's insert (a unique key) and takes its number."""
-    key = {"shop_id": shop_id, "cart_id": cart_id, "lineage": lineage or ""}
-    find, insert = _order_number_statements(dialect)
-    # A retry finds its number without touching the sequence (PostgreSQL would burn a
-    # value on every conflicting insert).
-    number = (await session.execute(find, key)).scalar_one_or_none()
-    if number is not None:
-        return int(number)
-    created = {**key, "created_at": datetime.now(UTC)}
-    number = (await session.execute(insert, created)).scalar_one_or_none()
-    if number is None:  # a concurrent call won the race: its number is the one
-        return int((await session.execute(find, key)).scalar_one())
-    log.info("cart %s/%s: order number %s allocated", shop_id, cart_id, number)
-    return int(number)

@@ -3,7 +3,8 @@
 The read model is a projection of the cart workflows: the workflow is the source of truth
 and writes its snapshot here (``project_cart``) so the CLI and admin tools can list and
 count carts without asking Temporal. ``order_numbers`` is the exception: it is the one
-place order numbers come from, so a cart never gets two and two carts never share one.
+place order numbers come from (a sequence per shop, ``order_numbering``), so a cart never
+gets two and two carts of a shop never share one.
 
 Every datetime is stored as UTC (see ``UTCDateTime``). Schema changes go through Alembic
 (``activities/migrations``); keep the two in step (``tests/test_read_model.py`` checks).
@@ -43,6 +44,9 @@ NAMING_CONVENTION = {
 
 #: Ids are validated by ``workflows.machine.valid_id`` (at most 64 characters).
 ID_LENGTH = 64
+#: an order number's prefix, and the number as shown (prefix and up to 19 digits)
+PREFIX_LENGTH = 16
+REFERENCE_LENGTH = 40
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -136,28 +140,38 @@ class CartRecord(Base):
 
 
 class OrderNumber(Base):
-    """One order number per cart (and lineage), from a database sequence (never reused)."""
+    """One order number per cart (and lineage), per shop: the shop's counter
+    (``OrderNumbering``) gives them in sequence, and none is ever given twice. ``reference``
+    is the number as shown (the shop's prefix when it was given, then the number)."""
 
     __tablename__ = "order_numbers"
 
-    #: SQLite: ``INTEGER PRIMARY KEY AUTOINCREMENT``; PostgreSQL: a bigint identity
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     number: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"),
-        Identity(start=1),
-        primary_key=True,
-        autoincrement=True,
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
     )
-    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     cart_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     lineage: Mapped[str] = mapped_column(String(ID_LENGTH), server_default="")
+    reference: Mapped[str] = mapped_column(String(REFERENCE_LENGTH))
     created_at: Mapped[datetime]
 
     __table_args__ = (
         UniqueConstraint(
             "shop_id", "cart_id", "lineage", name="uq_order_numbers_shop_id_cart_id_lineage"
         ),
-        {"sqlite_autoincrement": True},
     )
+
+
+class OrderNumbering(Base):
+    """A shop's order numbers: the next one, and the prefix shown before it. Its row is
+    locked while a number is given, so a shop's numbers follow each other without gaps."""
+
+    __tablename__ = "order_numbering"
+
+    shop_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(PREFIX_LENGTH), server_default="")
+    next_number: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
 
 
 class Coupon(Base):

@@ -193,7 +193,7 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
     from starter.errors import EXIT_UNAVAILABLE, classify
     from starter.simulate import render_summary, simulate
     from starter.web.server import start_web_server
-    from worker import run_worker
+    from worker import migrate_once, run_worker
     from workflows.contract import CartState
 
     data_dir = settings.data_dir.resolve()
@@ -246,6 +246,10 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
             ready.cancel()
             return 0
         client = ready.result()
+        # The read model first: the web endpoint, the worker and the demo all use it at
+        # once, and racing the worker's migration of a new file could find no tables (or
+        # the file locked). Unreachable: the worker goes on retrying, as always.
+        await migrate_once(settings.resolved_database_url())
         web, settings = await start_web_server(settings, client)  # before the worker: its links
         worker = asyncio.create_task(run_worker(client, settings, stop), name="worker")
         out(banner(settings, server, options, mail, web))

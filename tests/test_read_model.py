@@ -235,7 +235,7 @@ async def _revision(database: ScratchDatabase) -> str | None:
 async def test_migrations_run_twice_without_error(blank_db: ScratchDatabase) -> None:
     await blank_db.upgrade()
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0008"
+    assert await _revision(blank_db) == _head() == "0009"
     async with blank_db.engine.connect() as connection:
         tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert {"carts", "order_numbers", "alembic_version"} <= tables
@@ -320,7 +320,7 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
             )
 
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0008"
+    assert await _revision(blank_db) == _head() == "0009"
 
     ordered = await stored_row(blank_db, "shop-1", "old-ordered")
     assert (ordered.state, ordered.order_number, ordered.order_paid) == (
@@ -353,6 +353,12 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
     # a new lineage of the same id is another cart; numbers go on after the old ones
     assert await _allocate(acts, "old-ordered", lineage="run-new") == 3
     assert await _allocate(acts, "brand-new", lineage="run-x") == 4
+    # (0009: the shop's counter went on after its numbers, which kept their reference)
+    async with blank_db.session_factory() as session:
+        references = (
+            await session.execute(select(OrderNumber.reference).order_by(OrderNumber.number))
+        ).scalars()
+        assert list(references) == ["1", "2", "3", "4"]
 
     # the old row takes the cart's next projection (it has no lineage to compare)
     later = copy.deepcopy(old_carts[1])
@@ -619,12 +625,13 @@ async def test_order_numbers_are_sequential_and_idempotent(
     assert await _allocate(acts, "cart-2", lineage="run-a") == 3
     assert await _allocate(acts, "cart-2", lineage="run-a") == 3
     assert await _allocate(acts, "cart-5", lineage="run-a") == 6
-    # the number is per (shop, cart, lineage): the same cart id in another shop, or
-    # reused after Temporal forgot the old cart (another lineage), is another cart
-    assert await _allocate(acts, "cart-2", shop_id="shop-2", lineage="run-a") == 7
-    assert await _allocate(acts, "cart-2", lineage="run-b") == 8
-    assert await _allocate(acts, "cart-2", lineage="") == 9
-    assert await _allocate(acts, "cart-2", lineage="run-b") == 8
+    # the number is per (shop, cart, lineage), counted per shop: the same cart id in
+    # another shop is that shop's first order; reused after Temporal forgot the old cart
+    # (another lineage), it is another cart
+    assert await _allocate(acts, "cart-2", shop_id="shop-2", lineage="run-a") == 1
+    assert await _allocate(acts, "cart-2", lineage="run-b") == 7
+    assert await _allocate(acts, "cart-2", lineage="") == 8
+    assert await _allocate(acts, "cart-2", lineage="run-b") == 7
     assert await _allocate(acts, "cart-2", lineage="run-a") == 3
     async with db.session_factory() as session:
         created = (await session.execute(select(OrderNumber.created_at))).scalars().all()
@@ -633,8 +640,7 @@ async def test_order_numbers_are_sequential_and_idempotent(
 
 
 async def test_order_numbers_are_never_reused(db: ScratchDatabase, acts: CartActivities) -> None:
-    """The sequence never gives a number twice, even once its row is gone (SQLite:
-    ``AUTOINCREMENT``, kept when migration 0002 rebuilds the table)."""
+    """The shop's counter never gives a number twice, even once its row is gone."""
     assert [await _allocate(acts, f"cart-{i}") for i in range(3)] == [1, 2, 3]
     async with write_session(db.session_factory) as session:
         await session.execute(delete(OrderNumber).where(OrderNumber.number == 3))
