@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities.checks import aware_utc
 from activities.db import write_session
 from activities.models import Coupon
 from workflows.codes import ISO_4217
@@ -107,9 +108,7 @@ def normalize(code: str) -> str:
 
 
 def _aware(now: datetime) -> datetime:
-    if now.tzinfo is None:
-        raise ValueError("coupon times must be timezone-aware (UTC)")
-    return now
+    return aware_utc(now, "coupon")
 
 
 async def issue(

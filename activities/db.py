@@ -47,7 +47,7 @@ DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0
 #: ``pg_advisory_xact_lock`` key that serializes migrations (``b"cartkeep"`` as int64).
 MIGRATION_LOCK_KEY = int.from_bytes(b"cartkeep", "big", signed=True)
 
-_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgres": "postgresql+asyncpg",
@@ -171,6 +171,12 @@ async def write_session(session_factory: SessionFactory) -> AsyncIterator[AsyncS
         await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
         yield session
         await session.commit()
+
+
+def by_code_point(column: Any, session: AsyncSession) -> Any:
+    """``column`` compared by code point on every backend (PostgreSQL's default collation
+    would sort ``pick-up`` and ``pickup`` another way than SQLite)."""
+    return column if session.get_bind().dialect.name == "sqlite" else column.collate("C")
 
 
 _T = TypeVar("_T")

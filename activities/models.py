@@ -136,6 +136,19 @@ class CartRecord(Base):
         Index("ix_carts_updated_at", "updated_at"),
         # the reminders' "newer cart of the same customer" check (``reminder_checks``)
         Index("ix_carts_shop_id_email", "shop_id", func.lower(text("customer_email"))),
+        # the admin's orders list (``orders_query``, migration 0010): orders by time,
+        # by status (and the counts per status), not finished orders, one order by number
+        Index("ix_carts_shop_id_state_ordered_at", "shop_id", "state", "ordered_at", "cart_id"),
+        Index(
+            "ix_carts_shop_id_state_order_status",
+            "shop_id",
+            "state",
+            "order_status",
+            "ordered_at",
+            "cart_id",
+        ),
+        Index("ix_carts_shop_id_state_locked_at", "shop_id", "state", "locked_at", "cart_id"),
+        Index("ix_carts_shop_id_order_number", "shop_id", "order_number"),
     )
 
 

@@ -6,9 +6,11 @@ write transaction (the projection's): it finds the number the order already has 
 a replay, a second projection), else locks the shop's counter row (``SELECT ... FOR
 UPDATE`` on PostgreSQL; SQLite write transactions begin ``IMMEDIATE`` and run one at a
 time), looks again (a concurrent call for the same order may have just committed), and
-takes the counter's number. Numbers of a shop follow each other without gaps, and two
-shops count independently. ``order_numbers.reference`` keeps the number as shown when it
-was given (prefix, then number): a later prefix never renames an order.
+takes the counter's number. A shop's numbers follow each other without gaps (except
+where an admin moved the next number forward, and between numbers given before migration
+0009, when all shops shared one sequence), and two shops count independently.
+``order_numbers.reference`` keeps the number as shown when it was given (prefix, then
+number): a later prefix never renames an order.
 
 ``numbering`` / ``set_numbering``: a shop's prefix (at most 16 characters: letters,
 digits and ``- _ . / #``, starting with a letter or digit; empty for none) and the next
@@ -29,6 +31,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy import insert as insert_into
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.checks import checked_shop_id
 from activities.db import SessionFactory, dialect_insert, write_session
 from activities.models import PREFIX_LENGTH, OrderNumber, OrderNumbering
 
@@ -136,8 +139,13 @@ async def allocate(
 # --------------------------------------------------------------------------- configuring
 
 
+def check_shop_id(shop_id: object) -> str:
+    return checked_shop_id(shop_id, NumberingRefused)
+
+
 async def numbering(sessions: SessionFactory, shop_id: str) -> Numbering:
     """The shop's prefix and next number (no prefix and 1 before its first order)."""
+    check_shop_id(shop_id)
     async with sessions() as session:
         row = await session.get(OrderNumbering, shop_id)
     if row is None:
@@ -174,6 +182,7 @@ async def set_numbering(
 ) -> Numbering:
     """Change what is given: the prefix of the numbers to come, and the next number (only
     forward). The numbering as it then is."""
+    check_shop_id(shop_id)
     if prefix is not None:
         check_prefix(prefix)
     if start is not None:

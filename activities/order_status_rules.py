@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, NamedTuple, get_args
 
-from workflows.validation import valid_id
+from activities.checks import checked_shop_id
 
 #: one letter each, A-Z
 MAX_STATUSES = 26
@@ -67,8 +67,8 @@ MAX_ADMIN = 64
 InventoryEffect = Literal["decrease", "increase", "none"]
 INVENTORY_EFFECTS: tuple[str, ...] = get_args(InventoryEffect)
 
-_LETTER_RE = re.compile(r"^[A-Za-z]$")
-_COLOUR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
+_LETTER_RE = re.compile(r"^[A-Za-z]\Z")
+_COLOUR_RE = re.compile(r"^#[0-9A-Fa-f]{6}\Z")
 
 
 class StatusRefused(Exception):
@@ -246,14 +246,7 @@ def check_inventory(value: object) -> InventoryEffect:
 
 
 def check_shop_id(shop_id: object) -> str:
-    if not valid_id(shop_id):
-        raise StatusRefused(
-            "invalid_shop_id",
-            f"{shop_id!r} is not a valid shop id (letters, digits, '.', '_', '-'; 1-64"
-            " characters, starting with a letter or digit)",
-        )
-    assert isinstance(shop_id, str)
-    return shop_id
+    return checked_shop_id(shop_id, StatusRefused)
 
 
 def check_admin(by: object) -> None:

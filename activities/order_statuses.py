@@ -80,6 +80,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.checks import aware_utc
 from activities.db import SessionFactory, write_transaction
 from activities.models import OrderStatusRecord, OrderStatusRegistry
 from activities.order_status_rules import (
@@ -183,9 +184,7 @@ async def _rows(session: AsyncSession, shop_id: str) -> list[OrderStatusRecord]:
 
 
 def _aware(now: datetime) -> datetime:
-    if now.tzinfo is None:
-        raise ValueError("order-status times must be timezone-aware (UTC)")
-    return now
+    return aware_utc(now, "order-status")
 
 
 # --------------------------------------------------------------------------- reading

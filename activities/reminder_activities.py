@@ -51,6 +51,7 @@ the driver's message (which may quote the statement's values; the worker's log h
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -101,18 +102,39 @@ window_log = logging.getLogger("cartkeeper.reminders")
 ATTEMPT_MARGIN = timedelta(seconds=10)
 
 
-def attempt_budget(start_to_close: timedelta | None) -> float | None:
-    """How long one ``send_reminder`` attempt may run: its start-to-close timeout less
-    ``ATTEMPT_MARGIN`` (at least a second), ``None`` without a timeout.
+def attempt_budget(
+    start_to_close: timedelta | None, until_give_up: timedelta | None = None
+) -> float | None:
+    """How long one ``send_reminder`` attempt may run before the relay accepted its
+    message: the time until its start-to-close timeout, or until the workflow gives up on
+    the activity (schedule-to-close) if that is sooner, less ``ATTEMPT_MARGIN`` (at least a
+    second); ``None`` without either.
 
-    Temporal starts the next attempt once the timeout has passed, whether the first one
-    still runs or not (an activity without heartbeats cannot be told to stop). An attempt
-    that stopped itself before then can never overlap its retry: no two attempts of one
-    reminder hand the message to the relay at the same time. A resend after a crash (the
-    window described above) still carries the same Message-ID."""
-    if start_to_close is None:
+    Temporal starts the next attempt once the timeout has passed, and the workflow starts
+    the send again once it gave up, whether the attempt still runs or not (an activity
+    without heartbeats cannot be told to stop). An attempt that stopped itself before then
+    can never overlap the next one: no two attempts of one reminder hand the message to the
+    relay at the same time. Once the relay accepted it, the budget no longer applies: the
+    ``sent`` record is written whatever it takes (a resend after a crash, the window
+    described above, still carries the same Message-ID)."""
+    limits = [limit for limit in (start_to_close, until_give_up) if limit is not None]
+    if not limits:
         return None
-    return max((start_to_close - ATTEMPT_MARGIN).total_seconds(), 1.0)
+    return max((min(limits) - ATTEMPT_MARGIN).total_seconds(), 1.0)
+
+
+#: the running attempt's budget (``send_reminder``), lifted once the relay accepted
+_BUDGET: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
+    "reminder_attempt_budget", default=None
+)
+
+
+def _budget_of(info: activity.Info) -> float | None:
+    until_give_up = None
+    if info.schedule_to_close_timeout is not None:
+        deadline = info.scheduled_time + info.schedule_to_close_timeout
+        until_give_up = deadline - datetime.now(UTC)
+    return attempt_budget(info.start_to_close_timeout, until_give_up)
 
 
 def _utcnow() -> datetime:
@@ -218,13 +240,17 @@ class ReminderActivities:
         """Send the reminder once (see the module's docstring)."""
         cart = request.cart
         key = ReminderKey(cart.shop_id, cart.cart_id, cart.lineage or "", request.reminder_id)
+        budget = asyncio.timeout(_budget_of(activity.info()))
+        token = _BUDGET.set(budget)
         try:
-            async with asyncio.timeout(attempt_budget(activity.info().start_to_close_timeout)):
+            async with budget:
                 return await self._send(key, request)
         except TimeoutError:
-            # Past its budget the attempt stops (the row stays ``sending``): Temporal
-            # retries only after the whole start-to-close timeout, so two attempts never
-            # talk to the relay at once (see ``attempt_budget``).
+            if not budget.expired():
+                raise  # not the budget's (a driver's own timeout): as any error
+            # Past its budget the attempt stops (the row stays ``sending``): the next
+            # attempt starts only after it, so two never talk to the relay at once (see
+            # ``attempt_budget``).
             log.warning("reminder %s: the attempt ran out of time; retried", key.ident)
             raise ApplicationError(
                 f"reminder {key.reminder_id} of cart {key.shop_id}/{key.cart_id}: the attempt"
@@ -240,6 +266,8 @@ class ReminderActivities:
                 f" model failed ({type(error).__name__}); retried",
                 type="read_model_unavailable",
             ) from None
+        finally:
+            _BUDGET.reset(token)
 
     async def _send(self, key: ReminderKey, request: SendReminderInput) -> ReminderOutcome:
         now = self.clock()
@@ -342,6 +370,9 @@ class ReminderActivities:
             skip = Skip(SkipReason.SEND_FAILED, answer)
             return await self._skip(key, request, skip, self.clock(), bounced=bounced)
         accepted = time.monotonic()
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.reschedule(None)  # accepted: record it whatever it takes
         sent_at = self.clock()
         await self.record_sent(key, sent_at)
         window_ms = (time.monotonic() - accepted) * 1000

@@ -39,17 +39,17 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.catalog_models import METHOD_NAME_LENGTH, ShippingMethodRecord
-from activities.db import SessionFactory, write_session
+from activities.checks import aware_utc, checked_shop_id
+from activities.db import SessionFactory, by_code_point, write_session
 from activities.models import ID_LENGTH
-from workflows.validation import MAX_AMOUNT, CartRefused, check_currency, is_int, valid_id
+from workflows.validation import MAX_AMOUNT, CartRefused, check_currency, is_int
 
 __all__ = [
     "MAX_POSITION",
@@ -67,7 +67,7 @@ __all__ = [
 MAX_POSITION = 9_999
 #: the gap a new method is put after the last one (room to put one between two others)
 POSITION_STEP = 10
-_METHOD_ID_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
+_METHOD_ID_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*\Z")
 
 
 class ShippingMethodRefused(Exception):
@@ -129,14 +129,7 @@ def _refuse(message: str) -> ShippingMethodRefused:
 
 
 def check_shop_id(shop_id: object) -> str:
-    if not valid_id(shop_id):
-        raise ShippingMethodRefused(
-            "invalid_shop_id",
-            f"{shop_id!r} is not a valid shop id (letters, digits, '.', '_', '-'; 1-64"
-            " characters, starting with a letter or digit)",
-        )
-    assert isinstance(shop_id, str)
-    return shop_id
+    return checked_shop_id(shop_id, ShippingMethodRefused)
 
 
 def check_method_id(method_id: object) -> str:
@@ -194,23 +187,13 @@ def check_enabled(enabled: object) -> bool:
 
 
 def _aware(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None:
-        raise ValueError("shipping method times must be timezone-aware (UTC)")
-    return now
+    return aware_utc(now, "shipping method")
 
 
 def _not_found(shop_id: str, method_id: str) -> ShippingMethodRefused:
     return ShippingMethodRefused(
         "shipping_method_not_found", f"shop {shop_id!r} has no shipping method {method_id!r}"
     )
-
-
-def _by_code_point(column: Any, session: AsyncSession) -> Any:
-    """``column`` compared by code point on every backend (PostgreSQL's default collation
-    would sort ``pick-up`` and ``pickup`` another way than SQLite)."""
-    return column if session.get_bind().dialect.name == "sqlite" else column.collate("C")
 
 
 # --------------------------------------------------------------------------- reads
@@ -227,7 +210,7 @@ async def list_methods(
             query = query.where(ShippingMethodRecord.enabled.is_(True))
         query = query.order_by(
             ShippingMethodRecord.position,
-            _by_code_point(ShippingMethodRecord.method_id, session),
+            by_code_point(ShippingMethodRecord.method_id, session),
         )
         rows = (await session.execute(query)).scalars().all()
         return [ShippingMethod.of(row) for row in rows]

@@ -15,7 +15,6 @@ The message is written with lines up to 998 characters (RFC 5322), so that a lon
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import email.policy
 import ssl
@@ -141,12 +140,12 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
             refused, response = await client.sendmail(
                 sender[0], recipients, data, mail_options=["SMTPUTF8"] if utf8 else []
             )
-        except BaseException:
-            # No QUIT after a failure or a cancellation (the caller's time is up): a
-            # polite QUIT would wait for a relay that may not answer.
+        finally:
+            # No QUIT, whatever happened: after a failure or a cancellation it would wait
+            # for a relay that may not answer, and after the relay accepted the message
+            # it would only add a round trip in which a cancellation could turn an
+            # accepted message into a failure (and a resend).
             client.close()
-            raise
-        await _quit(client)
     except aiosmtplib.SMTPRecipientsRefused as error:
         raise _refused(error.recipients) from None
     except aiosmtplib.SMTPTimeoutError as error:
@@ -179,19 +178,6 @@ async def send_message(config: SmtpConfig, message: EmailMessage) -> SentMessage
         response=response,
         refused=tuple(sorted(refused)),
     )
-
-
-#: how long a QUIT after an accepted message may wait for the relay's answer
-QUIT_WAIT_SECONDS = 2.0
-
-
-async def _quit(client: aiosmtplib.SMTP) -> None:
-    """End the conversation; the message is accepted, so a QUIT that fails or is not
-    answered in time changes nothing: the connection is then closed."""
-    try:
-        await asyncio.wait_for(client.quit(), QUIT_WAIT_SECONDS)
-    except (aiosmtplib.SMTPException, OSError):  # TimeoutError is an OSError
-        client.close()
 
 
 def _addresses(message: EmailMessage, headers: tuple[str, ...]) -> list[str]:

@@ -17,7 +17,9 @@ increase it give it back, Backordered marks an order that has no stock).
 - A take is all or nothing and never makes a level negative: if any tracked line lacks
   stock, nothing is taken, nothing is recorded (the same key may be tried again, e.g.
   after a restock) and the answer lists the ``short`` SKUs: the order becomes
-  Backordered ``B``. Concurrent takes of the last unit: exactly one wins, on SQLite and
+  Backordered ``B``. A give-back is not tied to a take here: the caller (the order
+  phase) gives back only what an order took (keyed by the order's take), never for an
+  order whose take ran short. Concurrent takes of the last unit: exactly one wins, on SQLite and
   PostgreSQL alike: each line is one conditional ``UPDATE ... SET level = level - q
   WHERE level >= q`` (PostgreSQL re-checks the condition after waiting for the row;
   SQLite write transactions begin ``IMMEDIATE`` and run one at a time). Lines are applied
@@ -46,8 +48,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -59,7 +61,8 @@ from activities.catalog_models import (
     StockLevelRecord,
     StockMovementRecord,
 )
-from activities.db import SessionFactory, insert_for, write_session
+from activities.checks import aware_utc, checked_shop_id
+from activities.db import SessionFactory, by_code_point, insert_for, write_session
 from workflows.codes import ErrorCode
 from workflows.validation import (
     MAX_LINES,
@@ -67,7 +70,6 @@ from workflows.validation import (
     CartRefused,
     check_text,
     is_int,
-    valid_id,
 )
 
 __all__ = [
@@ -88,7 +90,7 @@ MAX_STOCK_LEVEL = 10**12
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MovementKind = Literal["take", "give_back"]
-_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/#@+\-]*$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/#@+\-]*\Z")
 
 
 class StockRefused(Exception):
@@ -162,14 +164,7 @@ class _Short(Exception):
 
 
 def check_shop_id(shop_id: object) -> str:
-    if not valid_id(shop_id):
-        raise StockRefused(
-            "invalid_shop_id",
-            f"{shop_id!r} is not a valid shop id (letters, digits, '.', '_', '-'; 1-64"
-            " characters, starting with a letter or digit)",
-        )
-    assert isinstance(shop_id, str)
-    return shop_id
+    return checked_shop_id(shop_id, StockRefused)
 
 
 def check_sku(sku: object) -> str:
@@ -231,17 +226,7 @@ def check_lines(lines: object) -> tuple[tuple[str, int], ...]:
 
 
 def _aware(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None:
-        raise ValueError("stock times must be timezone-aware (UTC)")
-    return now
-
-
-def _by_code_point(column: Any, session: AsyncSession) -> Any:
-    """``column`` compared by code point on every backend (PostgreSQL's default collation
-    would order ``Mug-2`` and ``mug-1`` otherwise than SQLite)."""
-    return column if session.get_bind().dialect.name == "sqlite" else column.collate("C")
+    return aware_utc(now, "stock")
 
 
 # --------------------------------------------------------------------------- levels
@@ -297,7 +282,7 @@ async def list_stock_levels(
     if after is not None and not isinstance(after, str):
         raise StockRefused("invalid_page", f"after must be a SKU, not {after!r}")
     async with sessions() as session:
-        key = _by_code_point(StockLevelRecord.sku, session)
+        key = by_code_point(StockLevelRecord.sku, session)
         query = select(StockLevelRecord).where(StockLevelRecord.shop_id == shop_id)
         if after is not None:
             query = query.where(key > after)

@@ -9,18 +9,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from pydantic import SecretStr
+from click.testing import Result
 
 import starter.cli.campaigns as cli_campaigns
-from activities.db import make_engine, make_session_factory
-from activities.settings import Settings
-from starter.cli import cli
+from tests.cli_fixtures import Cartkeeper, in_process_cli
 from tests.conftest_db import ScratchDatabase, scratch_database
 from tests.test_campaigns import a_cart, write_carts
 
@@ -31,8 +28,6 @@ BACKENDS = [
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
 ]
 SHOP = "shop-1"
-
-Cartkeeper = Callable[..., Result]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -48,28 +43,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sc
 
 @pytest.fixture
 def cartkeeper(db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cartkeeper:
-    """Run the CLI in-process on ``db`` (the commands run their own event loop, so the
-    tests that use this are not async)."""
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=db.url,
-        default_shop=SHOP,
-        secret_key=SecretStr("s" * 40),
-    )
-    monkeypatch.setattr("activities.settings.get_settings", lambda: settings)
-    if db.schema is not None:  # DATABASE_URL names no schema: the test's own one
-        schema = db.schema
-
-        def read_model(_settings: Settings) -> tuple[Any, Any]:
-            engine = make_engine(db.url, schema=schema)
-            return engine, make_session_factory(engine)
-
-        monkeypatch.setattr(cli_campaigns, "read_model", read_model)
-
-    def run(*args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
-
-    return run
+    """The CLI in-process on ``db``."""
+    return in_process_cli(db, tmp_path, monkeypatch, [cli_campaigns], shop=SHOP)
 
 
 def ok(result: Result) -> str:

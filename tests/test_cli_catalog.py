@@ -7,21 +7,16 @@ levels, untracked SKUs."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from pydantic import SecretStr
 
 import starter.cli.shipping as cli_shipping
 import starter.cli.stock as cli_stock
-from activities.db import make_engine, make_session_factory
-from activities.settings import Settings
 from starter.catalog import CatalogClient, MethodSnapshot, ShippingMethodRefused, StockRefused
-from starter.cli import cli
+from tests.cli_fixtures import Cartkeeper, failed, in_process_cli, ok
 from tests.conftest_db import ScratchDatabase, scratch_database
 
 BACKENDS = [
@@ -30,8 +25,6 @@ BACKENDS = [
 ]
 SHOP = "shop-1"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-Cartkeeper = Callable[..., Result]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -42,42 +35,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sc
 
 @pytest.fixture
 def cartkeeper(db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cartkeeper:
-    """The CLI in-process on ``db`` (its own event loop: the tests using it are not async)."""
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=db.url,
-        default_shop=SHOP,
-        secret_key=SecretStr("s" * 40),
-    )
-    monkeypatch.setattr("activities.settings.get_settings", lambda: settings)
-    if db.schema is not None:  # DATABASE_URL names no schema: the test's own one
-        schema = db.schema
-
-        def read_model(_settings: Settings) -> tuple[Any, Any]:
-            engine = make_engine(db.url, schema=schema)
-            return engine, make_session_factory(engine)
-
-        monkeypatch.setattr(cli_shipping, "read_model", read_model)
-        monkeypatch.setattr(cli_stock, "read_model", read_model)
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    return run
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    assert result.stderr == ""
-    return result.stdout
-
-
-def failed(result: Result, exit_code: int, code: str) -> str:
-    assert result.exit_code == exit_code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), result.stderr
-    assert result.stdout == ""
-    return lines[0]
+    """The CLI in-process on ``db``."""
+    return in_process_cli(db, tmp_path, monkeypatch, [cli_shipping, cli_stock], shop=SHOP)
 
 
 # --------------------------------------------------------------------------- shipping

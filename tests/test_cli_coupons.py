@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from pydantic import SecretStr
 
 import starter.cli.coupons as cli_coupons
 from activities.coupons import CouponRefused, CouponTerms, IssuedCoupon, issue
 from activities.db import make_engine, make_session_factory
-from activities.settings import Settings
-from starter.cli import cli
 from starter.coupons import CouponClient
+from tests.cli_fixtures import Cartkeeper, failed, in_process_cli, ok
 from tests.conftest_db import ScratchDatabase, scratch_database
 from tests.test_campaigns import a_cart, write_carts
 from workflows.contract import CartLine, CartState
@@ -36,8 +32,6 @@ SHOP = "shop-1"  # the shop of ``tests.test_campaigns.a_cart``
 NOW = datetime.now(UTC)
 TEN_PERCENT = CouponTerms(kind="percent", amount=10, currency=None, valid_days=7)
 FIVE_EUR = CouponTerms(kind="fixed", amount=500, currency="EUR", valid_days=7)
-
-Cartkeeper = Callable[..., Result]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -58,27 +52,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sc
 
 @pytest.fixture
 def cartkeeper(db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cartkeeper:
-    """The CLI in-process on ``db`` (its own event loop: the tests using it are not async)."""
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=db.url,
-        default_shop=SHOP,
-        secret_key=SecretStr("s" * 40),
-    )
-    monkeypatch.setattr("activities.settings.get_settings", lambda: settings)
-    if db.schema is not None:  # DATABASE_URL names no schema: the test's own one
-        schema = db.schema
-
-        def read_model(_settings: Settings) -> tuple[Any, Any]:
-            engine = make_engine(db.url, schema=schema)
-            return engine, make_session_factory(engine)
-
-        monkeypatch.setattr(cli_coupons, "read_model", read_model)
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    return run
+    """The CLI in-process on ``db``."""
+    return in_process_cli(db, tmp_path, monkeypatch, [cli_coupons], shop=SHOP)
 
 
 def coupon(
@@ -95,20 +70,6 @@ def coupon(
             await engine.dispose()
 
     return asyncio.run(made())
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    assert result.stderr == ""
-    return result.stdout
-
-
-def failed(result: Result, exit_code: int, code: str) -> str:
-    assert result.exit_code == exit_code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 def test_check_gives_the_discount_on_the_carts_total(

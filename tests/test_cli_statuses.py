@@ -13,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from pydantic import SecretStr
 from sqlalchemy import update
 
 import starter.cli.statuses as cli_statuses
 from activities.db import make_engine, make_session_factory, write_session
 from activities.models import OrderStatusRecord
 from activities.order_statuses import DEFAULT_STATUSES, add_status
-from activities.settings import Settings
-from starter.cli import cli
+from tests.cli_fixtures import Cartkeeper, failed, in_process_cli, ok
 from tests.conftest_db import ScratchDatabase, scratch_database
 
 BACKENDS = [
@@ -31,8 +28,6 @@ BACKENDS = [
 ]
 SHOP = "shop-1"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-Cartkeeper = Callable[..., Result]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -43,28 +38,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sc
 
 @pytest.fixture
 def cartkeeper(db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cartkeeper:
-    """The CLI in-process on ``db`` (its own event loop: the tests using it are not async)."""
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=db.url,
-        default_shop=SHOP,
-        secret_key=SecretStr("s" * 40),
-    )
-    monkeypatch.setattr("activities.settings.get_settings", lambda: settings)
+    """The CLI in-process on ``db``."""
     monkeypatch.setenv("USER", "ann")
-    if db.schema is not None:  # DATABASE_URL names no schema: the test's own one
-        schema = db.schema
-
-        def read_model(_settings: Settings) -> tuple[Any, Any]:
-            engine = make_engine(db.url, schema=schema)
-            return engine, make_session_factory(engine)
-
-        monkeypatch.setattr(cli_statuses, "read_model", read_model)
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli, ["statuses", *args], catch_exceptions=False)
-
-    return run
+    return in_process_cli(db, tmp_path, monkeypatch, [cli_statuses], shop=SHOP, prefix=["statuses"])
 
 
 def on_db(db: ScratchDatabase, work: Callable[[Any], Any]) -> Any:
@@ -78,20 +54,6 @@ def on_db(db: ScratchDatabase, work: Callable[[Any], Any]) -> Any:
             await engine.dispose()
 
     return asyncio.run(main())
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    assert result.stderr == ""
-    return result.stdout
-
-
-def failed(result: Result, exit_code: int, code: str) -> str:
-    assert result.exit_code == exit_code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 def listed(cartkeeper: Cartkeeper, *args: str) -> dict[str, Any]:

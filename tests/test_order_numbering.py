@@ -8,24 +8,20 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 import starter.cli.order_numbers as cli_order_numbers
 from activities.cart_activities import CartActivities
-from activities.db import make_engine, make_session_factory
 from activities.models import OrderNumber
 from activities.order_numbering import Numbering, NumberingRefused
-from activities.settings import Settings
-from starter.cli import cli
 from starter.order_numbering import OrderNumberingClient
+from tests.cli_fixtures import Cartkeeper, in_process_cli
 from tests.conftest_db import ScratchDatabase, scratch_database
 from workflows.contract import AllocateOrderNumberInput
 
@@ -124,31 +120,11 @@ async def test_racing_orders_of_one_shop_get_consecutive_numbers_once_each(
 
 # --------------------------------------------------------------------------- the CLI
 
-Cartkeeper = Callable[..., Result]
-
 
 @pytest.fixture
 def cartkeeper(db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cartkeeper:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=db.url,
-        default_shop="shop-1",
-        secret_key=SecretStr("s" * 40),
-    )
-    monkeypatch.setattr("activities.settings.get_settings", lambda: settings)
-    if db.schema is not None:  # DATABASE_URL names no schema: the test's own one
-        schema = db.schema
-
-        def read_model(_settings: Settings) -> tuple[Any, Any]:
-            engine = make_engine(db.url, schema=schema)
-            return engine, make_session_factory(engine)
-
-        monkeypatch.setattr(cli_order_numbers, "read_model", read_model)
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
+    """The CLI in-process on ``db``."""
+    return in_process_cli(db, tmp_path, monkeypatch, [cli_order_numbers], shop="shop-1")
 
 
 def test_the_cli_shows_and_sets_the_numbering(cartkeeper: Cartkeeper) -> None:
@@ -171,3 +147,50 @@ def test_the_cli_shows_and_sets_the_numbering(cartkeeper: Cartkeeper) -> None:
     assert "invalid_order_number_prefix" in escaped.output
     nothing = cartkeeper("order-numbers", "set")
     assert nothing.exit_code == 2 and "--prefix and/or --start" in nothing.output
+
+
+async def test_a_bad_shop_id_is_refused(db: ScratchDatabase) -> None:
+    client = OrderNumberingClient(db.session_factory)
+    for shop in ("bad shop!", "shop\n", "x" * 65, ""):
+        with pytest.raises(NumberingRefused) as refused:
+            await client.set(shop, prefix="W-")
+        assert refused.value.code == "invalid_shop_id"
+        with pytest.raises(NumberingRefused):
+            await client.get(shop)
+
+
+async def downgrade(db: ScratchDatabase, revision: str) -> None:
+    from alembic import command
+
+    from activities.db import alembic_config, make_migration_engine
+
+    config = alembic_config(db.url, schema=db.schema)
+    engine = make_migration_engine(db.url, schema=db.schema)
+
+    def run(connection: Any) -> None:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def test_0009_is_undone_only_while_numbers_are_unique_across_shops(
+    db: ScratchDatabase,
+) -> None:
+    await allocate(db, "shop-a", "a1")
+    await allocate(db, "shop-b", "b1")  # both number 1
+    with pytest.raises(RuntimeError, match="several shops have order number 1"):
+        await downgrade(db, "0008")
+    assert await references(db, "shop-a") == [(1, "1")], "nothing changed"
+    await allocate(db, "shop-a", "a2")  # 2
+    async with db.session_factory() as session:
+        await session.execute(delete(OrderNumber).where(OrderNumber.shop_id == "shop-b"))
+        await session.commit()
+    await downgrade(db, "0008")  # one shop's numbers: a global sequence again
+    await db.upgrade()
+    assert await references(db, "shop-a") == [(1, "1"), (2, "2")]
+    assert await allocate(db, "shop-a", "a3") == 3, "the counter goes on after them"

@@ -5,6 +5,7 @@ moment of sending, and the workflow's own skips written to the ledger by the pro
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email
 import email.policy
@@ -517,6 +518,9 @@ async def test_an_attempt_stops_before_its_timeout_so_retries_never_overlap(
     DATA), the row stays ``sending``, and the retry sends once, same Message-ID."""
     assert attempt_budget(timedelta(seconds=60)) == 50.0
     assert attempt_budget(timedelta(seconds=5)) == 1.0 and attempt_budget(None) is None
+    # the workflow gives up on the activity sooner: the attempt stops before that
+    assert attempt_budget(timedelta(seconds=60), timedelta(seconds=30)) == 20.0
+    assert attempt_budget(None, timedelta(seconds=-3)) == 1.0
     await campaign(db)
     received.data_delay = 3.0
     env = ActivityEnvironment()
@@ -535,6 +539,35 @@ async def test_an_attempt_stops_before_its_timeout_so_retries_never_overlap(
     # the relay may still finish the stalled DATA: the same Message-ID
     ids = {message["Message-ID"] for message in messages(received)}
     assert ids == {row.message_id}
+
+
+async def test_once_the_relay_accepted_the_budget_no_longer_applies(
+    db: ScratchDatabase,
+    acts: ReminderActivities,
+    received: Handler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow ``sent`` record after the relay accepted the message is waited for: the
+    attempt answers ``sent``, it is not turned into a failure (and a resend)."""
+    await campaign(db)
+    record_sent = acts.record_sent
+
+    async def slow(key: ReminderKey, sent_at: datetime) -> None:
+        await asyncio.sleep(2.0)  # the database busy: longer than the attempt's budget
+        await record_sent(key, sent_at)
+
+    monkeypatch.setattr(acts, "record_sent", slow)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        start_to_close_timeout=timedelta(seconds=11),
+        schedule_to_close_timeout=None,
+    )
+    outcome = await env.run(
+        acts.send_reminder, through_temporal(request(cart()), SendReminderInput)
+    )
+    assert outcome.status is ReminderStatus.SENT
+    assert (await ledger(db)).status == "sent" and len(received.received) == 1
 
 
 @pytest.mark.parametrize("reason", ["unsubscribed", "bounced"])

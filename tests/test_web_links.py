@@ -27,7 +27,7 @@ from activities.links import Links, RecoveryClaim, UnsubscribeClaim
 from activities.models import CartRecord, RecoveryClick, ReminderSend, Suppression
 from activities.settings import Settings
 from starter.web.app import create_app
-from starter.web.links import restore_target
+from starter.web.links import form_action_source, restore_target
 from starter.web.server import WebServer, bind, start_web_server
 from starter.web.temporal import TemporalSignaller, TemporalUnavailable
 from tests.conftest_db import ScratchDatabase, scratch_database
@@ -374,6 +374,16 @@ async def test_a_shop_without_a_campaign_gets_the_saved_page(
     assert response.status_code == 200
     assert "Your cart is saved" in html_of(response)
     assert len(await clicks(db)) == 1
+
+
+def test_the_form_action_source_is_an_ascii_origin_without_credentials() -> None:
+    assert form_action_source("https://shop.example/c/1?x=y") == "https://shop.example"
+    assert form_action_source("http://shop.example:8443/c") == "http://shop.example:8443"
+    assert form_action_source("https://例え.jp/cart") == "https://xn--r8jz45g.jp"
+    assert form_action_source("https://user:pw@Shop.Example/c") == "https://shop.example"
+    # what cannot be one origin: every http(s) origin, never a header injection
+    assert form_action_source("https://shop.example;sandbox/c") == "https: http:"
+    assert form_action_source("https://shop.example:99999/c") == "https: http:"
 
 
 def test_restore_target_fills_in_encoded_values_and_refuses_other_schemes() -> None:

@@ -50,13 +50,13 @@ MAX_NOTE = 1000
 #: result for yet another attempt is recorded as an attention item
 MAX_ATTEMPTS = 50
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-_ATTEMPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
+_ATTEMPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}\Z")
 # Syntax only: the edge (starter.client) validates deliverable form with email-validator.
-_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-_LAST4_RE = re.compile(r"^[0-9]{4}$")
-_TZ_RE = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
-_LOCALE_RE = re.compile(r"^[a-zA-Z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+\Z")
+_LAST4_RE = re.compile(r"^[0-9]{4}\Z")
+_TZ_RE = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*\Z")
+_LOCALE_RE = re.compile(r"^[a-zA-Z]{2,3}([_-][A-Za-z0-9]{2,8})*\Z")
 
 
 class CartRefused(Exception):  # not "...Error": a refusal is an outcome, not a bug

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from activities.stock import StockLevel, StockPage
     from starter.catalog import CatalogClient
 
-_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+\Z")
 
 
 def _run(work: Callable[[CatalogClient, str], Awaitable[None]], shop: str | None) -> None:
@@ -54,7 +54,7 @@ def _run(work: Callable[[CatalogClient, str], Awaitable[None]], shop: str | None
 def _quantity(text: str) -> int | str:
     """QTY as typed: a whole number, or the text itself (refused as invalid_stock_level
     by the store, with the others)."""
-    return int(text) if _INTEGER.match(text.strip()) else text
+    return int(text) if _INTEGER.match(text) else text
 
 
 def level_json(shop_id: str, sku: str, level: StockLevel | None) -> dict[str, Any]:

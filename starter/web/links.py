@@ -101,6 +101,20 @@ def restore_target(template: str, cart_id: str, coupon: str | None) -> str | Non
     return url
 
 
+def form_action_source(url: str) -> str:
+    """``url``'s origin as a CSP source (scheme, host in ASCII, port; never a user or a
+    password), or every http(s) origin if it cannot be written as one."""
+    parts = urlsplit(url)
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+        port = parts.port
+    except (UnicodeError, ValueError):
+        host, port = "", None
+    if not host or not all(c.isalnum() or c in "-." for c in host):
+        return "https: http:"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
 # --------------------------------------------------------------------------- recovery
 
 
@@ -109,10 +123,7 @@ async def recovery_page(claim: Recovery, context: Context) -> Response:
     campaign = await load_campaign(context.sessions, claim.shop_id)
     target = restore_target(campaign.restore_url, claim.cart_id, None) if campaign else None
     # The form's POST ends in a redirect to the shop: CSP's form-action covers redirects.
-    origin = ""
-    if target is not None:
-        parts = urlsplit(target)
-        origin = f" {parts.scheme}://{parts.netloc}"
+    origin = f" {form_action_source(target)}" if target is not None else ""
     nonce = secrets.token_urlsafe(16)
     return render(
         "recovery.html",

@@ -84,7 +84,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Back to one sequence for every shop: works while no two shops share a number.
+    # Back to one sequence for every shop: only while no two shops share a number.
+    shared = (
+        op.get_bind()
+        .execute(
+            sa.text("SELECT number FROM order_numbers GROUP BY number HAVING COUNT(*) > 1 LIMIT 1")
+        )
+        .scalar()
+    )
+    if shared is not None:
+        raise RuntimeError(
+            f"cannot downgrade below 0009: several shops have order number {shared}, and"
+            " before 0009 a number was unique across shops"
+        )
     if op.get_bind().dialect.name == "postgresql":
         op.drop_column("order_numbers", "reference")
         op.drop_constraint("pk_order_numbers", "order_numbers", type_="primary")

@@ -1,0 +1,547 @@
+"""The admin's orders list on the read model (seed 002; DOMAIN.md section 3): orders and
+*not finished* orders, filtered, sorted and paged by keyset, and counted per status.
+
+What is listed. An **order** is a cart in state ``ordered`` (``carts.order_number``,
+``order_status``, ``order_paid``, ``order_amount_paid``). A **not finished order** is a
+cart in state ``locked`` (the customer went to pay and no payment result settled it,
+seed 000): it has no number, its payment status is ``not_defined`` and it is shown with
+the hidden status ``N`` (Incomplete: "waiting for the gateway"). Its creation time is when
+it was locked; an order's is when it was ordered. A locked cart that becomes an order
+leaves the list as not finished and comes back as an order, with its new time.
+
+- ``list_orders(sessions, shop_id, ...)`` -> ``OrderPage``: filters ``status`` (a letter,
+  any case; ``N`` also selects the not finished ones, ``"not_finished"`` only them),
+  ``since`` (included) / ``until`` (excluded) on the creation time, ``email`` (the
+  customer's, any case), ``number``; ``include_not_finished``; ``sort`` ``newest`` (the
+  default) or ``oldest``; ``limit`` (1-500) and ``after`` (the previous page's
+  ``next_cursor``). Pages are a keyset on (creation time, cart id), never an offset: rows
+  added between two pages never make a page skip or repeat a row.
+- ``count_by_status(sessions, shop_id)``: orders per status letter (letters without
+  orders left out), and the not finished ones under ``NOT_FINISHED`` (always there).
+- ``get_order(sessions, shop_id, number)``: one order by its number.
+
+A row's status name and colour are the shop's registry's now (``order_statuses``): a
+renamed status shows its new name; a letter the registry no longer has shows the letter
+with ``status_name`` ``None``. Refusals raise ``OrdersQueryRefused`` with a code:
+``invalid_filter``, ``invalid_cursor``, ``order_not_found``.
+
+Cost. Every filter is served by an index (migration 0010): (shop, state, ordered_at,
+cart) for the list and the date range, (shop, state, order_status, ordered_at, cart) for
+the status filter and the counts, (shop, state, locked_at, cart) for the not finished
+ones, (shop, order_number) for a number and (shop, lower(e-mail)) for a customer. A page
+reads at most ``limit + 1`` rows of each kind, plus the page's references (primary key
+of ``order_numbers``) and the shop's statuses; the customer and the payments are read
+from the snapshot's ``customer`` and ``payments`` only (never the whole cart decoded).
+Cart ids are compared by code point on both backends (PostgreSQL: ``COLLATE "C"``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.db import SessionFactory
+from activities.models import CartRecord, OrderNumber
+from activities.order_status_rules import HIDDEN_LETTER, OrderStatusDef, StatusRefused
+from activities.order_statuses import list_statuses
+from workflows.validation import valid_id
+
+#: the status filter and the ``count_by_status`` key of the not finished orders
+NOT_FINISHED = "not_finished"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+SORTS = ("newest", "oldest")
+Sort = Literal["newest", "oldest"]
+#: ``OrderRow.payment_status``
+PAID = "paid"
+PARTIALLY_PAID = "partially_paid"
+UNPAID = "unpaid"
+NOT_DEFINED = "not_defined"
+
+_ORDERED = "ordered"
+_LOCKED = "locked"
+_LETTER = re.compile(r"[A-Z]")
+_CURSOR_VERSION = 1
+
+
+class OrdersQueryRefused(Exception):
+    """A request of the orders list that cannot be answered; ``code`` is
+    ``invalid_filter``, ``invalid_cursor`` or ``order_not_found``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """One line of the orders list (seed 002's columns).
+
+    ``number`` / ``reference``: the order's number and the number as shown (the prefix it
+    was given with, ``order_numbers.reference``); both ``None`` for a not finished order.
+    ``created_at``: when it was ordered (not finished: when it was locked).
+    ``status``: the letter (``N`` for a not finished order); ``status_name`` and
+    ``status_colour`` the registry's now (``None`` for a letter it no longer has).
+    ``customer_name`` comes from the snapshot's customer. ``delivery`` is always ``None``
+    for now: orders have no delivery yet (method, cost, tracking code, recipient, address
+    and comment come with the order phase). ``total``, ``amount_paid``: minor units of
+    ``currency``. ``payment_method`` / ``payment_gateway``: of the last succeeded payment,
+    else of the last attempt (``None``: none). ``payment_status``: ``paid``,
+    ``partially_paid``, ``unpaid``, or ``not_defined`` for a not finished order.
+    """
+
+    shop_id: str
+    cart_id: str
+    number: int | None
+    reference: str | None
+    created_at: datetime
+    status: str
+    status_name: str | None
+    status_colour: str | None
+    customer_email: str | None
+    customer_name: str | None
+    delivery: dict[str, Any] | None
+    total: int
+    currency: str | None
+    amount_paid: int
+    payment_method: str | None
+    payment_gateway: str | None
+    fully_paid: bool
+    not_finished: bool
+    payment_status: str
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    """A page of the list; ``next_cursor``: ``after`` for the next page (``None``: the
+    last page)."""
+
+    rows: tuple[OrderRow, ...]
+    next_cursor: str | None
+
+
+# --------------------------------------------------------------------------- checking
+
+
+@dataclass(frozen=True)
+class _Filters:
+    shop_id: str
+    #: a letter, or ``None``
+    letter: str | None
+    orders: bool
+    not_finished: bool
+    since: datetime | None
+    until: datetime | None
+    email: str | None
+    number: int | None
+    sort: Sort
+    limit: int
+    after: tuple[datetime, str] | None
+
+
+def _refuse(message: str) -> OrdersQueryRefused:
+    return OrdersQueryRefused("invalid_filter", message)
+
+
+def _shop(shop_id: object) -> str:
+    if not valid_id(shop_id):
+        raise _refuse(f"{shop_id!r} is not a valid shop id")
+    assert isinstance(shop_id, str)
+    return shop_id
+
+
+def _number(number: object) -> int:
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise _refuse(f"an order number is a whole number from 1, not {number!r}")
+    return number
+
+
+def _time(value: object, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise _refuse(f"{name} must be a timezone-aware datetime, not {value!r}")
+    return value
+
+
+def _filters(
+    shop_id: object,
+    *,
+    status: object,
+    since: object,
+    until: object,
+    email: object,
+    number: object,
+    include_not_finished: bool,
+    sort: object,
+    limit: object,
+    after: object,
+) -> _Filters:
+    shop = _shop(shop_id)
+    letter: str | None = None
+    orders, not_finished = True, bool(include_not_finished)
+    if status is not None:
+        text = status.strip() if isinstance(status, str) else ""
+        if text.lower() == NOT_FINISHED:
+            if not include_not_finished:
+                raise _refuse("status not_finished, but not finished orders are excluded")
+            orders = False
+        elif _LETTER.fullmatch(text.upper()):
+            letter = text.upper()
+            not_finished = not_finished and letter == HIDDEN_LETTER
+        else:
+            raise _refuse(f"a status is one letter A-Z or {NOT_FINISHED!r}, not {status!r}")
+    start, end = _time(since, "since"), _time(until, "until")
+    if start is not None and end is not None and start >= end:
+        raise _refuse(f"since ({start.isoformat()}) must be before until ({end.isoformat()})")
+    address: str | None = None
+    if email is not None:
+        if not isinstance(email, str) or not email.strip():
+            raise _refuse(f"an e-mail filter is a non-empty text, not {email!r}")
+        address = email.strip().lower()
+    wanted = _number(number) if number is not None else None
+    if wanted is not None:
+        not_finished = False  # they have no number
+    if sort not in SORTS:
+        raise _refuse(f"sort is one of {', '.join(SORTS)}, not {sort!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise _refuse(f"limit must be from 1 to {MAX_LIMIT}, not {limit!r}")
+    position = decode_cursor(after, sort) if after is not None else None
+    return _Filters(
+        shop_id=shop,
+        letter=letter,
+        orders=orders,
+        not_finished=not_finished,
+        since=start,
+        until=end,
+        email=address,
+        number=wanted,
+        sort=sort,  # type: ignore[arg-type]  # checked against SORTS
+        limit=limit,
+        after=position,
+    )
+
+
+# --------------------------------------------------------------------------- cursors
+
+
+def encode_cursor(sort: str, created_at: datetime, cart_id: str) -> str:
+    """An opaque cursor: the sort and the last row's (creation time, cart id), as
+    URL-safe base64 of a JSON object."""
+    data = {"v": _CURSOR_VERSION, "s": sort, "t": created_at.isoformat(), "c": cart_id}
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: object, sort: str) -> tuple[datetime, str]:
+    """The (creation time, cart id) a cursor of ``sort`` holds, or ``invalid_cursor``."""
+    bad = OrdersQueryRefused(
+        "invalid_cursor", "the cursor is not one this list gave (use next_cursor as given)"
+    )
+    if not isinstance(cursor, str) or not cursor or len(cursor) > 1000:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw.decode())
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not isinstance(data, dict) or data.get("v") != _CURSOR_VERSION:
+        raise bad
+    when, cart_id = data.get("t"), data.get("c")
+    if not isinstance(when, str) or not isinstance(cart_id, str) or not valid_id(cart_id):
+        raise bad
+    try:
+        created_at = datetime.fromisoformat(when)
+    except ValueError:
+        raise bad from None
+    if created_at.tzinfo is None:
+        raise bad
+    if data.get("s") != sort:
+        raise OrdersQueryRefused(
+            "invalid_cursor", f"the cursor belongs to the {data.get('s')!r} sort, not {sort!r}"
+        )
+    return created_at, cart_id
+
+
+# --------------------------------------------------------------------------- statements
+
+_ROW_COLUMNS = (
+    CartRecord.shop_id,
+    CartRecord.cart_id,
+    CartRecord.state,
+    CartRecord.order_number,
+    CartRecord.order_status,
+    CartRecord.order_paid,
+    CartRecord.order_amount_paid,
+    CartRecord.total,
+    CartRecord.currency,
+    CartRecord.customer_email,
+    # ``->`` (not ``->>``): PostgreSQL json keeps ``\\u0000``, which text cannot hold
+    CartRecord.snapshot["customer"].label("customer"),
+    CartRecord.snapshot["payments"].label("payments"),
+)
+
+
+def _cart_key(dialect: str) -> ColumnElement[str]:
+    """The cart id compared by code point (PostgreSQL's default collation orders
+    ``a-2`` and ``A-1`` otherwise than SQLite and Python)."""
+    column = CartRecord.__table__.c.cart_id
+    return column if dialect == "sqlite" else column.collate("C")
+
+
+def _select(filters: _Filters, dialect: str, *, not_finished: bool) -> Select[Any]:
+    """The rows of one kind (orders, or not finished ones), in the list's order, at most
+    ``limit + 1`` of them after the cursor."""
+    created = CartRecord.locked_at if not_finished else CartRecord.ordered_at
+    cart = _cart_key(dialect)
+    query = select(*_ROW_COLUMNS, created.label("created_at")).where(
+        CartRecord.shop_id == filters.shop_id,
+        CartRecord.state == (_LOCKED if not_finished else _ORDERED),
+        created.is_not(None),
+    )
+    if not not_finished and filters.letter is not None:
+        query = query.where(CartRecord.order_status == filters.letter)
+    if filters.number is not None:
+        query = query.where(CartRecord.order_number == filters.number)
+    if filters.email is not None:
+        query = query.where(func.lower(CartRecord.customer_email) == filters.email)
+    if filters.since is not None:
+        query = query.where(created >= filters.since)
+    if filters.until is not None:
+        query = query.where(created < filters.until)
+    newest = filters.sort == "newest"
+    if filters.after is not None:
+        at, cart_id = filters.after
+        if newest:
+            query = query.where(created <= at, or_(created < at, cart < cart_id))
+        else:
+            query = query.where(created >= at, or_(created > at, cart > cart_id))
+    order = (created.desc(), cart.desc()) if newest else (created.asc(), cart.asc())
+    return query.order_by(*order).limit(filters.limit + 1)
+
+
+def _statements(filters: _Filters, dialect: str) -> list[Select[Any]]:
+    kinds = [False] if filters.orders else []
+    kinds += [True] if filters.not_finished else []
+    return [_select(filters, dialect, not_finished=kind) for kind in kinds]
+
+
+def list_statements(
+    dialect: str,
+    shop_id: str,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    email: str | None = None,
+    number: int | None = None,
+    include_not_finished: bool = True,
+    sort: Sort = "newest",
+    limit: int = DEFAULT_LIMIT,
+    after: str | None = None,
+) -> list[Select[Any]]:
+    """The statements ``list_orders`` runs for these arguments on ``dialect`` (for
+    ``EXPLAIN``): the orders', then the not finished ones' (each when it applies)."""
+    filters = _filters(
+        shop_id,
+        status=status,
+        since=since,
+        until=until,
+        email=email,
+        number=number,
+        include_not_finished=include_not_finished,
+        sort=sort,
+        limit=limit,
+        after=after,
+    )
+    return _statements(filters, dialect)
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _payment(payments: object) -> tuple[str | None, str | None]:
+    """(method, gateway) of the last succeeded payment, else of the last attempt."""
+    attempts = [p for p in payments if isinstance(p, dict)] if isinstance(payments, list) else []
+    succeeded = [p for p in attempts if p.get("status") == "succeeded"]
+    if not attempts:
+        return None, None
+    chosen = (succeeded or attempts)[-1]
+    method, gateway = chosen.get("method"), chosen.get("gateway")
+    return (
+        method if isinstance(method, str) else None,
+        gateway if isinstance(gateway, str) else None,
+    )
+
+
+def _paid_in(payments: object, currency: str | None) -> int:
+    """The succeeded payments in ``currency`` (``workflows.money.paid_amount``)."""
+    if not isinstance(payments, list):
+        return 0
+    total = 0
+    for p in payments:
+        if isinstance(p, dict) and p.get("status") == "succeeded":
+            amount = p.get("succeeded_amount")
+            if p.get("succeeded_currency") == currency and isinstance(amount, int):
+                total += amount
+    return total
+
+
+def _row(
+    values: Mapping[str, Any],
+    statuses: Mapping[str, OrderStatusDef],
+    references: Mapping[int, str],
+) -> OrderRow:
+    not_finished = values["state"] == _LOCKED
+    customer = values["customer"] if isinstance(values["customer"], dict) else {}
+    name = customer.get("name")
+    method, gateway = _payment(values["payments"])
+    number = None if not_finished else values["order_number"]
+    letter = HIDDEN_LETTER if not_finished else (values["order_status"] or "")
+    status = statuses.get(letter)
+    if not_finished:
+        amount_paid = _paid_in(values["payments"], values["currency"])
+        fully_paid, payment_status = False, NOT_DEFINED
+    else:
+        amount_paid = int(values["order_amount_paid"] or 0)
+        fully_paid = bool(values["order_paid"])
+        payment_status = PAID if fully_paid else PARTIALLY_PAID if amount_paid > 0 else UNPAID
+    return OrderRow(
+        shop_id=values["shop_id"],
+        cart_id=values["cart_id"],
+        number=number,
+        reference=(references.get(number) or str(number)) if number is not None else None,
+        created_at=values["created_at"],
+        status=letter,
+        status_name=status.name if status else None,
+        status_colour=status.colour if status else None,
+        customer_email=values["customer_email"],
+        customer_name=name if isinstance(name, str) else None,
+        delivery=None,
+        total=int(values["total"]),
+        currency=values["currency"],
+        amount_paid=amount_paid,
+        payment_method=method,
+        payment_gateway=gateway,
+        fully_paid=fully_paid,
+        not_finished=not_finished,
+        payment_status=payment_status,
+    )
+
+
+async def _references(
+    session: AsyncSession, shop_id: str, numbers: Sequence[int]
+) -> dict[int, str]:
+    if not numbers:
+        return {}
+    query = select(OrderNumber.number, OrderNumber.reference).where(
+        OrderNumber.shop_id == shop_id, OrderNumber.number.in_(sorted(set(numbers)))
+    )
+    return {int(n): ref for n, ref in (await session.execute(query)).all()}
+
+
+async def _statuses(sessions: SessionFactory, shop_id: str) -> dict[str, OrderStatusDef]:
+    try:
+        return {status.letter: status for status in await list_statuses(sessions, shop_id)}
+    except StatusRefused as refused:  # pragma: no cover - the shop id was checked
+        raise _refuse(refused.message) from None
+
+
+async def _rows(filters: _Filters, session: AsyncSession, dialect: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for statement in _statements(filters, dialect):
+        found += [dict(row) for row in (await session.execute(statement)).mappings()]
+    newest = filters.sort == "newest"
+    found.sort(key=lambda row: (row["created_at"], row["cart_id"]), reverse=newest)
+    return found
+
+
+async def _finish(
+    sessions: SessionFactory, session: AsyncSession, shop_id: str, rows: list[dict[str, Any]]
+) -> list[OrderRow]:
+    numbers = [row["order_number"] for row in rows if row["state"] == _ORDERED]
+    references = await _references(session, shop_id, [n for n in numbers if n is not None])
+    statuses = await _statuses(sessions, shop_id)
+    return [_row(row, statuses, references) for row in rows]
+
+
+# --------------------------------------------------------------------------- queries
+
+
+async def list_orders(
+    sessions: SessionFactory,
+    shop_id: str,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    email: str | None = None,
+    number: int | None = None,
+    include_not_finished: bool = True,
+    sort: Sort = "newest",
+    limit: int = DEFAULT_LIMIT,
+    after: str | None = None,
+) -> OrderPage:
+    """A page of the shop's orders and not finished orders (see the module's doc)."""
+    filters = _filters(
+        shop_id,
+        status=status,
+        since=since,
+        until=until,
+        email=email,
+        number=number,
+        include_not_finished=include_not_finished,
+        sort=sort,
+        limit=limit,
+        after=after,
+    )
+    async with sessions() as session:
+        dialect = session.get_bind().dialect.name
+        found = await _rows(filters, session, dialect)
+        page = found[: filters.limit]
+        rows = await _finish(sessions, session, filters.shop_id, page)
+    cursor = None
+    if len(found) > filters.limit and rows:
+        last = rows[-1]
+        cursor = encode_cursor(filters.sort, last.created_at, last.cart_id)
+    return OrderPage(rows=tuple(rows), next_cursor=cursor)
+
+
+async def get_order(sessions: SessionFactory, shop_id: str, number: int) -> OrderRow:
+    """The shop's order ``number``, or ``order_not_found``."""
+    page = await list_orders(sessions, shop_id, number=_number(number), limit=1)
+    if not page.rows:
+        raise OrdersQueryRefused("order_not_found", f"shop {shop_id} has no order number {number}")
+    return page.rows[0]
+
+
+async def count_by_status(sessions: SessionFactory, shop_id: str) -> dict[str, int]:
+    """How many orders have each status letter (letters without orders are left out),
+    and how many are not finished, under ``NOT_FINISHED`` (always there, maybe 0)."""
+    shop = _shop(shop_id)
+    orders = (
+        select(CartRecord.order_status, func.count())
+        .where(CartRecord.shop_id == shop, CartRecord.state == _ORDERED)
+        .group_by(CartRecord.order_status)
+    )
+    locked = select(func.count()).where(
+        and_(
+            CartRecord.shop_id == shop,
+            CartRecord.state == _LOCKED,
+            CartRecord.locked_at.is_not(None),
+        )
+    )
+    async with sessions() as session:
+        counts = {letter or "": int(n) for letter, n in (await session.execute(orders)).all()}
+        counts[NOT_FINISHED] = int((await session.execute(locked)).scalar_one())
+    return counts
