@@ -150,8 +150,10 @@ def check_name(name: object) -> str:
         raise _refuse("the name must be a non-empty text")
     if len(name) > METHOD_NAME_LENGTH:
         raise _refuse(f"the name has {len(name)} characters; at most {METHOD_NAME_LENGTH}")
-    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name):
-        raise _refuse("the name must not contain control characters or line breaks")
+    if name != name.strip():
+        raise _refuse("the name must not start or end with a space")
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
+        raise _refuse("the name must not contain control or formatting characters or line breaks")
     return name
 
 

@@ -46,6 +46,7 @@ Times are timezone-aware UTC (``now``; a naive one is a ``ValueError``).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -174,6 +175,8 @@ def check_sku(sku: object) -> str:
     except CartRefused as refused:
         raise StockRefused("invalid_sku", f"{refused.message}, not {sku!r}") from None
     assert isinstance(sku, str)
+    if any(unicodedata.category(char) == "Cc" for char in sku):
+        raise StockRefused("invalid_sku", f"a sku holds no control characters, not {sku!r}")
     return sku
 
 

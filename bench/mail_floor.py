@@ -48,6 +48,8 @@ class BenchMailFloor:
             MAIL_FLOOR_ACTIVITY,
             job.key,
             start_to_close_timeout=timedelta(seconds=60),
+            # as the product's send: retried, but not forever
+            schedule_to_close_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200)),
         )
 

@@ -76,14 +76,18 @@ async def mail_floor_phase(
             if key in due_of:  # (a late calibration e-mail is not the floor's)
                 copies += 1
                 first_copy[key] = min(first_copy.get(key, message.at), message.at)
-    times = sorted(first_copy.values())
+    # as the carts' figures (``bench.reminders.tally``): messages over the span from the
+    # first to the last message received; lateness of each first copy
+    times = sorted(
+        m.at for m in sink.received if any(r.rpartition("@")[0] in due_of for r in m.recipients)
+    )
     lateness = [at - due_of[key] for key, at in first_copy.items()]
     span = times[-1] - times[0] if len(times) >= 2 else 0.0
     emails = max(len(times), 1)
     out.update(
-        emails=len(times),
-        duplicates=copies - len(times),
-        lost=n - len(times),
+        emails=len(first_copy),
+        duplicates=copies - len(first_copy),
+        lost=n - len(first_copy),
         emails_per_s=round(len(times) / span, 2) if span > 0 else None,
         lateness_s={
             "p50": rounded(percentile(lateness, 50), 3),

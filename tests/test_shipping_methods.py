@@ -187,6 +187,9 @@ INVALID_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"name": "   "}, "name"),
     ({"name": "x" * 129}, "name"),
     ({"name": "two\nlines"}, "name"),
+    ({"name": " Courier"}, "name"),
+    ({"name": "Courier\u202e"}, "name"),  # a bidi override
+    ({"method_id": "courier\n"}, "method id"),
     ({"name": None}, "name"),
     ({"cost": -1}, "cost"),
     ({"cost": 4.9}, "cost"),

@@ -86,7 +86,7 @@ async def test_an_invalid_level_is_refused(db: ScratchDatabase, level: Any) -> N
     assert await levels(db, "mug") == {"mug": 5}
 
 
-@pytest.mark.parametrize("sku", ["", "   ", "x" * 201, None, 7])
+@pytest.mark.parametrize("sku", ["", "   ", "x" * 201, None, 7, "mug\x00", "mug\x1b[2J"])
 async def test_an_invalid_sku_is_refused(db: ScratchDatabase, sku: Any) -> None:
     sessions = db.session_factory
     for call in (
