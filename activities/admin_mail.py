@@ -40,6 +40,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
+from activities.attempt_budget import AttemptBudget, lift
 from activities.db import SessionFactory, insert_for, write_session
 from activities.mail_render import (
     TEMPLATES,
@@ -287,18 +288,34 @@ class AdminMailer:
         docstring); ``render`` makes its content once it is claimed. ``MailError`` when
         the relay does not take it."""
         id_ = notice_message_id(shop_id, key, self.settings)
-        done = await claim(self.session_factory, shop_id, key, kind, self.clock())
-        if done is not None:
-            log.info("%s %s of shop %s: already sent at %s", kind, key, shop_id, done.isoformat())
-            return AlertResult(status=ALERT_ALREADY_SENT, message_id=id_, sent_at=done)
-        message = build_admin_message(
-            render(),
-            sender=self.settings.alert_sender,
-            recipients=self.settings.admins_for(shop_id),
-            message_id=id_,
-            date=self.clock(),
-        )
-        sent = await send_message(self.smtp, message)
+        budget = AttemptBudget()  # (see ``activities.attempt_budget``)
+        try:
+            async with budget:
+                done = await claim(self.session_factory, shop_id, key, kind, self.clock())
+                if done is not None:
+                    log.info(
+                        "%s %s of shop %s: already sent at %s",
+                        kind,
+                        key,
+                        shop_id,
+                        done.isoformat(),
+                    )
+                    return AlertResult(status=ALERT_ALREADY_SENT, message_id=id_, sent_at=done)
+                message = build_admin_message(
+                    render(),
+                    sender=self.settings.alert_sender,
+                    recipients=self.settings.admins_for(shop_id),
+                    message_id=id_,
+                    date=self.clock(),
+                )
+                sent = await send_message(self.smtp, message)
+                lift()  # accepted: record it whatever it takes
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            raise MailError(
+                "smtp_timeout", f"{kind} {key}: the attempt took too long", transient=True
+            ) from None
         when = self.clock()
         await mark_sent(self.session_factory, shop_id, key, when)
         log.info(

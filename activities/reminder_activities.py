@@ -36,7 +36,7 @@ attempt may have sent it).
 
 **Attempts never overlap.** Each attempt stops itself (``send_timeout``, retried) before
 its start-to-close timeout, after which Temporal would start the next attempt while the
-first still talked to the relay (``attempt_budget``).
+first still talked to the relay (``activities.attempt_budget``).
 
 **SMTP errors.** A transient one (relay down, 4xx, timeout) raises a retryable
 ``ApplicationError`` (the workflow's retry policy tries again; the row stays ``sending``).
@@ -50,8 +50,6 @@ the driver's message (which may quote the statement's values; the worker's log h
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -65,6 +63,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import coupons
 from activities import reminder_ledger as ledger
+from activities.attempt_budget import AttemptBudget, lift
 from activities.campaigns import CampaignConfig, load_campaign
 from activities.db import SessionFactory
 from activities.links import Links
@@ -96,45 +95,6 @@ from workflows.contract import (
 log = activity.logger
 #: one line per send with the at-least-once window (``window_ms``, also in ``extra``)
 window_log = logging.getLogger("cartkeeper.reminders")
-
-
-#: an attempt stops this long before its start-to-close timeout
-ATTEMPT_MARGIN = timedelta(seconds=10)
-
-
-def attempt_budget(
-    start_to_close: timedelta | None, until_give_up: timedelta | None = None
-) -> float | None:
-    """How long one ``send_reminder`` attempt may run before the relay accepted its
-    message: the time until its start-to-close timeout, or until the workflow gives up on
-    the activity (schedule-to-close) if that is sooner, less ``ATTEMPT_MARGIN`` (at least a
-    second); ``None`` without either.
-
-    Temporal starts the next attempt once the timeout has passed, and the workflow starts
-    the send again once it gave up, whether the attempt still runs or not (an activity
-    without heartbeats cannot be told to stop). An attempt that stopped itself before then
-    can never overlap the next one: no two attempts of one reminder hand the message to the
-    relay at the same time. Once the relay accepted it, the budget no longer applies: the
-    ``sent`` record is written whatever it takes (a resend after a crash, the window
-    described above, still carries the same Message-ID)."""
-    limits = [limit for limit in (start_to_close, until_give_up) if limit is not None]
-    if not limits:
-        return None
-    return max((min(limits) - ATTEMPT_MARGIN).total_seconds(), 1.0)
-
-
-#: the running attempt's budget (``send_reminder``), lifted once the relay accepted
-_BUDGET: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
-    "reminder_attempt_budget", default=None
-)
-
-
-def _budget_of(info: activity.Info) -> float | None:
-    until_give_up = None
-    if info.schedule_to_close_timeout is not None:
-        deadline = info.scheduled_time + info.schedule_to_close_timeout
-        until_give_up = deadline - datetime.now(UTC)
-    return attempt_budget(info.start_to_close_timeout, until_give_up)
 
 
 def _utcnow() -> datetime:
@@ -240,8 +200,7 @@ class ReminderActivities:
         """Send the reminder once (see the module's docstring)."""
         cart = request.cart
         key = ReminderKey(cart.shop_id, cart.cart_id, cart.lineage or "", request.reminder_id)
-        budget = asyncio.timeout(_budget_of(activity.info()))
-        token = _BUDGET.set(budget)
+        budget = AttemptBudget()
         try:
             async with budget:
                 return await self._send(key, request)
@@ -250,7 +209,7 @@ class ReminderActivities:
                 raise  # not the budget's (a driver's own timeout): as any error
             # Past its budget the attempt stops (the row stays ``sending``): the next
             # attempt starts only after it, so two never talk to the relay at once (see
-            # ``attempt_budget``).
+            # ``activities.attempt_budget``).
             log.warning("reminder %s: the attempt ran out of time; retried", key.ident)
             raise ApplicationError(
                 f"reminder {key.reminder_id} of cart {key.shop_id}/{key.cart_id}: the attempt"
@@ -266,8 +225,6 @@ class ReminderActivities:
                 f" model failed ({type(error).__name__}); retried",
                 type="read_model_unavailable",
             ) from None
-        finally:
-            _BUDGET.reset(token)
 
     async def _send(self, key: ReminderKey, request: SendReminderInput) -> ReminderOutcome:
         now = self.clock()
@@ -370,9 +327,7 @@ class ReminderActivities:
             skip = Skip(SkipReason.SEND_FAILED, answer)
             return await self._skip(key, request, skip, self.clock(), bounced=bounced)
         accepted = time.monotonic()
-        budget = _BUDGET.get()
-        if budget is not None:
-            budget.reschedule(None)  # accepted: record it whatever it takes
+        lift()  # accepted: record it whatever it takes
         sent_at = self.clock()
         await self.record_sent(key, sent_at)
         window_ms = (time.monotonic() - accepted) * 1000

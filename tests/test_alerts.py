@@ -4,6 +4,9 @@ nothing about the customer in it. On SQLite and PostgreSQL (``TEST_DATABASE_URL`
 
 from __future__ import annotations
 
+import dataclasses
+import email
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -128,6 +131,38 @@ async def test_a_relay_that_says_try_later_is_retried_and_sends_once(
         again = await env.run(acts.send_lock_alert, locked_input())
     assert sent.status == ALERT_SENT and again.status == ALERT_ALREADY_SENT
     assert len(handler.received) == 1
+
+
+async def test_an_attempt_stops_before_its_timeout_and_the_retry_sends_once(
+    db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """A relay stalled in DATA: the attempt stops after its budget (start-to-close less
+    the margin) with a retryable ``smtp_timeout``, before Temporal would start the next
+    one beside it (``activities.attempt_budget``)."""
+    handler = Handler(data_delay=3.0)
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+        )
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(
+            env.info, start_to_close_timeout=timedelta(seconds=11), schedule_to_close_timeout=None
+        )
+        started = time.monotonic()
+        with pytest.raises(ApplicationError) as stopped:
+            await env.run(acts.send_lock_alert, locked_input())
+        assert time.monotonic() - started < 2.5, "stopped after its 1 s budget"
+        assert stopped.value.type == "smtp_timeout" and not stopped.value.non_retryable
+        handler.data_delay = 0.0
+        sent = await env.run(acts.send_lock_alert, locked_input())
+    assert sent.status == ALERT_SENT
+    # the stalled DATA may still arrive: under the same Message-ID, never another
+    ids = {
+        email.message_from_bytes(envelope.content)["Message-ID"]
+        for envelope in handler.received
+        if isinstance(envelope.content, bytes)
+    }
+    assert ids == {sent.message_id}
 
 
 async def test_a_crash_after_the_relay_took_it_resends_the_same_message(

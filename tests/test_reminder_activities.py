@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import reminder_ledger
+from activities.attempt_budget import attempt_budget
 from activities.campaigns import (
     CampaignConfig,
     CouponOffer,
@@ -41,7 +42,7 @@ from activities.db import write_session
 from activities.links import Links, RecoveryClaim, UnsubscribeClaim
 from activities.mail_render import message_id, money
 from activities.models import CartRecord, Coupon, ReminderSend, Suppression
-from activities.reminder_activities import ReminderActivities, attempt_budget
+from activities.reminder_activities import ReminderActivities
 from activities.reminder_checks import ReminderKey, quiet_until, time_zone, variant_for
 from activities.settings import Settings
 from tests.conftest_db import ScratchDatabase, scratch_database
