@@ -20,6 +20,8 @@ TARGET_RSS_MB = 400.0
 #: reminders (issue 6 point 12): X-Cart's cron sends at most 100 per minute
 TARGET_EMAILS_PER_S = 100.0
 TARGET_REMINDER_LATENESS_P99_S = 5.0
+#: the admin queries (point 14 of the "Orders" issue): p95 per call
+TARGET_ADMIN_P95_MS = 50.0
 
 #: the read model of ``lifecycle_postgres`` (a fresh database per run is created on it)
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -55,6 +57,16 @@ class Plan:
     reminder_wait_s: float = 1200.0
     #: carts whose histories break the lateness down (spread over the due times)
     reminder_history_samples: int = 60
+    #: admin: carts that are not orders (active, abandoned, locked) and orders in the read
+    #: model, their customers' addresses, template carts per kind (9 kinds), rows per
+    #: ``INSERT``; each query's calls measured, after the warm-up calls
+    admin_carts: int = 100_000
+    admin_orders: int = 100_000
+    admin_customers: int = 30_000
+    admin_templates_per_kind: int = 40
+    admin_batch: int = 5_000
+    admin_runs: int = 200
+    admin_warmup: int = 20
 
 
 FULL = Plan()
@@ -70,4 +82,10 @@ QUICK = Plan(
     reminder_carts=300,
     reminder_calibration_s=10.0,
     reminder_history_samples=30,
+    admin_carts=5_000,
+    admin_orders=5_000,
+    admin_customers=2_000,
+    admin_templates_per_kind=10,
+    admin_runs=50,
+    admin_warmup=5,
 )

@@ -15,8 +15,11 @@ from typing import Any
 
 import psutil
 
+from bench.admin import p95_values, print_admin
+from bench.admin import results_section as admin_section
 from bench.kinds import Kinds
 from bench.plan import (
+    TARGET_ADMIN_P95_MS,
     TARGET_EMAILS_PER_S,
     TARGET_LATENCY_FACTOR,
     TARGET_RATIO,
@@ -92,6 +95,7 @@ def build_results(
     idle: dict[str, Any] | None,
     env: dict[str, Any],
     reminders: dict[str, Any] | None = None,
+    admin: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``lifecycles``: the measured parts by results key (``lifecycle``,
     ``lifecycle_postgres``), ``None`` for a part that did not run."""
@@ -119,6 +123,9 @@ def build_results(
         rem["lateness_p99_s"], TARGET_REMINDER_LATENESS_P99_S, "<="
     )
     targets["reminders.carts_lost"] = target(rem["carts_lost"], 0, "<=")
+    results["admin"] = admin_section(admin)
+    for key, value in p95_values(results["admin"]).items():
+        targets[key] = target(value, TARGET_ADMIN_P95_MS, "<=")
     targets["all_met"] = _all_met(targets)
     results["targets"] = targets
     results["environment"] = env
@@ -136,7 +143,16 @@ PART_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lifecycle_postgres": ("lifecycle_postgres", ("lifecycle_postgres",)),
     "idle": ("idle", ("idle",)),
     "reminders": ("reminders", ("reminders",)),
+    "admin": ("admin", ("admin",)),
 }
+
+
+def _leaves(figures: dict[str, Any]) -> list[Any]:
+    """The values of a section, nested sections' (``admin``) included."""
+    out: list[Any] = []
+    for value in figures.values():
+        out += _leaves(value) if isinstance(value, dict) else [value]
+    return out
 
 
 def merge_previous(
@@ -163,9 +179,11 @@ def merge_previous(
         figures = previous.get(section)
         if part in parts_run or not isinstance(figures, dict):
             continue
-        if all(value is None for value in figures.values()):
+        if all(value is None for value in _leaves(figures)):
             continue
         results[section] = figures
+        for key in [key for key in targets if key.startswith(f"{section}.")]:
+            del targets[key]  # this run's (not measured) ones: the previous run's instead
         for key, value in previous.get("targets", {}).items():
             if key.startswith(f"{section}."):
                 targets[key] = value
@@ -316,6 +334,7 @@ def print_summary(results: dict[str, Any], details: dict[str, Any]) -> None:
             f"{cpu.get('server')}, worker {cpu.get('worker')}"
         )
     _print_reminders(results, details, mark)
+    print_admin(results, details, mark)
     print("-" * 78)
     print(
         "all targets met"

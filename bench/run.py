@@ -12,7 +12,10 @@ and the product's worker in a separate process (``starter.workerprocess``, with 
   database per run), each against a floor measured in the same run;
 - idle: the worker's RSS with 10,000 open carts waiting on their timers;
 - reminders: 5,000 carts abandoned within one minute, each with a first reminder due 1 s
-  later, sent to a local SMTP server: e-mails/s, duplicates, lateness, the worker's RSS.
+  later, sent to a local SMTP server: e-mails/s, duplicates, lateness, the worker's RSS;
+- admin: the admin's queries (orders list, counts, customer journal) with 100,000 carts and
+  100,000 orders in the read model, on SQLite and PostgreSQL (no server or worker: the
+  product's query functions in this process, after the server is stopped).
 
 Results go to ``bench/results.json`` (details, breakdowns and diagnostics to
 ``bench/results.details.json``) and a summary is printed.
@@ -20,8 +23,8 @@ Results go to ``bench/results.json`` (details, breakdowns and diagnostics to
 Modules: ``plan`` (plans, names, targets), ``processes`` (server and worker through the
 ``starter`` launchers), ``measure`` (CPU, latencies), ``kinds`` (the two workloads),
 ``lifecycle``, ``idle``, ``reminders`` (with ``mailsink``, its SMTP server, and
-``reminder_timing``, its breakdown), ``report``, ``pgdb`` (the scratch PostgreSQL
-database).
+``reminder_timing``, its breakdown), ``admin`` (with ``admin_seed``), ``report``,
+``pgdb`` (the scratch PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from bench.admin import admin_phase
 from bench.idle import idle_phase
 from bench.kinds import Kinds
 from bench.lifecycle import cpu_per_cart, diagnostics_phase, lifecycle_phase, other_share
@@ -60,7 +64,9 @@ from bench.report import (
 from starter.devserver import DevServer
 from starter.workerprocess import WorkerProcess
 
-PARTS = ("lifecycle", "lifecycle_postgres", "idle", "reminders")
+PARTS = ("lifecycle", "lifecycle_postgres", "idle", "reminders", "admin")
+#: the parts that need the Temporal server (``admin`` reads the read model only)
+SERVER_PARTS = frozenset(PARTS) - {"admin"}
 
 Say = Callable[[str], None]
 
@@ -149,62 +155,78 @@ async def bench_main(args: argparse.Namespace) -> int:
     run_id = datetime.now(UTC).strftime("%H%M%S")
     server = bench_server(state_dir)
     env_info = environment(server.binary, plan, args.quick, args.only)
-    env_info["postgres_url"] = args.postgres_url if "lifecycle_postgres" in parts else None
+    uses_postgres = {"lifecycle_postgres", "admin"} & set(parts)
+    env_info["postgres_url"] = args.postgres_url if uses_postgres else None
     details: dict[str, Any] = {"environment": env_info, "skipped": {}}
     lifecycles: dict[str, dict[str, Any] | None] = {}
     idle = None
     reminders = None
-    say(f"starting the dev server ({server.binary}); state in {state_dir}")
-    try:
-        client = await server.launch()
-        if "lifecycle" in parts:
-            worker = bench_worker(state_dir, server.address, sqlite_url, name="worker-sqlite")
-            lifecycles["lifecycle"] = await _lifecycle_part(
-                "lifecycle", plan, client, server, worker, run_id, details, say, diagnostics=True
-            )
-        if "lifecycle_postgres" in parts:
-            problem = await check_server(args.postgres_url)
-            if problem is not None:
-                details["skipped"]["lifecycle_postgres"] = f"PostgreSQL unavailable: {problem}"
-                say(f"lifecycle_postgres: SKIPPED, PostgreSQL unavailable ({problem})")
-            else:
-                async with scratch_database(args.postgres_url, "cartkeeper_bench") as database:
-                    say(f"lifecycle_postgres: read model in the database {database.name}")
-                    env_info["postgres_database"] = database.name
-                    worker = bench_worker(
-                        state_dir, server.address, database.url, name="worker-postgres"
+    admin = None
+    if SERVER_PARTS & set(parts):
+        say(f"starting the dev server ({server.binary}); state in {state_dir}")
+        try:
+            client = await server.launch()
+            if "lifecycle" in parts:
+                worker = bench_worker(state_dir, server.address, sqlite_url, name="worker-sqlite")
+                lifecycles["lifecycle"] = await _lifecycle_part(
+                    "lifecycle",
+                    plan,
+                    client,
+                    server,
+                    worker,
+                    run_id,
+                    details,
+                    say,
+                    diagnostics=True,
+                )
+            if "lifecycle_postgres" in parts:
+                problem = await check_server(args.postgres_url)
+                if problem is not None:
+                    details["skipped"]["lifecycle_postgres"] = f"PostgreSQL unavailable: {problem}"
+                    say(f"lifecycle_postgres: SKIPPED, PostgreSQL unavailable ({problem})")
+                else:
+                    async with scratch_database(args.postgres_url, "cartkeeper_bench") as database:
+                        say(f"lifecycle_postgres: read model in the database {database.name}")
+                        env_info["postgres_database"] = database.name
+                        worker = bench_worker(
+                            state_dir, server.address, database.url, name="worker-postgres"
+                        )
+                        lifecycles["lifecycle_postgres"] = await _lifecycle_part(
+                            "lifecycle_postgres",
+                            plan,
+                            client,
+                            server,
+                            worker,
+                            f"{run_id}-pg",
+                            details,
+                            say,
+                            diagnostics=False,
+                        )
+            if "idle" in parts:
+                # A fresh worker: the RSS is the idle carts' alone, not the lifecycle runs'.
+                worker = bench_worker(state_dir, server.address, sqlite_url, name="worker-idle")
+                await worker.start()
+                try:
+                    meter = CpuMeter(server.ps(), worker)
+                    idle = await idle_phase(
+                        plan, Kinds(client, run_id), worker, meter, sqlite_url, say
                     )
-                    lifecycles["lifecycle_postgres"] = await _lifecycle_part(
-                        "lifecycle_postgres",
-                        plan,
-                        client,
-                        server,
-                        worker,
-                        f"{run_id}-pg",
-                        details,
-                        say,
-                        diagnostics=False,
-                    )
-        if "idle" in parts:
-            # A fresh worker: the RSS is the idle carts' alone, not the lifecycle runs'.
-            worker = bench_worker(state_dir, server.address, sqlite_url, name="worker-idle")
-            await worker.start()
-            try:
-                meter = CpuMeter(server.ps(), worker)
-                idle = await idle_phase(plan, Kinds(client, run_id), worker, meter, sqlite_url, say)
-                details["idle"] = idle
-            except BaseException:
-                print(worker.log_tail(), file=sys.stderr)
-                raise
-            finally:
-                await worker.stop()
-        if "reminders" in parts:
-            reminders = await _reminders_part(plan, client, server, state_dir, run_id, say)
-            details["reminders"] = reminders
-    finally:
-        await server.stop()
+                    details["idle"] = idle
+                except BaseException:
+                    print(worker.log_tail(), file=sys.stderr)
+                    raise
+                finally:
+                    await worker.stop()
+            if "reminders" in parts:
+                reminders = await _reminders_part(plan, client, server, state_dir, run_id, say)
+                details["reminders"] = reminders
+        finally:
+            await server.stop()
+    if "admin" in parts:
+        admin = await admin_phase(plan, state_dir, args.postgres_url, say)
+        details["admin"] = admin
 
-    results = build_results(lifecycles, idle, env_info, reminders)
+    results = build_results(lifecycles, idle, env_info, reminders, admin)
     kept = merge_previous(Path(args.output), results, details, parts)
     if kept:
         say(f"kept the figures of {', '.join(kept)} from {args.output} (not run this time)")
@@ -227,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_DATABASE_URL") or DEFAULT_POSTGRES_URL,
-        help="the PostgreSQL server of lifecycle_postgres (a fresh database is created on it"
-        " and dropped afterwards; default $BENCH_DATABASE_URL, else %(default)s)",
+        help="the PostgreSQL server of lifecycle_postgres and admin (a fresh database is"
+        " created on it and dropped afterwards; default $BENCH_DATABASE_URL, else %(default)s)",
     )
     parser.add_argument(
         "--output", default=str(BENCH_DIR / "results.json"), help="where the results go"

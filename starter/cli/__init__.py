@@ -24,6 +24,7 @@ from starter.cli import campaigns as _campaigns  # noqa: F401  (registers the co
 from starter.cli import carts as _carts  # noqa: F401
 from starter.cli import coupons as _coupons  # noqa: F401
 from starter.cli import digest as _digest  # noqa: F401
+from starter.cli import journal as _journal  # noqa: F401
 from starter.cli import mail as _mail  # noqa: F401
 from starter.cli import order_numbers as _order_numbers  # noqa: F401
 from starter.cli import orders as _orders  # noqa: F401
