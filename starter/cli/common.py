@@ -8,11 +8,11 @@ import os
 import shutil
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -268,3 +268,40 @@ async def ensure_worker(carts: CartkeeperClient) -> None:
         return  # not allowed or not supported: go on, the request will tell
     if not response.pollers:
         raise no_worker(carts.task_queue, "no worker polls the task queue")
+
+
+_C = TypeVar("_C")
+
+
+def run_on_read_model(
+    make_client: Callable[[Any], _C],
+    work: Callable[[_C, str], Awaitable[None]],
+    shop: str | None,
+    refused: type[Exception],
+    *,
+    open_read_model: Callable[[Settings], tuple[Any, Any]],
+    not_found: Collection[str] = (),
+) -> None:
+    """Run ``work(client, shop id)`` on the read model (``open_read_model``: the command
+    module's ``read_model``, which tests replace) and exit: 0, or one error line for a
+    ``refused`` exception (its ``code`` and ``message``): exit 3 for the codes in
+    ``not_found``, else 1."""
+    from starter.errors import EXIT_NOT_FOUND, EXIT_REFUSED
+
+    settings = load_settings()
+    shop_id = shop_or_default(shop, settings)
+
+    async def main() -> int:
+        engine, sessions = open_read_model(settings)
+        try:
+            await work(make_client(sessions), shop_id)
+        except refused as error:
+            code = str(getattr(error, "code", "refused"))
+            message = str(getattr(error, "message", error))
+            exit_code = EXIT_NOT_FOUND if code in not_found else EXIT_REFUSED
+            raise Failure(code, message, exit_code) from None
+        finally:
+            await engine.dispose()
+        return 0
+
+    run(click.get_current_context(), main)

@@ -13,14 +13,11 @@ from starter.cli.common import (
     CONTEXT_SETTINGS,
     echo,
     json_option,
-    load_settings,
     read_model,
-    run,
+    run_on_read_model,
     shop_option,
-    shop_or_default,
 )
 from starter.cli.root import cli
-from starter.errors import EXIT_NOT_FOUND, EXIT_REFUSED, Failure
 
 if TYPE_CHECKING:
     from activities.journal_query import CartJournal, JournalItem, JournalPage
@@ -35,21 +32,14 @@ def _run(work: Callable[[JournalClient, str], Awaitable[None]], shop: str | None
     from activities.journal_query import JournalQueryRefused
     from starter.journal import JournalClient
 
-    settings = load_settings()
-    shop_id = shop_or_default(shop, settings)
-
-    async def main() -> int:
-        engine, sessions = read_model(settings)
-        try:
-            await work(JournalClient(sessions), shop_id)
-        except JournalQueryRefused as refused:
-            code = EXIT_NOT_FOUND if refused.code == "journal_not_found" else EXIT_REFUSED
-            raise Failure(refused.code, refused.message, code) from None
-        finally:
-            await engine.dispose()
-        return 0
-
-    run(click.get_current_context(), main)
+    run_on_read_model(
+        JournalClient,
+        work,
+        shop,
+        JournalQueryRefused,
+        open_read_model=read_model,
+        not_found=("journal_not_found",),
+    )
 
 
 # --------------------------------------------------------------------------- rendering

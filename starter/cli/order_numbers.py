@@ -12,14 +12,11 @@ from starter.cli.common import (
     CONTEXT_SETTINGS,
     echo,
     json_option,
-    load_settings,
     read_model,
-    run,
+    run_on_read_model,
     shop_option,
-    shop_or_default,
 )
 from starter.cli.root import cli
-from starter.errors import EXIT_REFUSED, Failure
 
 if TYPE_CHECKING:
     from activities.order_numbering import Numbering
@@ -45,21 +42,16 @@ def _run(
     from activities.order_numbering import NumberingRefused
     from starter.order_numbering import OrderNumberingClient
 
-    settings = load_settings()
-    shop_id = shop_or_default(shop, settings)
+    async def work_and_print(client: OrderNumberingClient, shop_id: str) -> None:
+        _print(await work(client, shop_id), as_json)
 
-    async def main() -> int:
-        engine, sessions = read_model(settings)
-        try:
-            result = await work(OrderNumberingClient(sessions), shop_id)
-        except NumberingRefused as refused:
-            raise Failure(refused.code, refused.message, EXIT_REFUSED) from None
-        finally:
-            await engine.dispose()
-        _print(result, as_json)
-        return 0
-
-    run(click.get_current_context(), main)
+    run_on_read_model(
+        OrderNumberingClient,
+        work_and_print,
+        shop,
+        NumberingRefused,
+        open_read_model=read_model,
+    )
 
 
 def _print(numbering: Numbering, as_json: bool) -> None:

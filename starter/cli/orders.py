@@ -13,14 +13,12 @@ from starter.cli.common import (
     CONTEXT_SETTINGS,
     echo,
     json_option,
-    load_settings,
     read_model,
-    run,
+    run_on_read_model,
     shop_option,
-    shop_or_default,
 )
 from starter.cli.root import cli
-from starter.errors import EXIT_NOT_FOUND, EXIT_REFUSED, Failure
+from starter.errors import EXIT_REFUSED, Failure
 
 if TYPE_CHECKING:
     from activities.order_status_rules import OrderStatusDef
@@ -46,21 +44,14 @@ def _run(work: Callable[[OrdersClient, str], Awaitable[None]], shop: str | None)
     from activities.orders_query import OrdersQueryRefused
     from starter.orders import OrdersClient
 
-    settings = load_settings()
-    shop_id = shop_or_default(shop, settings)
-
-    async def main() -> int:
-        engine, sessions = read_model(settings)
-        try:
-            await work(OrdersClient(sessions), shop_id)
-        except OrdersQueryRefused as refused:
-            code = EXIT_NOT_FOUND if refused.code == "order_not_found" else EXIT_REFUSED
-            raise Failure(refused.code, refused.message, code) from None
-        finally:
-            await engine.dispose()
-        return 0
-
-    run(click.get_current_context(), main)
+    run_on_read_model(
+        OrdersClient,
+        work,
+        shop,
+        OrdersQueryRefused,
+        open_read_model=read_model,
+        not_found=("order_not_found",),
+    )
 
 
 def _when(value: str | None, option: str, *, end: bool) -> datetime | None:

@@ -12,14 +12,11 @@ from starter.cli.common import (
     CONTEXT_SETTINGS,
     echo,
     json_option,
-    load_settings,
     read_model,
-    run,
+    run_on_read_model,
     shop_option,
-    shop_or_default,
 )
 from starter.cli.root import cli
-from starter.errors import EXIT_NOT_FOUND, EXIT_REFUSED, Failure
 
 if TYPE_CHECKING:
     from activities.shipping_methods import ShippingMethod
@@ -32,23 +29,14 @@ def _run(work: Callable[[CatalogClient, str], Awaitable[None]], shop: str | None
     from activities.shipping_methods import ShippingMethodRefused
     from starter.catalog import CatalogClient
 
-    settings = load_settings()
-    shop_id = shop_or_default(shop, settings)
-
-    async def main() -> int:
-        engine, sessions = read_model(settings)
-        try:
-            await work(CatalogClient(sessions), shop_id)
-        except ShippingMethodRefused as refused:
-            not_found = refused.code == "shipping_method_not_found"
-            raise Failure(
-                refused.code, refused.message, EXIT_NOT_FOUND if not_found else EXIT_REFUSED
-            ) from None
-        finally:
-            await engine.dispose()
-        return 0
-
-    run(click.get_current_context(), main)
+    run_on_read_model(
+        CatalogClient,
+        work,
+        shop,
+        ShippingMethodRefused,
+        open_read_model=read_model,
+        not_found=("shipping_method_not_found",),
+    )
 
 
 def describe(method: ShippingMethod) -> str:

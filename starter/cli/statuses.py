@@ -13,14 +13,11 @@ from starter.cli.common import (
     CONTEXT_SETTINGS,
     echo,
     json_option,
-    load_settings,
     read_model,
-    run,
+    run_on_read_model,
     shop_option,
-    shop_or_default,
 )
 from starter.cli.root import cli
-from starter.errors import EXIT_NOT_FOUND, EXIT_REFUSED, Failure
 
 if TYPE_CHECKING:
     from activities.order_statuses import OrderStatusDef, StatusRegistry
@@ -37,21 +34,14 @@ def _run(work: Callable[[OrderStatusClient, str], Awaitable[None]], shop: str | 
     from activities.order_statuses import StatusRefused
     from starter.order_statuses import OrderStatusClient
 
-    settings = load_settings()
-    shop_id = shop_or_default(shop, settings)
-
-    async def main() -> int:
-        engine, sessions = read_model(settings)
-        try:
-            await work(OrderStatusClient(sessions), shop_id)
-        except StatusRefused as refused:
-            code = EXIT_NOT_FOUND if refused.code in _NOT_FOUND else EXIT_REFUSED
-            raise Failure(refused.code, refused.message, code) from None
-        finally:
-            await engine.dispose()
-        return 0
-
-    run(click.get_current_context(), main)
+    run_on_read_model(
+        OrderStatusClient,
+        work,
+        shop,
+        StatusRefused,
+        open_read_model=read_model,
+        not_found=_NOT_FOUND,
+    )
 
 
 # --------------------------------------------------------------------------- output

@@ -13,14 +13,11 @@ from starter.cli.common import (
     CONTEXT_SETTINGS,
     echo,
     json_option,
-    load_settings,
     read_model,
-    run,
+    run_on_read_model,
     shop_option,
-    shop_or_default,
 )
 from starter.cli.root import cli
-from starter.errors import EXIT_REFUSED, Failure
 
 if TYPE_CHECKING:
     from activities.stock import StockLevel, StockPage
@@ -35,20 +32,7 @@ def _run(work: Callable[[CatalogClient, str], Awaitable[None]], shop: str | None
     from activities.stock import StockRefused
     from starter.catalog import CatalogClient
 
-    settings = load_settings()
-    shop_id = shop_or_default(shop, settings)
-
-    async def main() -> int:
-        engine, sessions = read_model(settings)
-        try:
-            await work(CatalogClient(sessions), shop_id)
-        except StockRefused as refused:
-            raise Failure(refused.code, refused.message, EXIT_REFUSED) from None
-        finally:
-            await engine.dispose()
-        return 0
-
-    run(click.get_current_context(), main)
+    run_on_read_model(CatalogClient, work, shop, StockRefused, open_read_model=read_model)
 
 
 def _quantity(text: str) -> int | str:
