@@ -212,3 +212,18 @@ def test_storefront_parsers_raise_only_refusals(raw: dict[str, Any]) -> None:
 
 def test_excerpt_is_bounded() -> None:
     assert len(excerpt({"x": "y" * 5000})) == EXCERPT_LIMIT
+
+
+def test_a_trailing_newline_never_passes_a_pattern() -> None:
+    """``$`` also matches before a final newline: every pattern ends in ``\\Z``."""
+    from workflows import validation
+
+    assert validation.valid_id("shop-1") and not validation.valid_id("shop-1\n")
+    for pattern, good in (
+        (validation._ATTEMPT_RE, "pay-1"),
+        (validation._EMAIL_RE, "ann@example.com"),
+        (validation._LAST4_RE, "4242"),
+        (validation._TZ_RE, "Europe/Berlin"),
+        (validation._LOCALE_RE, "de-DE"),
+    ):
+        assert pattern.match(good) and not pattern.match(good + "\n"), pattern.pattern
