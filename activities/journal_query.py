@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -174,17 +175,24 @@ def _limit(limit: object) -> int:
 # --------------------------------------------------------------------------- cursors
 
 
-def encode_cursor(item: JournalItem) -> str:
-    """An opaque cursor: the position of the page's last item, as URL-safe base64 of a
-    JSON object."""
+def cursor_scope(shop_id: str, email: str) -> str:
+    """What a cursor is for: a digest of the shop and the customer (never the address)."""
+    digest = hashlib.sha256(f"{shop_id}\0{normalize_email(email)}".encode()).hexdigest()
+    return digest[:16]
+
+
+def encode_cursor(item: JournalItem, scope: str) -> str:
+    """An opaque cursor: the position of the page's last item in the journal ``scope``
+    (``cursor_scope``) stands for, as URL-safe base64 of a JSON object."""
     at, cart_id, key = item.position
-    data = {"v": _CURSOR_VERSION, "t": at.isoformat(), "c": cart_id, "k": key}
+    data = {"v": _CURSOR_VERSION, "s": scope, "t": at.isoformat(), "c": cart_id, "k": key}
     raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: object) -> tuple[datetime, str, str]:
-    """The position a cursor holds, or ``invalid_cursor``."""
+def decode_cursor(cursor: object, scope: str) -> tuple[datetime, str, str]:
+    """The position a cursor holds, or ``invalid_cursor`` (also for a cursor another
+    customer's or shop's journal gave)."""
     bad = JournalQueryRefused(
         "invalid_cursor", "the cursor is not one this journal gave (use next_cursor as given)"
     )
@@ -196,6 +204,8 @@ def decode_cursor(cursor: object) -> tuple[datetime, str, str]:
     except (binascii.Error, ValueError):
         raise bad from None
     if not isinstance(data, dict) or data.get("v") != _CURSOR_VERSION:
+        raise bad
+    if data.get("s") != scope:
         raise bad
     when, cart_id, key = data.get("t"), data.get("c"), data.get("k")
     if not isinstance(when, str) or not isinstance(key, str) or not key or len(key) > 300:
@@ -471,7 +481,8 @@ async def customer_journal(
     """A page of the journal of every cart of the customer ``email`` (any case) in the
     shop, with their ledger rows and clicks, newest first (see the module's doc)."""
     shop, address, size = _id(shop_id, "shop"), _email(email), _limit(limit)
-    position = decode_cursor(after) if after is not None else None
+    scope = cursor_scope(shop, address)
+    position = decode_cursor(after, scope) if after is not None else None
     before = position[0] if position is not None else None
     async with sessions() as session:
         carts = [
@@ -495,7 +506,7 @@ async def customer_journal(
         items = [item for item in items if item.position < position]
     items.sort(key=lambda item: item.position, reverse=True)
     page = items[:size]
-    cursor = encode_cursor(page[-1]) if len(items) > size and page else None
+    cursor = encode_cursor(page[-1], scope) if len(items) > size and page else None
     return JournalPage(
         shop_id=shop,
         email=address,

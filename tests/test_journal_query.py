@@ -29,6 +29,7 @@ from activities.journal_query import (
     JournalItem,
     JournalQueryRefused,
     cart_journal,
+    cursor_scope,
     customer_journal,
     customer_statement,
     encode_cursor,
@@ -452,13 +453,30 @@ async def test_a_naive_time_in_a_cursor_is_refused(db: ScratchDatabase) -> None:
         datetime(2026, 1, 1), SHOP, "c-1", "cart_created", "system", None, FROM_JOURNAL, "j1"
     )
     with pytest.raises(JournalQueryRefused) as refused:
-        await customer_journal(db.session_factory, SHOP, ANN, after=encode_cursor(item))
+        await customer_journal(
+            db.session_factory, SHOP, ANN, after=encode_cursor(item, cursor_scope(SHOP, ANN))
+        )
     assert refused.value.code == "invalid_cursor"
     aware = JournalItem(
         datetime(2026, 1, 1, tzinfo=UTC), SHOP, "c-1", "x", "system", None, FROM_JOURNAL, "j1"
     )
-    page = await customer_journal(db.session_factory, SHOP, ANN, after=encode_cursor(aware))
+    page = await customer_journal(
+        db.session_factory, SHOP, ANN, after=encode_cursor(aware, cursor_scope(SHOP, ANN))
+    )
     assert page.items == ()
+    # a cursor another customer's (or shop's) journal gave is refused
+    for scope in (cursor_scope(SHOP, "bob@example.com"), cursor_scope("other-shop", ANN)):
+        with pytest.raises(JournalQueryRefused) as foreign:
+            await customer_journal(db.session_factory, SHOP, ANN, after=encode_cursor(aware, scope))
+        assert foreign.value.code == "invalid_cursor"
+    # the same customer however the address is typed: the same journal
+    same = await customer_journal(
+        db.session_factory,
+        SHOP,
+        ANN.upper(),
+        after=encode_cursor(aware, cursor_scope(SHOP, ANN)),
+    )
+    assert same.items == ()
 
 
 # --------------------------------------------------------------------------- cost
