@@ -27,23 +27,27 @@ _CURRENT: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVa
 
 
 def attempt_budget(
-    start_to_close: timedelta | None, until_give_up: timedelta | None = None
+    until_timeout: timedelta | None, until_give_up: timedelta | None = None
 ) -> float | None:
-    """Seconds the attempt may run: the sooner of its start-to-close timeout and the time
-    until the workflow gives up, less ``ATTEMPT_MARGIN`` (at least a second); ``None``
-    without either."""
-    limits = [limit for limit in (start_to_close, until_give_up) if limit is not None]
+    """Seconds the attempt may still run: the sooner of the time left until its
+    start-to-close timeout and until the workflow gives up, less ``ATTEMPT_MARGIN`` (at
+    least a second); ``None`` without either."""
+    limits = [limit for limit in (until_timeout, until_give_up) if limit is not None]
     if not limits:
         return None
     return max((min(limits) - ATTEMPT_MARGIN).total_seconds(), 1.0)
 
 
 def budget_of(info: activity.Info) -> float | None:
-    until_give_up = None
+    """The attempt's budget from now: counted from when the attempt started (its
+    start-to-close) and from when the activity was scheduled (the workflow's give-up)."""
+    now = datetime.now(UTC)
+    until_timeout = until_give_up = None
+    if info.start_to_close_timeout is not None:
+        until_timeout = info.started_time + info.start_to_close_timeout - now
     if info.schedule_to_close_timeout is not None:
-        deadline = info.scheduled_time + info.schedule_to_close_timeout
-        until_give_up = deadline - datetime.now(UTC)
-    return attempt_budget(info.start_to_close_timeout, until_give_up)
+        until_give_up = info.scheduled_time + info.schedule_to_close_timeout - now
+    return attempt_budget(until_timeout, until_give_up)
 
 
 class AttemptBudget:
@@ -57,8 +61,8 @@ class AttemptBudget:
         self._token: contextvars.Token[asyncio.Timeout | None] | None = None
 
     async def __aenter__(self) -> AttemptBudget:
-        self._token = _CURRENT.set(self._timeout)
         await self._timeout.__aenter__()
+        self._token = _CURRENT.set(self._timeout)
         return self
 
     async def __aexit__(
@@ -80,5 +84,7 @@ class AttemptBudget:
 def lift() -> None:
     """The relay accepted the message: the rest of the running attempt is not bounded."""
     running = _CURRENT.get()
-    if running is not None:
+    # Expired already (its cancellation lost in a race with the relay's answer): nothing
+    # to lift; the message is accepted all the same and is recorded as sent.
+    if running is not None and not running.expired():
         running.reschedule(None)

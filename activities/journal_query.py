@@ -218,7 +218,10 @@ def decode_cursor(cursor: object, scope: str) -> tuple[datetime, str, str]:
         raise bad from None
     if at.tzinfo is None:
         raise bad
-    return at.astimezone(UTC), cart_id, key
+    try:
+        return at.astimezone(UTC), cart_id, key
+    except OverflowError:  # a time at the edge of the calendar
+        raise bad from None
 
 
 # --------------------------------------------------------------------------- items

@@ -43,10 +43,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.db import SessionFactory
@@ -171,7 +171,10 @@ def _time(value: object, name: str) -> datetime | None:
         return None
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise _refuse(f"{name} must be a timezone-aware datetime, not {value!r}")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise _refuse(f"{name} is out of range: {value!r}") from None
 
 
 def _filters(
@@ -208,7 +211,7 @@ def _filters(
     if email is not None:
         if not isinstance(email, str) or not email.strip():
             raise _refuse(f"an e-mail filter is a non-empty text, not {email!r}")
-        address = email.strip().lower()
+        address = email.strip()  # lowered by the database, as the stored address
     wanted = _number(number) if number is not None else None
     if wanted is not None:
         not_finished = False  # they have no number
@@ -266,6 +269,10 @@ def decode_cursor(cursor: object, sort: str) -> tuple[datetime, str]:
         raise bad from None
     if created_at.tzinfo is None:
         raise bad
+    try:
+        created_at = created_at.astimezone(UTC)
+    except OverflowError:  # a time at the edge of the calendar
+        raise bad from None
     if data.get("s") != sort:
         raise OrdersQueryRefused(
             "invalid_cursor", f"the cursor belongs to the {data.get('s')!r} sort, not {sort!r}"
@@ -314,7 +321,10 @@ def _select(filters: _Filters, dialect: str, *, not_finished: bool) -> Select[An
     if filters.number is not None:
         query = query.where(CartRecord.order_number == filters.number)
     if filters.email is not None:
-        query = query.where(func.lower(CartRecord.customer_email) == filters.email)
+        # lowered by the database on both sides (SQLite's lower() knows ASCII only)
+        query = query.where(
+            func.lower(CartRecord.customer_email) == func.lower(literal(filters.email))
+        )
     if filters.since is not None:
         query = query.where(created >= filters.since)
     if filters.until is not None:

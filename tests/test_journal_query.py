@@ -10,7 +10,7 @@ refusals; the customer query reads the e-mail index."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -501,3 +501,13 @@ async def test_the_customer_query_reads_the_email_index(db: ScratchDatabase) -> 
     assert {item.cart_id for item in page.items} == {
         f"c-{i}" for i in range(2_000) if i % 7 == 3 and i % 97 == 3
     }
+
+
+async def test_an_edge_of_calendar_cursor_is_refused(db: ScratchDatabase) -> None:
+    far = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
+    item = JournalItem(far, SHOP, "c-1", "x", "system", None, FROM_JOURNAL, "j1")
+    with pytest.raises(JournalQueryRefused) as refused:
+        await customer_journal(
+            db.session_factory, SHOP, ANN, after=encode_cursor(item, cursor_scope(SHOP, ANN))
+        )
+    assert refused.value.code == "invalid_cursor"

@@ -8,7 +8,7 @@ queries use."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -533,3 +533,15 @@ async def test_the_list_queries_use_the_indexes(db: ScratchDatabase) -> None:
     (main, _locked) = list_statements(dialect, "shop-1")
     if dialect == "sqlite":
         assert "TEMP B-TREE" not in await explain(db, main)
+
+
+async def test_edge_of_calendar_times_are_refused_not_internal_errors(db: ScratchDatabase) -> None:
+    far = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
+    early = datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=1)))
+    for cursor in (encode_cursor("newest", far, "c-1"), encode_cursor("newest", early, "c-1")):
+        with pytest.raises(OrdersQueryRefused) as refused:
+            await list_orders(db.session_factory, SHOP, after=cursor)
+        assert refused.value.code == "invalid_cursor"
+    with pytest.raises(OrdersQueryRefused) as out_of_range:
+        await list_orders(db.session_factory, SHOP, since=early)
+    assert out_of_range.value.code == "invalid_filter"

@@ -66,7 +66,7 @@ def _when(value: str | None, option: str, *, end: bool) -> datetime | None:
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return start + timedelta(days=1) if end else start
         moment = datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise Failure(
             "invalid_filter",
             f"{option}: {value!r} is not a date YYYY-MM-DD or a time YYYY-MM-DDTHH:MM[:SS][+HH:MM]",
