@@ -46,10 +46,7 @@ e-mail or limit), ``invalid_cursor``, ``journal_not_found``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +55,7 @@ from typing import Any
 from sqlalchemy import Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import cursors
 from activities.db import SessionFactory
 from activities.models import CartRecord, RecoveryClick, ReminderSend
 from activities.read_model import normalize_email
@@ -183,11 +181,11 @@ def cursor_scope(shop_id: str, email: str) -> str:
 
 def encode_cursor(item: JournalItem, scope: str) -> str:
     """An opaque cursor: the position of the page's last item in the journal ``scope``
-    (``cursor_scope``) stands for, as URL-safe base64 of a JSON object."""
+    (``cursor_scope``) stands for."""
     at, cart_id, key = item.position
-    data = {"v": _CURSOR_VERSION, "s": scope, "t": at.isoformat(), "c": cart_id, "k": key}
-    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    return cursors.encode_cursor(
+        {"v": _CURSOR_VERSION, "s": scope, "t": at.isoformat(), "c": cart_id, "k": key}
+    )
 
 
 def decode_cursor(cursor: object, scope: str) -> tuple[datetime, str, str]:
@@ -196,32 +194,15 @@ def decode_cursor(cursor: object, scope: str) -> tuple[datetime, str, str]:
     bad = JournalQueryRefused(
         "invalid_cursor", "the cursor is not one this journal gave (use next_cursor as given)"
     )
-    if not isinstance(cursor, str) or not cursor or len(cursor) > 2000:
+    data = cursors.decode_cursor(cursor, version=_CURSOR_VERSION, max_length=2000)
+    if data is None or data.get("s") != scope:
         raise bad
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw.decode())
-    except (binascii.Error, ValueError):
-        raise bad from None
-    if not isinstance(data, dict) or data.get("v") != _CURSOR_VERSION:
-        raise bad
-    if data.get("s") != scope:
-        raise bad
-    when, cart_id, key = data.get("t"), data.get("c"), data.get("k")
-    if not isinstance(when, str) or not isinstance(key, str) or not key or len(key) > 300:
+    at, cart_id, key = cursors.cursor_time(data.get("t")), data.get("c"), data.get("k")
+    if at is None or not isinstance(key, str) or not key or len(key) > 300:
         raise bad
     if not isinstance(cart_id, str) or not valid_id(cart_id):
         raise bad
-    try:
-        at = datetime.fromisoformat(when)
-    except ValueError:
-        raise bad from None
-    if at.tzinfo is None:
-        raise bad
-    try:
-        return at.astimezone(UTC), cart_id, key
-    except OverflowError:  # a time at the edge of the calendar
-        raise bad from None
+    return at, cart_id, key
 
 
 # --------------------------------------------------------------------------- items

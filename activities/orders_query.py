@@ -37,9 +37,6 @@ Cart ids are compared by code point on both backends (PostgreSQL: ``COLLATE "C"`
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +46,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import cursors
 from activities.db import SessionFactory
 from activities.models import CartRecord, OrderNumber
 from activities.order_status_rules import HIDDEN_LETTER, OrderStatusDef, StatusRefused
@@ -180,15 +178,15 @@ def _time(value: object, name: str) -> datetime | None:
 def _filters(
     shop_id: object,
     *,
-    status: object,
-    since: object,
-    until: object,
-    email: object,
-    number: object,
-    include_not_finished: bool,
-    sort: object,
-    limit: object,
-    after: object,
+    status: object = None,
+    since: object = None,
+    until: object = None,
+    email: object = None,
+    number: object = None,
+    include_not_finished: bool = True,
+    sort: object = "newest",
+    limit: object = DEFAULT_LIMIT,
+    after: object = None,
 ) -> _Filters:
     shop = _shop(shop_id)
     letter: str | None = None
@@ -239,11 +237,10 @@ def _filters(
 
 
 def encode_cursor(sort: str, created_at: datetime, cart_id: str) -> str:
-    """An opaque cursor: the sort and the last row's (creation time, cart id), as
-    URL-safe base64 of a JSON object."""
-    data = {"v": _CURSOR_VERSION, "s": sort, "t": created_at.isoformat(), "c": cart_id}
-    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    """An opaque cursor: the sort and the last row's (creation time, cart id)."""
+    return cursors.encode_cursor(
+        {"v": _CURSOR_VERSION, "s": sort, "t": created_at.isoformat(), "c": cart_id}
+    )
 
 
 def decode_cursor(cursor: object, sort: str) -> tuple[datetime, str]:
@@ -251,28 +248,12 @@ def decode_cursor(cursor: object, sort: str) -> tuple[datetime, str]:
     bad = OrdersQueryRefused(
         "invalid_cursor", "the cursor is not one this list gave (use next_cursor as given)"
     )
-    if not isinstance(cursor, str) or not cursor or len(cursor) > 1000:
+    data = cursors.decode_cursor(cursor, version=_CURSOR_VERSION, max_length=1000)
+    if data is None:
         raise bad
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw.decode())
-    except (binascii.Error, ValueError):
-        raise bad from None
-    if not isinstance(data, dict) or data.get("v") != _CURSOR_VERSION:
+    created_at, cart_id = cursors.cursor_time(data.get("t")), data.get("c")
+    if created_at is None or not isinstance(cart_id, str) or not valid_id(cart_id):
         raise bad
-    when, cart_id = data.get("t"), data.get("c")
-    if not isinstance(when, str) or not isinstance(cart_id, str) or not valid_id(cart_id):
-        raise bad
-    try:
-        created_at = datetime.fromisoformat(when)
-    except ValueError:
-        raise bad from None
-    if created_at.tzinfo is None:
-        raise bad
-    try:
-        created_at = created_at.astimezone(UTC)
-    except OverflowError:  # a time at the edge of the calendar
-        raise bad from None
     if data.get("s") != sort:
         raise OrdersQueryRefused(
             "invalid_cursor", f"the cursor belongs to the {data.get('s')!r} sort, not {sort!r}"
@@ -346,35 +327,11 @@ def _statements(filters: _Filters, dialect: str) -> list[Select[Any]]:
     return [_select(filters, dialect, not_finished=kind) for kind in kinds]
 
 
-def list_statements(
-    dialect: str,
-    shop_id: str,
-    *,
-    status: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    email: str | None = None,
-    number: int | None = None,
-    include_not_finished: bool = True,
-    sort: Sort = "newest",
-    limit: int = DEFAULT_LIMIT,
-    after: str | None = None,
-) -> list[Select[Any]]:
-    """The statements ``list_orders`` runs for these arguments on ``dialect`` (for
-    ``EXPLAIN``): the orders', then the not finished ones' (each when it applies)."""
-    filters = _filters(
-        shop_id,
-        status=status,
-        since=since,
-        until=until,
-        email=email,
-        number=number,
-        include_not_finished=include_not_finished,
-        sort=sort,
-        limit=limit,
-        after=after,
-    )
-    return _statements(filters, dialect)
+def list_statements(dialect: str, shop_id: str, **filters: Any) -> list[Select[Any]]:
+    """The statements ``list_orders`` runs for these arguments (the same keywords) on
+    ``dialect`` (for ``EXPLAIN``): the orders', then the not finished ones' (each when it
+    applies)."""
+    return _statements(_filters(shop_id, **filters), dialect)
 
 
 # --------------------------------------------------------------------------- rows
