@@ -29,6 +29,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.alerts import admin_alert_activities
 from activities.cart_activities import CartActivities
 from activities.db import make_engine, make_session_factory, upgrade_database
+from activities.order_activities import order_activities
 from activities.reminder_activities import ReminderActivities
 from activities.settings import Settings, get_settings
 from starter.connect import connect, resolved_address
@@ -77,6 +78,7 @@ def build_worker(
             *activities.all(),
             *ReminderActivities(sessions, settings).all(),
             *admin_alert_activities(sessions, settings),
+            *order_activities(sessions, settings),
             *extra_activities,
         ],
         workflow_runner=sandbox(sandbox_passthrough),

@@ -185,17 +185,19 @@ class Settings(BaseSettings):
     #: the From address of admin alerts and digests
     alert_sender: str = "cartkeeper@localhost"
 
-    @field_validator("shop_admins")
+    # ------------------------------------------------------------------ order status e-mail
+    # (``activities.order_activities``: ``send_order_status_mail``)
+
+    #: each shop's orders department, e.g.
+    #: ``CARTKEEPER_ORDER_DEPARTMENTS='{"demo": ["orders@shop.example"]}'``: it gets the
+    #: e-mail of the statuses that notify the department. A shop not named here (or with
+    #: an empty list) falls back to its ``shop_admins``; with neither, no such e-mail
+    order_departments: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("shop_admins", "order_departments")
     @classmethod
-    def _check_shop_admins(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        checked = {}
-        for shop, addresses in value.items():
-            cleaned = [address.strip() for address in addresses]
-            for address in cleaned:
-                if not _plain_address(address):
-                    raise ValueError(f"shop {shop!r}: {address!r} is not an e-mail address")
-            checked[shop] = list(dict.fromkeys(cleaned))  # each once, in order
-        return checked
+    def _check_shop_addresses(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _checked_addresses(value)
 
     @field_validator("digest_local_time")
     @classmethod
@@ -228,6 +230,11 @@ class Settings(BaseSettings):
         """The shop's admin addresses (none: no alerts, no digest)."""
         return list(self.shop_admins.get(shop_id, []))
 
+    def department_for(self, shop_id: str) -> list[str]:
+        """Where the shop's order status e-mails for its orders department go: its
+        ``order_departments`` addresses, else its admins (none: no department e-mail)."""
+        return list(self.order_departments.get(shop_id) or self.admins_for(shop_id))
+
     def time_zone_for(self, shop_id: str) -> str:
         """The shop's IANA time zone (``UTC`` unless ``shop_time_zones`` names one)."""
         return self.shop_time_zones.get(shop_id, "UTC")
@@ -236,6 +243,18 @@ class Settings(BaseSettings):
         """``digest_local_time`` as (hour, minute)."""
         hour, minute = self.digest_local_time.split(":")
         return int(hour), int(minute)
+
+
+def _checked_addresses(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each shop's addresses checked (``_plain_address``), trimmed, each once, in order."""
+    checked = {}
+    for shop, addresses in value.items():
+        cleaned = [address.strip() for address in addresses]
+        for address in cleaned:
+            if not _plain_address(address):
+                raise ValueError(f"shop {shop!r}: {address!r} is not an e-mail address")
+        checked[shop] = list(dict.fromkeys(cleaned))  # each once, in order
+    return checked
 
 
 def _plain_address(address: str) -> bool:

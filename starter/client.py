@@ -50,6 +50,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from starter.client_errors import CartkeeperError, call, retry_closing
+from starter.order_actions import OrderActions
 from workflows import machine
 from workflows import search_attributes as sa
 from workflows.contract import (
@@ -81,7 +82,8 @@ from workflows.contract import (
     PaymentStatus,
     workflow_id,
 )
-from workflows.parsing import MESSAGE_BY_NAME, parse_await_timeout
+from workflows.order_parsing import ALL_MESSAGES_BY_NAME
+from workflows.parsing import parse_await_timeout
 
 __all__ = ["CartkeeperClient", "CartkeeperError", "check_ids", "normalize_customer"]
 
@@ -134,7 +136,7 @@ def to_json(event: Any) -> dict[str, Any]:
     return dataclasses.asdict(event)
 
 
-class CartkeeperClient:
+class CartkeeperClient(OrderActions):
     def __init__(
         self,
         client: Client,
@@ -368,7 +370,7 @@ class CartkeeperClient:
 
     def _parsed(self, name: str, payload: dict[str, Any]) -> Any:
         """The payload read as the workflow will read it (refusals raised here)."""
-        return _edge(lambda: MESSAGE_BY_NAME[name].parse(payload))
+        return _edge(lambda: ALL_MESSAGES_BY_NAME[name].parse(payload))
 
     def _input(self, shop_id: str, cart_id: str, restore_run_id: str | None) -> CartInput:
         return CartInput(

@@ -299,10 +299,16 @@ async def test_handlers_carry_descriptions_for_the_ui(
         "resolve",
         "send_reminder",
         "recovery_link_clicked",
+        "set_order_status",
+        "edit_delivery",
+        "edit_order_lines",
+        "record_payment",
+        "add_order_note",
     }
     assert {"update_cart", "start_payment", "confirm", "await_order", "send_reminder"} <= set(
         updates
     )
+    assert {"set_order_status", "edit_delivery", "record_payment"} <= set(updates)
     for name, description in {**signals, **updates}.items():
         assert len(description) > 20, name
     assert '"admin"' in signals["confirm"] and '"status"' in signals["payment_result"]

@@ -12,7 +12,6 @@ nothing else. Deterministic: no I/O, clocks or randomness here.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,8 +48,9 @@ with workflow.unsafe.imports_passed_through():
         view_of,
     )
     from workflows.effects import Decision, is_urgent, needs_number, search_fields
+    from workflows.order_events import SetOrderStatus
+    from workflows.order_phase import effects_pending
     from workflows.parsing import (
-        MESSAGES,
         MessageSpec,
         admin_name,
         parse_await_timeout,
@@ -67,96 +67,20 @@ from workflows.cart_mail import (
     RESTORE_TIMEOUT,
     CartMail,
 )
-
-_MISSING = object()
-
-
-def summary(cart: Cart) -> str:
-    """The one line shown in the Temporal UI's current details (no personal data)."""
-    parts = [f"**{cart.state}**", f"{cart.item_count} item(s)"]
-    if cart.currency:
-        parts.append(f"{cart.total / 100:.2f} {cart.currency}")
-    if cart.order is not None:
-        number = f"#{cart.order.number}" if cart.order.number else "(numbering)"
-        paid = "paid" if cart.order.paid else f"paid {cart.order.amount_paid / 100:.2f}"
-        parts.append(f"order {number} {cart.order.status} {paid}")
-    if cart.lock_reason:
-        parts.append(f"locked: {cart.lock_reason}")
-    open_items = cart.open_attention
-    if open_items:
-        kinds = sorted({str(item.kind) for item in open_items})
-        parts.append(f"needs admin: {', '.join(kinds)}")
-    return " · ".join(parts)
-
-
-def decode(payload: RawValue) -> object:
-    """A raw message as plain JSON values; ``_MISSING`` if it is not JSON at all."""
-    encoding = payload.payload.metadata.get("encoding", b"")
-    if encoding == b"json/plain":
-        try:
-            return json.loads(payload.payload.data)
-        except ValueError:
-            return _MISSING
-    if encoding == b"binary/null":
-        return None
-    return _MISSING
-
-
-def being_evicted() -> bool:
-    """Whether the SDK is tearing this workflow instance down (cache eviction, worker
-    shutdown, the end of a replay): it cancels the workflow's tasks then, which must not be
-    taken for Temporal's "Request Cancellation". The SDK has no public way to tell; its
-    instance's ``_deleting`` flag does (``tests/test_workflow_operations.py`` checks that
-    it still exists)."""
-    runtime = workflow._Runtime.current()
-    return bool(getattr(runtime, "_deleting", False))
-
-
-def _refusal(refused: machine.CartRefused) -> ApplicationError:
-    return ApplicationError(refused.message, type=refused.code, non_retryable=True)
-
-
-def _make_update(spec: MessageSpec) -> Callable[..., Any]:
-    """The update handler and validator of one message of ``workflows.parsing.MESSAGES``."""
-
-    # ``self`` stays unannotated: the SDK takes annotated parameters for the payload's.
-    async def handler(self, payload: RawValue) -> CartView:  # type: ignore[no-untyped-def]
-        return await self._on_update(spec, payload)  # type: ignore[no-any-return]
-
-    handler.__name__ = handler.__qualname__ = f"update_{spec.name}"
-    update = workflow.update(name=spec.name, description=spec.description)(handler)
-
-    def validator(self, payload: RawValue) -> None:  # type: ignore[no-untyped-def]
-        self._validate(spec, payload)
-
-    update.validator(validator)  # type: ignore[attr-defined]
-    return update
-
-
-def _make_signal(spec: MessageSpec) -> Callable[..., Any]:
-    """A signal of the table: an admin action (the Temporal UI) with the update's checks,
-    or a signal-only message (a recovery click); refusals are journaled."""
-
-    def handler(self, payload: RawValue) -> None:  # type: ignore[no-untyped-def]
-        self._on_signal(spec, payload)
-
-    handler.__name__ = handler.__qualname__ = f"signal_{spec.name}"
-    return workflow.signal(name=spec.name, description=spec.description + " (signal)")(handler)
-
-
-def _with_messages(cls: type[Any]) -> type[Any]:
-    """Declare the update (and admin signal) of every message of the table once."""
-    for spec in MESSAGES:
-        if spec.update:
-            setattr(cls, f"update_{spec.name}", _make_update(spec))
-        if spec.signal:
-            setattr(cls, f"signal_{spec.name}", _make_signal(spec))
-    return cls
+from workflows.message_handlers import (
+    MISSING,
+    being_evicted,
+    decode,
+    refusal,
+    summary,
+    with_messages,
+)
+from workflows.order_effects import OrderEffects
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-@_with_messages
-class CartWorkflow(CartMail):
+@with_messages
+class CartWorkflow(CartMail, OrderEffects):
     @workflow.init
     def __init__(self, input: CartInput) -> None:
         if input.cart is not None:
@@ -195,6 +119,8 @@ class CartWorkflow(CartMail):
         self._pending_signals: list[Callable[[], None]] = []
         # The e-mail effects (``workflows.cart_mail``): reminders and the lock alert.
         self._init_mail()
+        # The order phase's effects (``workflows.order_effects``).
+        self._init_orders()
 
     # ------------------------------------------------------------------ main loop
 
@@ -259,6 +185,7 @@ class CartWorkflow(CartMail):
         if self._answer_by:
             times.append(min(self._answer_by))
         times.append(self._mail_wake_at(now))
+        times.append(self._orders_wake_at(now))
         due = [t for t in times if t is not None]
         return min(due) if due else None
 
@@ -308,6 +235,8 @@ class CartWorkflow(CartMail):
             and not self._wants_projection()
             and self._projecting is None
             and not self._mail_in_flight()
+            and not self._orders_in_flight()
+            and not effects_pending(self._cart)
         )
 
     def _should_continue_as_new(self) -> bool:
@@ -325,11 +254,14 @@ class CartWorkflow(CartMail):
 
     def _effect_finished(self) -> bool:
         return (
-            self._projecting is not None and self._projecting[0].done()
-        ) or self._mail_finished()
+            (self._projecting is not None and self._projecting[0].done())
+            or self._mail_finished()
+            or self._orders_finished()
+        )
 
     def _collect_effects(self, now: datetime) -> None:
         self._collect_mail(now)
+        self._collect_orders(now)
         self._collect_projection(now)
 
     def _collect_projection(self, now: datetime) -> None:
@@ -379,6 +311,7 @@ class CartWorkflow(CartMail):
         if self._search_since is not None and now >= self._search_due():
             self._publish_search_attributes()
         self._start_mail(now)
+        self._start_orders(now)
 
     def _projection_due(self, now: datetime) -> datetime:
         """Changes are written together, at most ``projection_interval_seconds`` after the
@@ -449,6 +382,7 @@ class CartWorkflow(CartMail):
     def _decided(self, decision: Decision) -> None:
         if not decision.changed:
             return
+        self._maybe_manage_order()
         now = self._now()
         if self._dirty_since is None:
             self._dirty_since = now
@@ -461,7 +395,7 @@ class CartWorkflow(CartMail):
 
     def _parse(self, spec: MessageSpec, payload: RawValue) -> object:
         raw = decode(payload)
-        if raw is _MISSING:
+        if raw is MISSING:
             raise machine.CartRefused(ErrorCode.INVALID_INPUT, f"{spec.name} takes a JSON object")
         return spec.parse(raw)
 
@@ -474,16 +408,49 @@ class CartWorkflow(CartMail):
         try:
             machine.check(self._cart, self._parse(spec, payload))
         except machine.CartRefused as refused:
-            raise _refusal(refused) from None
+            raise refusal(refused) from None
 
     async def _on_update(self, spec: MessageSpec, payload: RawValue) -> CartView:
         if not self._ready:
             await workflow.wait_condition(lambda: self._ready)
         try:
-            self._apply(self._parse(spec, payload))
+            event = self._parse(spec, payload)
+            if spec.needs_statuses and isinstance(event, SetOrderStatus):
+                machine.check(self._cart, event)  # before the registry is read
+                event.statuses = await self._read_statuses()
+            self._apply(event)
         except machine.CartRefused as refused:
-            raise _refusal(refused) from None
+            raise refusal(refused) from None
         return view_of(self._cart)
+
+    async def _on_status_signal(self, spec: MessageSpec, payload: RawValue) -> None:
+        """A signal that needs the shop's order statuses: read them, then apply it like
+        the other admin signals (a refusal, an unreadable registry included, is kept)."""
+        if not self._ready:
+            await workflow.wait_condition(lambda: self._ready)
+        raw = decode(payload)
+        try:
+            if raw is MISSING:
+                raise machine.CartRefused(
+                    ErrorCode.INVALID_INPUT, f"{spec.name} takes a JSON object"
+                )
+            event = spec.parse(raw)
+            assert isinstance(event, SetOrderStatus)
+            machine.check(self._cart, event)
+            try:
+                event.statuses = await self._read_statuses()
+            except ApplicationError as error:
+                raise machine.CartRefused(ErrorCode.STATUSES_UNAVAILABLE, str(error)) from None
+            self._apply(event)
+        except machine.CartRefused as refused:
+            self._apply(
+                AdminActionRefused(
+                    action=spec.name,
+                    admin=admin_name(raw),
+                    code=str(refused.code),
+                    reason=refused.message,
+                )
+            )
 
     def _on_signal(self, spec: MessageSpec, payload: RawValue) -> None:
         if not self._ready:
@@ -492,7 +459,7 @@ class CartWorkflow(CartMail):
             return
         raw = decode(payload)
         try:
-            if raw is _MISSING:
+            if raw is MISSING:
                 raise machine.CartRefused(
                     ErrorCode.INVALID_INPUT, f"{spec.name} takes a JSON object"
                 )
@@ -522,7 +489,7 @@ class CartWorkflow(CartMail):
         try:
             timeout = parse_await_timeout(decode(payload))
         except machine.CartRefused as refused:
-            raise _refusal(refused) from None
+            raise refusal(refused) from None
         if not self._ready:
             await workflow.wait_condition(lambda: self._ready)
 
@@ -550,7 +517,7 @@ class CartWorkflow(CartMail):
         try:
             parse_await_timeout(decode(payload))
         except machine.CartRefused as refused:
-            raise _refusal(refused) from None
+            raise refusal(refused) from None
 
     @workflow.signal(
         name=PAYMENT_RESULT,
@@ -563,7 +530,7 @@ class CartWorkflow(CartMail):
             self._pending_signals.append(lambda: self.payment_result(payload))
             return
         raw = decode(payload)
-        if raw is _MISSING:
+        if raw is MISSING:
             encoding = payload.payload.metadata.get("encoding", b"").decode(errors="replace")
             self._apply(
                 PaymentResultUnreadable(

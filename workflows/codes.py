@@ -68,6 +68,8 @@ class OrderSource(StrEnum):
     OFFLINE_PAYMENT = "offline_payment"
     PENDING_PAYMENT = "pending_payment"
     ADMIN_CONFIRMATION = "admin_confirmation"
+    #: an admin set the status of a not finished order (a locked cart)
+    ADMIN_STATUS = "admin_status"
 
 
 #: Letter-coded order statuses (CS-Cart). The full, configurable set arrives with orders.
@@ -145,6 +147,18 @@ class JournalKind(StrEnum):
     REMINDER_DEFERRED = "reminder_deferred"
     RECOVERY_LINK_CLICKED = "recovery_link_clicked"
     LOCK_ALERT_SENT = "lock_alert_sent"
+    ORDER_STATUS_CHANGED = "order_status_changed"
+    ORDER_DELIVERY_CHANGED = "order_delivery_changed"
+    ORDER_LINES_CHANGED = "order_lines_changed"
+    ORDER_NOTE_ADDED = "order_note_added"
+    PAYMENT_RECORDED = "payment_recorded"
+    REFUND_RECORDED = "refund_recorded"
+    STOCK_TAKEN = "stock_taken"
+    STOCK_GIVEN_BACK = "stock_given_back"
+    STOCK_SHORT = "stock_short"
+    STOCK_MOVE_FAILED = "stock_move_failed"
+    STATUS_MAIL_SENT = "status_mail_sent"
+    STATUS_MAIL_SKIPPED = "status_mail_skipped"
 
 
 class ReminderStatus(StrEnum):
@@ -221,6 +235,17 @@ class ErrorCode(StrEnum):
     NOT_ABANDONED = "not_abandoned"
     REMINDER_ALREADY_SENT = "reminder_already_sent"
     INVALID_REMINDER = "invalid_reminder"
+    #: the cart is neither an order nor a not finished order (a locked cart)
+    NOT_AN_ORDER = "not_an_order"
+    UNKNOWN_STATUS = "unknown_status"
+    STATUS_HIDDEN = "status_hidden"
+    CONTENTS_NOT_EDITABLE = "contents_not_editable"
+    #: a status that counts as paid, for an order its payments do not cover
+    PAYMENT_REQUIRED = "payment_required"
+    REFUND_EXCEEDS_PAID = "refund_exceeds_paid"
+    INVALID_DELIVERY = "invalid_delivery"
+    #: the shop's order statuses could not be read (the database): try again
+    STATUSES_UNAVAILABLE = "statuses_unavailable"
     TEMPORAL_UNAVAILABLE = "temporal_unavailable"
     #: the request reached Temporal but no worker applied it in time; it may still apply
     UPDATE_PENDING = "update_pending"
@@ -246,6 +271,12 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NO_ADDRESS: 409,
     ErrorCode.NOT_ABANDONED: 409,
     ErrorCode.REMINDER_ALREADY_SENT: 409,
+    ErrorCode.NOT_AN_ORDER: 409,
+    ErrorCode.STATUS_HIDDEN: 409,
+    ErrorCode.CONTENTS_NOT_EDITABLE: 409,
+    ErrorCode.PAYMENT_REQUIRED: 409,
+    ErrorCode.REFUND_EXCEEDS_PAID: 409,
+    ErrorCode.STATUSES_UNAVAILABLE: 503,
     ErrorCode.TEMPORAL_UNAVAILABLE: 503,
     ErrorCode.UPDATE_PENDING: 504,
     ErrorCode.INTERNAL: 500,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows import alerts, money, reminders, transitions
+from workflows import alerts, money, order_phase, reminders, transitions
 from workflows.codes import CartState, ErrorCode, JournalKind
 from workflows.effects import Decision, decide, search_fields
 from workflows.events import (
@@ -51,11 +51,22 @@ from workflows.events import (
     UnlockCart,
 )
 from workflows.journal import SYSTEM
+from workflows.order_checks import ORDER_EVENTS, check_order_event
+from workflows.order_events import (
+    AddOrderNote,
+    EditDelivery,
+    EditOrderLines,
+    OrderManaged,
+    OrderStatusesRead,
+    RecordPayment,
+    SetOrderStatus,
+    StatusMailDone,
+    StockMoved,
+)
 from workflows.state import Cart, JournalEntry
 from workflows.timers import due_timer, fire, is_retired, next_deadline, reschedule
 from workflows.validation import (
     CartRefused,
-    check,
     check_amount,
     check_attempt_id,
     check_currency,
@@ -64,6 +75,7 @@ from workflows.validation import (
     check_payment_result,
     valid_id,
 )
+from workflows.validation import check as validation_check
 
 __all__ = [
     "CartRefused",
@@ -97,6 +109,14 @@ def apply(cart: Cart, event: object, now: datetime) -> Decision:
             journal_created(cart, now)
         _changed(cart, now)
     return decide(before, cart, changed)
+
+
+def check(cart: Cart, event: object) -> None:
+    """Raise ``CartRefused`` if ``event`` cannot be applied to ``cart``; change nothing."""
+    if isinstance(event, ORDER_EVENTS):
+        check_order_event(cart, event)
+    else:
+        validation_check(cart, event)
 
 
 def journal_created(cart: Cart, now: datetime) -> None:
@@ -156,6 +176,24 @@ def _apply(cart: Cart, event: object, now: datetime) -> bool:
             if cart.state is CartState.ABANDONED:
                 money.customer_active(cart, now)
             return True
+        case SetOrderStatus():
+            return order_phase.set_status(cart, event, now)
+        case EditDelivery():
+            return order_phase.delivery_edited(cart, event, now)
+        case EditOrderLines():
+            return order_phase.lines_edited(cart, event, now)
+        case RecordPayment():
+            return order_phase.payment_recorded(cart, event, now)
+        case AddOrderNote():
+            return order_phase.note_added(cart, event, now)
+        case OrderManaged():
+            return order_phase.manage(cart, now)
+        case OrderStatusesRead():
+            return order_phase.statuses_read(cart, event, now)
+        case StockMoved():
+            return order_phase.stock_moved(cart, event, now)
+        case StatusMailDone():
+            return order_phase.status_mail_done(cart, event, now)
         case _:
             raise CartRefused(ErrorCode.INVALID_INPUT, f"unknown event {type(event).__name__}")
 

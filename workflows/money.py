@@ -462,9 +462,9 @@ def _flag_success(cart: Cart, attempt: PaymentAttempt, due: int, now: datetime) 
 
 
 def paid_amount(cart: Cart, currency: str | None) -> int:
-    """The succeeded payments of the cart in ``currency``."""
+    """The succeeded payments of the cart in ``currency``, less the refunds recorded."""
     return sum(
-        attempt.succeeded_amount or 0
+        -(attempt.succeeded_amount or 0) if attempt.refund else attempt.succeeded_amount or 0
         for attempt in cart.payments
         if attempt.status is PaymentStatus.SUCCEEDED and attempt.succeeded_currency == currency
     )
@@ -478,6 +478,9 @@ def settle(cart: Cart, now: datetime, attempt_id: str | None = None) -> None:
     assert order is not None
     order.amount_paid = paid_amount(cart, order.currency)
     covered = order.amount_paid >= order.total
+    if order.managed:
+        order_phase_settled(cart, now, covered, attempt_id)
+        return
     if covered and not order.paid:
         order.paid = True
         order.paid_at = now
@@ -517,15 +520,52 @@ def _covering_attempt(cart: Cart, currency: str | None, total: int) -> str | Non
 # --------------------------------------------------------------------------- orders
 
 
-def create_order(cart: Cart, now: datetime, *, source: OrderSource, attempt_id: str | None) -> None:
+def order_phase_settled(cart: Cart, now: datetime, covered: bool, attempt_id: str | None) -> None:
+    """``settle`` for an order in the order phase: ``paid`` follows the payments; the
+    status is the admins' (or ``workflows.order_phase.payments_changed``'s) to change."""
+    order = cart.order
+    assert order is not None
+    if covered and not order.paid:
+        order.paid = True
+        order.paid_at = now
+        order.attempt_id = (
+            attempt_id or _covering_attempt(cart, order.currency, order.total) or order.attempt_id
+        )
+        if order.created_at != now:
+            journal(
+                cart,
+                now,
+                JournalKind.ORDER_PAID,
+                GATEWAY,
+                f"{order.amount_paid} of {order.total} ({order.attempt_id})",
+            )
+    elif not covered and order.paid:
+        order.paid = False
+        order.paid_at = None
+    if order.statuses:
+        from workflows.order_phase import payments_changed
+
+        payments_changed(cart)
+
+
+def create_order(
+    cart: Cart,
+    now: datetime,
+    *,
+    source: OrderSource,
+    attempt_id: str | None,
+    managed: bool = False,
+    total: int | None = None,
+) -> None:
     cart.order = Order(
         status=ORDER_STATUS_OPEN,
         source=source,
-        total=cart.total,
+        total=cart.total if total is None else total,
         currency=cart.currency,
         created_at=now,
         paid=False,
         attempt_id=attempt_id,
+        managed=managed,
     )
     cart.state = CartState.ORDERED
     cart.ordered_at = now

@@ -409,6 +409,8 @@ class MessageSpec:
     update: bool = True
     #: who sends the signal, for a refusal's record (default: the payload's ``admin``)
     sender: str | None = None
+    #: the workflow reads the shop's order statuses before it applies the event
+    needs_statuses: bool = False
 
 
 MESSAGES: tuple[MessageSpec, ...] = (

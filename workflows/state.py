@@ -24,6 +24,7 @@ from workflows.codes import (
     SkipReason,
 )
 from workflows.events import CartLine, CustomerInfo
+from workflows.order_state import Delivery, OrderStatusEntry, StatusMail, StockMove, StockQuantity
 
 
 @dataclass
@@ -75,6 +76,10 @@ class PaymentAttempt:
     succeeded_currency: str | None = None
     #: the admin who confirmed this attempt as paid before (or without) the gateway's word
     confirmed_by: str | None = None
+    #: a refund an admin recorded (its succeeded amount is taken off what was paid)
+    refund: bool = False
+    #: what the admin recorded the payment or refund with (a bank reference, say)
+    reference: str | None = None
 
 
 @dataclass
@@ -90,6 +95,33 @@ class Order:
     paid_at: datetime | None = None
     #: the succeeded payments in the order's currency; ``paid`` is ``amount_paid >= total``
     amount_paid: int = 0
+    # The order phase (``workflows.order_phase``). Orders of histories recorded before it
+    # are never ``managed``: they keep the letters ``P``/``O`` and retire as they did.
+    managed: bool = False
+    status_name: str | None = None
+    status_colour: str | None = None
+    #: the current status is final: the workflow retires ``retire_after_seconds`` later
+    final: bool = False
+    final_at: datetime | None = None
+    contents_editable: bool = False
+    #: the statuses the order entered, oldest first (at most ``MAX_STATUS_ENTRIES``)
+    statuses: list[OrderStatusEntry] = field(default_factory=list)
+    status_seq: int = 0
+    #: a status the workflow sets once it has read the shop's registry (``B`` when stock
+    #: ran short, ``H`` on a partial payment, ``P``/``O`` when payments cover or stop
+    #: covering the total)
+    wanted_status: str | None = None
+    delivery: Delivery | None = None
+    #: the lines the order holds stock for (``None``: it holds none)
+    stock_held: list[StockQuantity] | None = None
+    stock_moves: list[StockMove] = field(default_factory=list)
+    stock_seq: int = 0
+    mails: list[StatusMail] = field(default_factory=list)
+
+    @property
+    def balance(self) -> int:
+        """What the customer still owes (negative: paid too much)."""
+        return self.total - self.amount_paid
 
 
 @dataclass
@@ -244,6 +276,8 @@ class CartView:
     order_status: str | None = None
     order_paid: bool = False
     amount_paid: int = 0
+    order_status_name: str | None = None
+    order_final: bool = False
     needs_admin: bool = False
     #: the kinds of the open attention items, oldest first
     attention: list[str] = field(default_factory=list)
@@ -274,6 +308,8 @@ def view_of(cart: Cart) -> CartView:
         order_status=order.status if order else None,
         order_paid=bool(order and order.paid),
         amount_paid=order.amount_paid if order else 0,
+        order_status_name=order.status_name if order else None,
+        order_final=bool(order and order.final),
         needs_admin=cart.needs_admin,
         attention=[str(item.kind) for item in cart.attention if item.is_open],
         lock_reason=cart.lock_reason,

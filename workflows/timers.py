@@ -27,7 +27,12 @@ def reschedule(cart: Cart) -> None:
     if state.is_open and activity is not None:
         cart.expire_at = activity + timedelta(seconds=policy.lifetime_seconds)
     order = cart.order
-    if state is CartState.ORDERED and order is not None and cart.ordered_at is not None:
+    if state is CartState.ORDERED and order is not None and order.managed:
+        # The order phase: the workflow carries the order until a final status.
+        if order.final and order.final_at is not None:
+            last = max(order.final_at, cart.updated_at or order.final_at)
+            cart.retire_at = last + timedelta(seconds=policy.retire_after_seconds)
+    elif state is CartState.ORDERED and order is not None and cart.ordered_at is not None:
         if order.paid:
             paid_at = order.paid_at or cart.ordered_at
             cart.retire_at = paid_at + timedelta(seconds=policy.retire_after_seconds)

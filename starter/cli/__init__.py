@@ -26,6 +26,7 @@ from starter.cli import coupons as _coupons  # noqa: F401
 from starter.cli import digest as _digest  # noqa: F401
 from starter.cli import journal as _journal  # noqa: F401
 from starter.cli import mail as _mail  # noqa: F401
+from starter.cli import order_actions as _order_actions  # noqa: F401
 from starter.cli import order_numbers as _order_numbers  # noqa: F401
 from starter.cli import orders as _orders  # noqa: F401
 from starter.cli import reminders as _reminders  # noqa: F401

@@ -1,5 +1,7 @@
 """``cartkeeper orders``: the admin's orders list on the read model (list, show, counts;
-no Temporal needed). Not finished orders (locked carts) are listed with the orders."""
+no Temporal needed). Not finished orders (locked carts) are listed with the orders. The
+actions on an order (set-status, delivery, lines, pay, note) are in
+``starter.cli.order_actions``."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from activities.order_status_rules import OrderStatusDef
     from activities.orders_query import OrderPage, OrderRow
     from starter.orders import OrdersClient
+    from workflows.state import Cart
 
 ORDER_HEADERS = [
     "NUMBER",
@@ -141,27 +144,35 @@ def render_page(shop_id: str, page: OrderPage, next_command: list[str] | None) -
     return "\n".join(lines)
 
 
-def render_order(row: OrderRow) -> str:
+def render_order(row: OrderRow, cart: Cart | None = None) -> str:
+    """The order's fields; with its cart (the read model's snapshot), its delivery, its
+    total with the delivery's cost and balance, then ``order_details.render_details``."""
+    from starter.cli.order_details import delivery_text, render_details
     from starter.output import format_money, format_time, safe
 
     title = f"order {row.reference}" if row.reference is not None else "not finished order"
     colour = f" ({row.status_colour})" if row.status_colour else ""
-    due = row.total - row.amount_paid
+    order = cart.order if cart is not None else None
+    total = order.total if order is not None else row.total
+    due = total - row.amount_paid
     fields = [
         ("cart", row.cart_id),
         ("created", f"{format_time(row.created_at)} UTC"),
         ("status", status_label(row) + colour),
         ("customer", customer_label(row)),
-        ("delivery", "- (orders have no delivery yet)"),
-        ("total", format_money(row.total, row.currency)),
+        ("delivery", delivery_text(order.delivery if order else None, row.currency)),
+        ("total", format_money(total, row.currency)),
         ("paid", format_money(row.amount_paid, row.currency)),
         ("due", format_money(max(due, 0), row.currency)),
+        ("balance", format_money(due, row.currency)),
         ("method", method_label(row)),
         ("payment", row.payment_status.replace("_", " ")),
         ("fully paid", fully_paid_label(row)),
     ]
     lines = [safe(f"{title} (shop {row.shop_id})")]
     lines += [f"  {name:<11}{safe(value)}" for name, value in fields]
+    if cart is not None:
+        lines.append(render_details(cart))
     return "\n".join(lines)
 
 
@@ -195,18 +206,21 @@ def order_json(row: OrderRow) -> dict[str, Any]:
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def orders() -> None:
-    """The shop's orders list, from the read model: orders and not finished orders.
+    """The shop's orders list, from the read model: orders and not finished orders;
+    and the admin's actions on an order (its status, delivery, lines, payments, notes).
 
     A not finished order is a locked cart (the customer went to pay and no payment result
     settled it): it has no number, is shown with status N (Incomplete) and its payment
     status is "not defined". Status names and colours are the shop's (cartkeeper
-    statuses list). The read model may lag the carts by a few seconds.
+    statuses list). The read model may lag the carts by a few seconds. The actions
+    (set-status, delivery, lines, pay, note) are Temporal updates of the order's cart.
 
     \b
     Examples:
       cartkeeper orders list --status P --since 2026-11-01
       cartkeeper orders show 1042
       cartkeeper orders counts
+      cartkeeper orders set-status 1042 S --note "sent with DHL"
     """
 
 
@@ -308,20 +322,32 @@ def list_command(
 def show(number: int, shop: str | None, as_json: bool) -> None:
     """Show order number N (the number without the shop's prefix).
 
-    An order the shop does not have is order_not_found (exit 3). --json: every field of
-    the list's row (number, reference, created_at, status, status_name, status_colour,
-    customer, total, amount_paid, payment_method, fully_paid, payment_status ...).
+    Its fields, then its lines, status history (letter, name, when, by whom, note),
+    payments and refunds, stock moves and status e-mails, from the read model's last
+    record of the order. An order the shop does not have is order_not_found (exit 3).
+    --json: every field of the list's row (number, reference, created_at, status,
+    status_name, status_colour, customer, total, amount_paid, payment_method, fully_paid,
+    payment_status ...) and "details" (order_total, balance, statuses, delivery, lines,
+    payments, stock_moves, status_mails).
 
     \b
     Examples:
       cartkeeper orders show 1042
       cartkeeper orders show 7 --shop acme --json
     """
+    from activities.read_model import get_cart_record
+    from starter.cli.order_details import details_json
     from starter.output import dumps
 
     async def work(client: OrdersClient, shop_id: str) -> None:
         row = await client.get(shop_id, number)
-        echo(dumps(order_json(row)) if as_json else render_order(row))
+        cart = await get_cart_record(client.sessions, shop_id, row.cart_id)
+        if as_json:
+            data = order_json(row)
+            data["details"] = details_json(cart) if cart is not None else None
+            echo(dumps(data))
+        else:
+            echo(render_order(row, cart))
 
     _run(work, shop)
 

@@ -1,0 +1,299 @@
+"""The order phase in the cart workflow on the dev server, with stand-ins for the three
+order activities (the registry, stock, status e-mails) so that every answer they can
+give is under the test's control: the workflow reads the registry before an admin's
+status, performs stock moves one at a time and each e-mail once, waits for the order's
+number before an e-mail, records what the activities refuse for good, and stays open
+until a final status. The real activities: ``tests/test_order_activities.py``; end to
+end through the CLI: ``tests/test_order_actions.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.cart_activities import CartActivities
+from starter.client import CartkeeperClient
+from tests.conftest import new_id
+from tests.test_order_phase import DEFAULTS
+from tests.test_workflow_dev import LINES, SHOP, TOTAL, eventually, succeed, to_payment
+from worker import SANDBOX
+from workflows.cart_workflow import CartWorkflow
+from workflows.codes import CartState, JournalKind
+from workflows.contract import Cart, CartPolicy, CustomerInfo, workflow_id
+from workflows.order_contract import (
+    ACTIVITY_MOVE_ORDER_STOCK,
+    ACTIVITY_READ_ORDER_STATUSES,
+    ACTIVITY_SEND_STATUS_MAIL,
+    OrderStatuses,
+    ReadOrderStatusesInput,
+    StatusMailInput,
+    StatusMailResult,
+    StockMoveInput,
+    StockMoveResult,
+)
+
+
+@dataclass
+class StandIns:
+    """The order activities as a test wants them to answer."""
+
+    stock: dict[str, int] = field(default_factory=dict)
+    moves: list[StockMoveInput] = field(default_factory=list)
+    applied: set[str] = field(default_factory=set)
+    mails: list[StatusMailInput] = field(default_factory=list)
+    registry_down: bool = False
+    refuse_moves: bool = False
+    reads: int = 0
+
+    @activity.defn(name=ACTIVITY_READ_ORDER_STATUSES)
+    async def read(self, request: ReadOrderStatusesInput) -> OrderStatuses:
+        self.reads += 1
+        if self.registry_down:
+            raise ApplicationError("database down", type="db_down", non_retryable=True)
+        return DEFAULTS
+
+    @activity.defn(name=ACTIVITY_MOVE_ORDER_STOCK)
+    async def move(self, request: StockMoveInput) -> StockMoveResult:
+        self.moves.append(request)
+        if self.refuse_moves:
+            raise ApplicationError("conflict", type="stock_movement_conflict", non_retryable=True)
+        if request.key in self.applied:
+            return StockMoveResult(request.key, "done")
+        take = request.kind == "take"
+        short = [
+            ln.sku for ln in request.lines if take and self.stock.get(ln.sku, 10**9) < ln.quantity
+        ]
+        if short:
+            return StockMoveResult(request.key, "short", short=short)
+        for line in request.lines:
+            if line.sku in self.stock:
+                self.stock[line.sku] += -line.quantity if take else line.quantity
+        self.applied.add(request.key)
+        return StockMoveResult(request.key, "done")
+
+    @activity.defn(name=ACTIVITY_SEND_STATUS_MAIL)
+    async def send(self, request: StatusMailInput) -> StatusMailResult:
+        self.mails.append(request)
+        if request.recipient == "department":
+            return StatusMailResult(
+                request.entry, request.recipient, "skipped", reason="no_department"
+            )
+        return StatusMailResult(
+            request.entry, request.recipient, "sent", message_id=f"<{request.entry}>"
+        )
+
+
+@pytest.fixture
+async def shop(
+    dev_env: WorkflowEnvironment, session_factory: Any
+) -> AsyncIterator[tuple[CartkeeperClient, StandIns]]:
+    stand_ins = StandIns()
+    queue = f"orders-{uuid.uuid4().hex[:8]}"
+    worker = Worker(
+        dev_env.client,
+        task_queue=queue,
+        workflows=[CartWorkflow],
+        activities=[
+            *CartActivities(session_factory, dev_env.client).all(),
+            stand_ins.read,
+            stand_ins.move,
+            stand_ins.send,
+        ],
+        workflow_runner=SANDBOX,
+    )
+    policy = CartPolicy(projection_interval_seconds=0, retire_after_seconds=2)
+    async with worker:
+        yield (
+            CartkeeperClient(dev_env.client, task_queue=queue, policy_for=lambda _s: policy),
+            stand_ins,
+        )
+
+
+async def paid_order(carts: CartkeeperClient, cart_id: str) -> Cart:
+    await to_payment(carts, cart_id)
+    await carts.identify_customer(SHOP, cart_id, CustomerInfo(email="ann@example.com", locale="de"))
+    await succeed(carts, cart_id)
+
+    async def settled() -> Cart | None:
+        cart = await carts.get_cart(SHOP, cart_id)
+        order = cart.order
+        if order is None or order.number is None or not order.statuses:
+            return None
+        moved = all(move.outcome != "pending" for move in order.stock_moves)
+        return cart if order.statuses[-1].resolved and moved else None
+
+    cart: Cart = await eventually(settled)
+    return cart
+
+
+async def admin(carts: CartkeeperClient, cart_id: str, name: str, payload: dict[str, Any]) -> Any:
+    handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+    return await handle.execute_update(name, {"admin": "ann", **payload}, result_type=dict)
+
+
+async def refused(carts: CartkeeperClient, cart_id: str, name: str, payload: dict[str, Any]) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await admin(carts, cart_id, name, payload)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError)
+    return str(cause.type)
+
+
+async def test_an_order_goes_from_processed_to_delivered(
+    shop: tuple[CartkeeperClient, StandIns],
+) -> None:
+    carts, stand_ins = shop
+    stand_ins.stock = {"sku-1": 5}
+    cart_id = new_id()
+    cart = await paid_order(carts, cart_id)
+    order = cart.order
+    assert order is not None and order.managed and order.status == "P"
+    assert order.status_name == "Processed" and order.number is not None
+    assert stand_ins.stock == {"sku-1": 3}
+    # The e-mails of P waited for the number, and each went once.
+    await eventually(lambda: _mails(carts, cart_id, 2))
+    assert [(m.entry, m.recipient, m.order_number) for m in stand_ins.mails] == [
+        (1, "customer", order.number),
+        (1, "department", order.number),
+    ]
+    assert (
+        stand_ins.mails[0].customer_email == "ann@example.com" and stand_ins.mails[0].locale == "de"
+    )
+
+    view = await admin(carts, cart_id, "set_order_status", {"status": "A", "note": "checking"})
+    assert (view["order_status"], view["order_status_name"]) == ("A", "Awaiting")
+    await admin(
+        carts,
+        cart_id,
+        "edit_order_lines",
+        {"lines": [{"sku": "sku-1", "name": "Tea", "quantity": 1, "unit_price": 450}]},
+    )
+    await admin(carts, cart_id, "edit_delivery", {"delivery": {"method": "dhl", "cost": 500}})
+    for letter in "RS":
+        await admin(carts, cart_id, "set_order_status", {"status": letter})
+    assert (
+        await refused(
+            carts,
+            cart_id,
+            "edit_order_lines",
+            {"lines": [{"sku": "sku-1", "name": "Tea", "quantity": 3, "unit_price": 450}]},
+        )
+        == "contents_not_editable"
+    )
+    assert await refused(carts, cart_id, "set_order_status", {"status": "N"}) == "status_hidden"
+    assert await refused(carts, cart_id, "set_order_status", {"status": "Q"}) == "unknown_status"
+    await admin(carts, cart_id, "add_order_note", {"note": "left the warehouse"})
+    view = await admin(carts, cart_id, "set_order_status", {"status": "V"})
+    assert view["order_final"] is True
+
+    handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id), result_type=Cart)
+    final: Cart = await asyncio.wait_for(handle.result(), timeout=30)
+    order = final.order
+    assert order is not None
+    assert [e.letter for e in order.statuses] == ["P", "A", "R", "S", "V"]
+    assert order.total == 450 + 500 and order.balance == 950 - TOTAL
+    # P took 2; the new lines gave 2 back and took 1: held 1 at the end.
+    assert stand_ins.stock == {"sku-1": 4}
+    assert len({m.key for m in stand_ins.moves}) == len(stand_ins.moves) == 3
+    sent = [(m.entry, m.recipient) for m in stand_ins.mails]
+    assert sent == sorted(set(sent), key=sent.index), "each e-mail once"
+    assert {m.letter for m in stand_ins.mails} == {"P", "R", "S", "V"}
+    kinds = [e.kind for e in final.journal]
+    assert JournalKind.ORDER_NOTE_ADDED in kinds and JournalKind.STATUS_MAIL_SKIPPED in kinds
+    description = await handle.describe()
+    assert description.status is WorkflowExecutionStatus.COMPLETED
+
+
+async def _mails(carts: CartkeeperClient, cart_id: str, count: int) -> bool:
+    cart = await carts.get_cart(SHOP, cart_id)
+    assert cart.order is not None
+    return sum(m.outcome != "pending" for m in cart.order.mails) >= count
+
+
+async def test_a_not_finished_order_gets_its_number_with_its_status(
+    shop: tuple[CartkeeperClient, StandIns],
+) -> None:
+    carts, _ = shop
+    cart_id = new_id()
+    await to_payment(carts, cart_id)
+    await carts.report_payment_result(
+        SHOP, cart_id, attempt_id="att-1", status="pending", amount=TOTAL
+    )
+    assert (await carts.get_cart(SHOP, cart_id)).state is CartState.LOCKED
+    view = await admin(carts, cart_id, "set_order_status", {"status": "Y", "note": "will call"})
+    assert view["state"] == "ordered" and view["order_status"] == "Y"
+    settled = await carts.await_order(SHOP, cart_id, 10)
+    assert settled.order_number is not None
+
+
+async def test_an_unreadable_registry_refuses_the_status_and_the_signal_is_journaled(
+    shop: tuple[CartkeeperClient, StandIns],
+) -> None:
+    carts, stand_ins = shop
+    cart_id = new_id()
+    await paid_order(carts, cart_id)
+    stand_ins.registry_down = True
+    assert (
+        await refused(carts, cart_id, "set_order_status", {"status": "A"}) == "statuses_unavailable"
+    )
+    stand_ins.registry_down = False
+    handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+    await handle.signal("set_order_status", {"admin": "bob", "status": "Q"})
+    await handle.signal("set_order_status", {"admin": "bob", "status": "A"})
+
+    async def applied() -> Cart | None:
+        cart = await carts.get_cart(SHOP, cart_id)
+        return cart if cart.order and cart.order.status == "A" else None
+
+    cart: Cart = await eventually(applied)
+    refusals = [e for e in cart.journal if e.kind is JournalKind.ADMIN_ACTION_REFUSED]
+    assert [e.actor for e in refusals] == ["admin:bob"]
+    assert refusals[0].detail is not None and "unknown_status" in refusals[0].detail
+
+
+async def test_a_stock_move_refused_for_good_is_recorded_and_not_retried(
+    shop: tuple[CartkeeperClient, StandIns],
+) -> None:
+    carts, stand_ins = shop
+    stand_ins.refuse_moves = True
+    cart_id = new_id()
+    await to_payment(carts, cart_id)
+    await succeed(carts, cart_id)
+
+    async def recorded() -> Cart | None:
+        cart = await carts.get_cart(SHOP, cart_id)
+        moves = cart.order.stock_moves if cart.order else []
+        return cart if moves and moves[0].outcome == "failed" else None
+
+    cart: Cart = await eventually(recorded)
+    assert any(e.kind is JournalKind.STOCK_MOVE_FAILED for e in cart.journal)
+    await asyncio.sleep(1)
+    assert len(stand_ins.moves) == 1
+    assert cart.order is not None and cart.order.stock_held is None
+
+
+async def test_lines_stay_as_they_were_for_the_order(
+    shop: tuple[CartkeeperClient, StandIns],
+) -> None:
+    """The storefront cannot change an order's lines: only an admin, while allowed."""
+    carts, _ = shop
+    cart_id = new_id()
+    await paid_order(carts, cart_id)
+    from starter.client import CartkeeperError
+
+    with pytest.raises(CartkeeperError) as failed:
+        await carts.update_cart(SHOP, cart_id, LINES[:1], "EUR")
+    assert failed.value.code == "already_ordered"
+    _ = timedelta
