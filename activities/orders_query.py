@@ -31,7 +31,8 @@ the status filter and the counts, (shop, state, locked_at, cart) for the not fin
 ones, (shop, order_number) for a number and (shop, lower(e-mail)) for a customer. A page
 reads at most ``limit + 1`` rows of each kind, plus the page's references (primary key
 of ``order_numbers``) and the shop's statuses; the customer and the payments are read
-from the snapshot's ``customer`` and ``payments`` only (never the whole cart decoded).
+from the snapshot's ``customer``, ``payments`` and ``order`` only (never the whole cart
+decoded).
 Cart ids are compared by code point on both backends (PostgreSQL: ``COLLATE "C"``).
 """
 
@@ -89,13 +90,15 @@ class OrderRow:
     was given with, ``order_numbers.reference``); both ``None`` for a not finished order.
     ``created_at``: when it was ordered (not finished: when it was locked).
     ``status``: the letter (``N`` for a not finished order); ``status_name`` and
-    ``status_colour`` the registry's now (``None`` for a letter it no longer has).
-    ``customer_name`` comes from the snapshot's customer. ``delivery`` is always ``None``
-    for now: orders have no delivery yet (method, cost, tracking code, recipient, address
-    and comment come with the order phase). ``total``, ``amount_paid``: minor units of
-    ``currency``. ``payment_method`` / ``payment_gateway``: of the last succeeded payment,
-    else of the last attempt (``None``: none). ``payment_status``: ``paid``,
-    ``partially_paid``, ``unpaid``, or ``not_defined`` for a not finished order.
+    ``status_colour`` the registry's now (for a letter it no longer has: those the order
+    recorded when it entered the status, else ``None``).
+    ``customer_name`` comes from the snapshot's customer. ``delivery``: the order's
+    (method, cost, tracking code, recipient, address, comment; ``None``: none set).
+    ``total`` (the order's: its lines and its delivery's cost), ``amount_paid`` (less
+    refunds): minor units of ``currency``. ``payment_method`` / ``payment_gateway``: of
+    the last succeeded payment, else of the last attempt (``None``: none).
+    ``payment_status``: ``paid``, ``partially_paid``, ``unpaid``, or ``not_defined`` for a
+    not finished order.
     """
 
     shop_id: str
@@ -277,6 +280,7 @@ _ROW_COLUMNS = (
     # ``->`` (not ``->>``): PostgreSQL json keeps ``\\u0000``, which text cannot hold
     CartRecord.snapshot["customer"].label("customer"),
     CartRecord.snapshot["payments"].label("payments"),
+    CartRecord.snapshot["order"].label("order"),
 )
 
 
@@ -360,7 +364,7 @@ def _paid_in(payments: object, currency: str | None) -> int:
         if isinstance(p, dict) and p.get("status") == "succeeded":
             amount = p.get("succeeded_amount")
             if p.get("succeeded_currency") == currency and isinstance(amount, int):
-                total += amount
+                total += -amount if p.get("refund") is True else amount
     return total
 
 
@@ -376,6 +380,10 @@ def _row(
     number = None if not_finished else values["order_number"]
     letter = HIDDEN_LETTER if not_finished else (values["order_status"] or "")
     status = statuses.get(letter)
+    order = values["order"] if isinstance(values["order"], dict) and not not_finished else {}
+    total = order.get("total")
+    delivery = order.get("delivery")
+    own_name, own_colour = order.get("status_name"), order.get("status_colour")
     if not_finished:
         amount_paid = _paid_in(values["payments"], values["currency"])
         fully_paid, payment_status = False, NOT_DEFINED
@@ -390,12 +398,14 @@ def _row(
         reference=(references.get(number) or str(number)) if number is not None else None,
         created_at=values["created_at"],
         status=letter,
-        status_name=status.name if status else None,
-        status_colour=status.colour if status else None,
+        # the registry's name now; a letter it no longer has: the name the order got
+        status_name=status.name if status else _text(own_name),
+        status_colour=status.colour if status else _text(own_colour),
         customer_email=values["customer_email"],
         customer_name=name if isinstance(name, str) else None,
-        delivery=None,
-        total=int(values["total"]),
+        delivery=delivery if isinstance(delivery, dict) else None,
+        # the order's total (its lines and its delivery's cost); a cart's otherwise
+        total=total if isinstance(total, int) else int(values["total"]),
         currency=values["currency"],
         amount_paid=amount_paid,
         payment_method=method,
@@ -512,3 +522,7 @@ async def count_by_status(sessions: SessionFactory, shop_id: str) -> dict[str, i
         counts = {letter or "": int(n) for letter, n in (await session.execute(orders)).all()}
         counts[NOT_FINISHED] = int((await session.execute(locked)).scalar_one())
     return counts
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -29,7 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.cart_activities import CartActivities
 from activities.db import make_engine, make_session_factory, upgrade_database
 from activities.settings import Settings
-from starter.client import CartkeeperClient
+from starter.client import CartkeeperClient, CartkeeperError
 from worker import build_worker
 from workflows import search_attributes as sa
 from workflows.contract import (
@@ -271,6 +271,97 @@ async def lock_alert(c: CartkeeperClient, cart: str) -> None:
     await c.confirm(SHOP, cart, admin="ann")
 
 
+async def _order_settled(c: CartkeeperClient, cart: str) -> None:
+    """The order has its number and its effects (registry, stock, e-mails) are done."""
+    for _ in range(200):
+        order = (await c.get_cart(SHOP, cart)).order
+        if (
+            order is not None
+            and order.number is not None
+            and order.statuses
+            and order.statuses[-1].resolved
+            and order.wanted_status is None
+            and all(move.outcome != "pending" for move in order.stock_moves)
+            and all(mail.outcome != "pending" for mail in order.mails)
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{cart}'s order never settled")
+
+
+async def _refused(call: Awaitable[Any], code: str) -> None:
+    try:
+        await call
+    except CartkeeperError as error:
+        if error.code != code:
+            raise
+    else:
+        raise RuntimeError(f"not refused with {code}")
+
+
+async def _finished(c: CartkeeperClient, cart: str) -> None:
+    await asyncio.wait_for(c.handle(SHOP, cart).result(), timeout=30)
+
+
+async def order_phase(c: CartkeeperClient, cart: str) -> None:
+    """An online order taken from Processed to Delivered by an admin: stock taken once
+    (tracked for tea), new contents (given back and taken again), delivery, a refused
+    hidden status (update: not recorded) and an unknown one (signal: journaled), a note,
+    status e-mails; the workflow finishes after the final status."""
+    from activities.stock import set_stock_level
+
+    await set_stock_level(_SESSIONS[0], SHOP, "tea", 10)
+    await _pay(c, cart)
+    await c.report_payment_result(SHOP, cart, attempt_id="a1", status="succeeded", amount=2100)
+    await _order_settled(c, cart)
+    await c.set_order_status(SHOP, cart, "A", admin="ann", note="checking stock")
+    await c.edit_order_lines(SHOP, cart, [LINES[0], replace(LINES[1], quantity=2)], admin="ann")
+    await c.edit_delivery(SHOP, cart, admin="ann", method="dhl", cost=500, city="Berlin")
+    await _order_settled(c, cart)
+    await c.set_order_status(SHOP, cart, "R", admin="ann")
+    await c.edit_delivery(SHOP, cart, admin="bob", tracking_code="JJD0001")
+    await c.set_order_status(SHOP, cart, "S", admin="bob")
+    await _refused(c.set_order_status(SHOP, cart, "N", admin="bob"), "status_hidden")
+    await c.handle(SHOP, cart).signal("set_order_status", {"admin": "bob", "status": "Q"})
+    await c.add_order_note(SHOP, cart, "left the warehouse", admin="bob")
+    await _order_settled(c, cart)
+    await c.set_order_status(SHOP, cart, "V", admin="bob")
+    await _finished(c, cart)
+
+
+async def not_finished_order(c: CartkeeperClient, cart: str) -> None:
+    """A locked cart (no return from the gateway) becomes an order when an admin sets
+    its status (it gets its number then), and is cancelled: the stock comes back."""
+    await _pay(c, cart)
+    await _until(c, cart, CartState.LOCKED)
+    await c.set_order_status(SHOP, cart, "O", admin="ann", note="customer called")
+    await _order_settled(c, cart)
+    await c.set_order_status(SHOP, cart, "I", admin="ann", note="customer cancelled")
+    await _finished(c, cart)
+
+
+async def offline_order_statuses(c: CartkeeperClient, cart: str) -> None:
+    """An offline order: a partial payment while Awaiting makes it Awaiting with payments
+    (the workflow reads the registry for it), the rest makes it paid; a refund; Complete
+    needs the payments to cover the total; then Complete."""
+    await c.update_cart(SHOP, cart, LINES, "EUR")
+    await c.start_checkout(SHOP, cart)
+    await c.start_payment(
+        SHOP, cart, attempt_id="bank-1", method="offline", gateway="bank", amount=2100
+    )
+    await _order_settled(c, cart)
+    await c.set_order_status(SHOP, cart, "A", admin="ann")
+    await c.record_payment(SHOP, cart, admin="ann", amount=1000, currency="EUR", reference="t1")
+    await _order_settled(c, cart)
+    await c.record_payment(SHOP, cart, admin="ann", amount=1100, currency="EUR", reference="t2")
+    await c.record_payment(SHOP, cart, admin="ann", kind="refund", amount=100, currency="EUR")
+    await _refused(c.set_order_status(SHOP, cart, "C", admin="ann"), "payment_required")
+    await c.record_payment(SHOP, cart, admin="ann", amount=100, currency="EUR")
+    await _order_settled(c, cart)
+    await c.set_order_status(SHOP, cart, "C", admin="ann")
+    await _finished(c, cart)
+
+
 SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
     "online_order": (online_order, CartPolicy(projection_interval_seconds=0.2)),
     "offline_order_paid_in_parts": (offline_order_paid_in_parts, CartPolicy()),
@@ -288,6 +379,18 @@ SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
     "reminder_sequence": (
         reminder_sequence,
         replace(FAST, lifetime_seconds=3600, retire_after_seconds=3600),
+    ),
+    "order_phase": (
+        order_phase,
+        CartPolicy(projection_interval_seconds=0.2, retire_after_seconds=1),
+    ),
+    "not_finished_order": (
+        not_finished_order,
+        replace(FAST, lifetime_seconds=3600, retire_after_seconds=1),
+    ),
+    "offline_order_statuses": (
+        offline_order_statuses,
+        CartPolicy(projection_interval_seconds=0.2, retire_after_seconds=1),
     ),
 }
 

@@ -545,3 +545,44 @@ async def test_edge_of_calendar_times_are_refused_not_internal_errors(db: Scratc
     with pytest.raises(OrdersQueryRefused) as out_of_range:
         await list_orders(db.session_factory, SHOP, since=early)
     assert out_of_range.value.code == "invalid_filter"
+
+
+# --------------------------------------------------------------------------- the order phase
+
+
+async def test_an_order_in_the_order_phase_shows_its_delivery_total_and_own_status_name(
+    acts: CartActivities, db: ScratchDatabase
+) -> None:
+    """The list shows the order's total (lines and delivery cost), its delivery and what
+    was paid less refunds; a status the registry no longer has keeps the name the order
+    recorded."""
+    from tests.test_order_phase import DEFAULTS
+    from workflows.order_contract import OrderStatuses
+    from workflows.order_events import (
+        EditDelivery,
+        OrderManaged,
+        OrderStatusesRead,
+        RecordPayment,
+        SetOrderStatus,
+    )
+    from workflows.order_state import StatusDefinition
+
+    cart = paid_order(SHOP, "phase-1", T0)
+    steps: list[Any] = [
+        OrderManaged(),
+        OrderStatusesRead(DEFAULTS),
+        SetOrderStatus(admin="ann", status="A", statuses=DEFAULTS),
+        EditDelivery(admin="ann", changes={"method": "dhl", "cost": 500, "city": "Berlin"}),
+        RecordPayment(admin="ann", kind="refund", amount=750, currency="EUR"),
+    ]
+    custom = OrderStatuses([*DEFAULTS.statuses, StatusDefinition("Q", "Quality check", "#123456")])
+    steps.append(SetOrderStatus(admin="ann", status="Q", statuses=custom))
+    for second, event in enumerate(steps, start=1):
+        machine.apply(cart, event, T0 + timedelta(seconds=second))
+    await project(acts, cart)
+    [row] = (await list_orders(db.session_factory, SHOP)).rows
+    assert (row.total, row.amount_paid) == (TOTAL + 500, TOTAL - 750)
+    assert row.delivery is not None and row.delivery["method"] == "dhl"
+    assert row.delivery["city"] == "Berlin" and row.delivery["cost"] == 500
+    assert (row.status, row.status_name, row.status_colour) == ("Q", "Quality check", "#123456")
+    assert row.payment_status == "partially_paid" and not row.fully_paid
