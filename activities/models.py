@@ -123,6 +123,10 @@ class CartRecord(Base):
     abandoned_at: Mapped[datetime | None]
     ordered_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    #: ``Cart.payment_step_at``: since when the cart is at the payment step (migration 0011)
+    payment_step_at: Mapped[datetime | None]
+    #: the status of the cart's latest payment attempt (``PaymentStatus``)
+    last_payment_status: Mapped[str | None] = mapped_column(String(16))
     #: when the projection was written (the activity's clock)
     projected_at: Mapped[datetime]
     #: the whole ``Cart`` as Temporal's JSON payload converter encodes it. Plain JSON (not
@@ -149,6 +153,14 @@ class CartRecord(Base):
         ),
         Index("ix_carts_shop_id_state_locked_at", "shop_id", "state", "locked_at", "cart_id"),
         Index("ix_carts_shop_id_order_number", "shop_id", "order_number"),
+        # the not finished orders at the payment step (migration 0011)
+        Index(
+            "ix_carts_shop_id_state_payment_step_at",
+            "shop_id",
+            "state",
+            "payment_step_at",
+            "cart_id",
+        ),
     )
 
 

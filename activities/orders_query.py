@@ -2,12 +2,18 @@
 *not finished* orders, filtered, sorted and paged by keyset, and counted per status.
 
 What is listed. An **order** is a cart in state ``ordered`` (``carts.order_number``,
-``order_status``, ``order_paid``, ``order_amount_paid``). A **not finished order** is a
-cart in state ``locked`` (the customer went to pay and no payment result settled it,
-seed 000): it has no number, its payment status is ``not_defined`` and it is shown with
-the hidden status ``N`` (Incomplete: "waiting for the gateway"). Its creation time is when
-it was locked; an order's is when it was ordered. A locked cart that becomes an order
-leaves the list as not finished and comes back as an order, with its new time.
+``order_status``, ``order_paid``, ``order_amount_paid``). A **not finished order** (seed
+000) is a cart the shop's conditions (``not_finished_when``, ``NOT_FINISHED_CONDITIONS``;
+default ``no_return`` only) make one: ``no_return``, a locked cart (the customer went to
+pay and no payment result settled it), created when it was locked; ``payment_failed``, a
+cart back at checkout after its online payment failed, was cancelled or expired;
+``payment_step``, a cart at the checkout form or at the gateway (failed payments
+included); those two created when the cart reached the payment step
+(``carts.payment_step_at``). A not finished order has no number, its payment status is
+``not_defined`` and it is shown with the hidden status ``N`` (Incomplete: "waiting for
+the gateway"). An order's creation time is when it was ordered. A not finished order
+that becomes an order leaves the list as not finished and comes back as an order, with
+its new time.
 
 - ``list_orders(sessions, shop_id, ...)`` -> ``OrderPage``: filters ``status`` (a letter,
   any case; ``N`` also selects the not finished ones, ``"not_finished"`` only them),
@@ -16,8 +22,10 @@ leaves the list as not finished and comes back as an order, with its new time.
   default) or ``oldest``; ``limit`` (1-500) and ``after`` (the previous page's
   ``next_cursor``). Pages are a keyset on (creation time, cart id), never an offset: rows
   added between two pages never make a page skip or repeat a row.
-- ``count_by_status(sessions, shop_id)``: orders per status letter (letters without
-  orders left out), and the not finished ones under ``NOT_FINISHED`` (always there).
+- ``count_by_status(sessions, shop_id, not_finished_when=...)``: orders per status
+  letter (letters without orders left out), and the not finished ones under
+  ``NOT_FINISHED`` (always there).
+- ``list_orders`` and ``count_by_status`` take the shop's ``not_finished_when``.
 - ``get_order(sessions, shop_id, number)``: one order by its number.
 
 A row's status name and colour are the shop's registry's now (``order_statuses``): a
@@ -27,8 +35,9 @@ with ``status_name`` ``None``. Refusals raise ``OrdersQueryRefused`` with a code
 
 Cost. Every filter is served by an index (migration 0010): (shop, state, ordered_at,
 cart) for the list and the date range, (shop, state, order_status, ordered_at, cart) for
-the status filter and the counts, (shop, state, locked_at, cart) for the not finished
-ones, (shop, order_number) for a number and (shop, lower(e-mail)) for a customer. A page
+the status filter and the counts, (shop, state, locked_at, cart) for the locked not
+finished ones, (shop, state, payment_step_at, cart) for the others (0011),
+(shop, order_number) for a number and (shop, lower(e-mail)) for a customer. A page
 reads at most ``limit + 1`` rows of each kind, plus the page's references (primary key
 of ``order_numbers``) and the shop's statuses; the customer and the payments are read
 from the snapshot's ``customer``, ``payments`` and ``order`` only (never the whole cart
@@ -68,6 +77,20 @@ NOT_DEFINED = "not_defined"
 
 _ORDERED = "ordered"
 _LOCKED = "locked"
+_CHECKOUT = "checkout"
+_AT_PAYMENT_STEP = ("checkout", "payment_pending")
+_NEGATIVE = ("failed", "cancelled", "expired")
+_ORDERS = "orders"
+
+#: What makes a cart a not finished order (a shop chooses, seed 000): ``no_return``, no
+#: return from the gateway (a locked cart: its result never came, or was ``pending``);
+#: ``payment_failed``, an online payment failed, was cancelled or expired (the cart is
+#: back at checkout); ``payment_step``, the cart reached the payment step (the checkout
+#: form or the gateway; failed payments included).
+NO_RETURN = "no_return"
+PAYMENT_FAILED = "payment_failed"
+PAYMENT_STEP = "payment_step"
+NOT_FINISHED_CONDITIONS = (PAYMENT_STEP, PAYMENT_FAILED, NO_RETURN)
 _LETTER = re.compile(r"[A-Z]")
 _CURSOR_VERSION = 1
 
@@ -148,6 +171,8 @@ class _Filters:
     sort: Sort
     limit: int
     after: tuple[datetime, str] | None
+    #: which carts are not finished orders (``NOT_FINISHED_CONDITIONS``)
+    conditions: tuple[str, ...] = (NO_RETURN,)
 
 
 def _refuse(message: str) -> OrdersQueryRefused:
@@ -190,8 +215,10 @@ def _filters(
     sort: object = "newest",
     limit: object = DEFAULT_LIMIT,
     after: object = None,
+    not_finished_when: object = (NO_RETURN,),
 ) -> _Filters:
     shop = _shop(shop_id)
+    conditions = check_conditions(not_finished_when)
     letter: str | None = None
     orders, not_finished = True, bool(include_not_finished)
     if status is not None:
@@ -233,7 +260,20 @@ def _filters(
         sort=sort,  # type: ignore[arg-type]  # checked against SORTS
         limit=limit,
         after=position,
+        conditions=conditions,
     )
+
+
+def check_conditions(conditions: object) -> tuple[str, ...]:
+    """The conditions that make a cart a not finished order, in their canonical order."""
+    if isinstance(conditions, str) or not isinstance(conditions, list | tuple | frozenset | set):
+        raise _refuse(f"not_finished_when is a list of conditions, not {conditions!r}")
+    unknown = [c for c in conditions if c not in NOT_FINISHED_CONDITIONS]
+    if unknown:
+        raise _refuse(
+            f"unknown not finished condition(s) {unknown!r}: {', '.join(NOT_FINISHED_CONDITIONS)}"
+        )
+    return tuple(c for c in NOT_FINISHED_CONDITIONS if c in conditions)
 
 
 # --------------------------------------------------------------------------- cursors
@@ -291,17 +331,41 @@ def _cart_key(dialect: str) -> ColumnElement[str]:
     return column if dialect == "sqlite" else column.collate("C")
 
 
-def _select(filters: _Filters, dialect: str, *, not_finished: bool) -> Select[Any]:
-    """The rows of one kind (orders, or not finished ones), in the list's order, at most
-    ``limit + 1`` of them after the cursor."""
-    created = CartRecord.locked_at if not_finished else CartRecord.ordered_at
+def _kind_where(kind: str) -> tuple[Any, list[ColumnElement[bool]]]:
+    """The creation-time column and the conditions of one kind of row."""
+    if kind == _ORDERS:
+        return CartRecord.ordered_at, [CartRecord.state == _ORDERED]
+    if kind == NO_RETURN:
+        return CartRecord.locked_at, [CartRecord.state == _LOCKED]
+    if kind == PAYMENT_STEP:
+        return CartRecord.payment_step_at, [CartRecord.state.in_(_AT_PAYMENT_STEP)]
+    return CartRecord.payment_step_at, [
+        CartRecord.state == _CHECKOUT,
+        CartRecord.last_payment_status.in_(_NEGATIVE),
+    ]
+
+
+def _kinds(filters: _Filters) -> list[str]:
+    kinds = [_ORDERS] if filters.orders else []
+    if filters.not_finished:
+        conditions = filters.conditions
+        kinds += [NO_RETURN] if NO_RETURN in conditions else []
+        if PAYMENT_STEP in conditions:
+            kinds.append(PAYMENT_STEP)  # the failed payments' carts are among them
+        elif PAYMENT_FAILED in conditions:
+            kinds.append(PAYMENT_FAILED)
+    return kinds
+
+
+def _select(filters: _Filters, dialect: str, kind: str) -> Select[Any]:
+    """The rows of one kind (orders, or one kind of not finished ones), in the list's
+    order, at most ``limit + 1`` of them after the cursor."""
+    created, where = _kind_where(kind)
     cart = _cart_key(dialect)
     query = select(*_ROW_COLUMNS, created.label("created_at")).where(
-        CartRecord.shop_id == filters.shop_id,
-        CartRecord.state == (_LOCKED if not_finished else _ORDERED),
-        created.is_not(None),
+        CartRecord.shop_id == filters.shop_id, *where, created.is_not(None)
     )
-    if not not_finished and filters.letter is not None:
+    if kind == _ORDERS and filters.letter is not None:
         query = query.where(CartRecord.order_status == filters.letter)
     if filters.number is not None:
         query = query.where(CartRecord.order_number == filters.number)
@@ -326,15 +390,13 @@ def _select(filters: _Filters, dialect: str, *, not_finished: bool) -> Select[An
 
 
 def _statements(filters: _Filters, dialect: str) -> list[Select[Any]]:
-    kinds = [False] if filters.orders else []
-    kinds += [True] if filters.not_finished else []
-    return [_select(filters, dialect, not_finished=kind) for kind in kinds]
+    return [_select(filters, dialect, kind) for kind in _kinds(filters)]
 
 
 def list_statements(dialect: str, shop_id: str, **filters: Any) -> list[Select[Any]]:
     """The statements ``list_orders`` runs for these arguments (the same keywords) on
-    ``dialect`` (for ``EXPLAIN``): the orders', then the not finished ones' (each when it
-    applies)."""
+    ``dialect`` (for ``EXPLAIN``): the orders', then the not finished ones' of each
+    condition (each when it applies)."""
     return _statements(_filters(shop_id, **filters), dialect)
 
 
@@ -373,7 +435,7 @@ def _row(
     statuses: Mapping[str, OrderStatusDef],
     references: Mapping[int, str],
 ) -> OrderRow:
-    not_finished = values["state"] == _LOCKED
+    not_finished = values["state"] != _ORDERED
     customer = values["customer"] if isinstance(values["customer"], dict) else {}
     name = customer.get("name")
     method, gateway = _payment(values["payments"])
@@ -468,6 +530,7 @@ async def list_orders(
     sort: Sort = "newest",
     limit: int = DEFAULT_LIMIT,
     after: str | None = None,
+    not_finished_when: Sequence[str] = (NO_RETURN,),
 ) -> OrderPage:
     """A page of the shop's orders and not finished orders (see the module's doc)."""
     filters = _filters(
@@ -481,6 +544,7 @@ async def list_orders(
         sort=sort,
         limit=limit,
         after=after,
+        not_finished_when=not_finished_when,
     )
     async with sessions() as session:
         dialect = session.get_bind().dialect.name
@@ -502,25 +566,28 @@ async def get_order(sessions: SessionFactory, shop_id: str, number: int) -> Orde
     return page.rows[0]
 
 
-async def count_by_status(sessions: SessionFactory, shop_id: str) -> dict[str, int]:
+async def count_by_status(
+    sessions: SessionFactory, shop_id: str, *, not_finished_when: Sequence[str] = (NO_RETURN,)
+) -> dict[str, int]:
     """How many orders have each status letter (letters without orders are left out),
     and how many are not finished, under ``NOT_FINISHED`` (always there, maybe 0)."""
-    shop = _shop(shop_id)
+    filters = _filters(shop_id, not_finished_when=not_finished_when)
+    shop = filters.shop_id
     orders = (
         select(CartRecord.order_status, func.count())
         .where(CartRecord.shop_id == shop, CartRecord.state == _ORDERED)
         .group_by(CartRecord.order_status)
     )
-    locked = select(func.count()).where(
-        and_(
-            CartRecord.shop_id == shop,
-            CartRecord.state == _LOCKED,
-            CartRecord.locked_at.is_not(None),
-        )
-    )
+    kinds = [kind for kind in _kinds(filters) if kind != _ORDERS]
     async with sessions() as session:
         counts = {letter or "": int(n) for letter, n in (await session.execute(orders)).all()}
-        counts[NOT_FINISHED] = int((await session.execute(locked)).scalar_one())
+        counts[NOT_FINISHED] = 0
+        for kind in kinds:
+            created, where = _kind_where(kind)
+            query = select(func.count()).where(
+                and_(CartRecord.shop_id == shop, *where, created.is_not(None))
+            )
+            counts[NOT_FINISHED] += int((await session.execute(query)).scalar_one())
     return counts
 
 

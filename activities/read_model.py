@@ -90,6 +90,8 @@ def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:
         "abandoned_at": cart.abandoned_at,
         "ordered_at": cart.ordered_at,
         "closed_at": cart.closed_at,
+        "payment_step_at": cart.payment_step_at,
+        "last_payment_status": str(cart.payments[-1].status) if cart.payments else None,
         "projected_at": projected_at,
         "snapshot": encode_cart(cart),
     }

@@ -194,6 +194,32 @@ class Settings(BaseSettings):
     #: an empty list) falls back to its ``shop_admins``; with neither, no such e-mail
     order_departments: dict[str, list[str]] = Field(default_factory=dict)
 
+    # ------------------------------------------------------------------ not finished orders
+    # (``activities.orders_query``)
+
+    #: which carts the orders list shows as not finished orders (seed 000): any of
+    #: ``no_return`` (locked: no result from the gateway), ``payment_failed`` (back at
+    #: checkout after a failed or cancelled online payment), ``payment_step`` (at the
+    #: checkout form or the gateway), e.g. ``CARTKEEPER_NOT_FINISHED_WHEN='["no_return",
+    #: "payment_failed"]'``
+    not_finished_when: list[str] = Field(default_factory=lambda: ["no_return"])
+    #: per shop, instead: ``CARTKEEPER_SHOP_NOT_FINISHED_WHEN='{"demo": ["payment_step"]}'``
+    shop_not_finished_when: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("not_finished_when")
+    @classmethod
+    def _check_not_finished_when(cls, value: list[str]) -> list[str]:
+        return _checked_conditions(value)
+
+    @field_validator("shop_not_finished_when")
+    @classmethod
+    def _check_shop_not_finished_when(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {shop: _checked_conditions(conditions) for shop, conditions in value.items()}
+
+    def not_finished_for(self, shop_id: str) -> tuple[str, ...]:
+        """The conditions that make the shop's carts not finished orders."""
+        return tuple(self.shop_not_finished_when.get(shop_id, self.not_finished_when))
+
     @field_validator("shop_admins", "order_departments")
     @classmethod
     def _check_shop_addresses(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -255,6 +281,18 @@ def _checked_addresses(value: dict[str, list[str]]) -> dict[str, list[str]]:
                 raise ValueError(f"shop {shop!r}: {address!r} is not an e-mail address")
         checked[shop] = list(dict.fromkeys(cleaned))  # each once, in order
     return checked
+
+
+def _checked_conditions(conditions: list[str]) -> list[str]:
+    """Not finished conditions, known ones only, in their canonical order."""
+    from activities.orders_query import NOT_FINISHED_CONDITIONS
+
+    unknown = [c for c in conditions if c not in NOT_FINISHED_CONDITIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown condition(s) {unknown}: choose from {', '.join(NOT_FINISHED_CONDITIONS)}"
+        )
+    return [c for c in NOT_FINISHED_CONDITIONS if c in conditions]
 
 
 def _plain_address(address: str) -> bool:

@@ -2,7 +2,9 @@
 orders and not finished orders, filtered and paged, one order by its number, the counts
 per status. No Temporal connection is needed.
 
-    async with OrdersClient.connect(settings) as orders:      # or OrdersClient(sessions)
+    async with OrdersClient.connect(
+        settings, not_finished_when=settings.not_finished_for  # or OrdersClient(sessions)
+    ) as orders:
         page = await orders.list("demo", status="P", limit=20)
         more = await orders.list("demo", status="P", limit=20, after=page.next_cursor)
         order = await orders.get("demo", 1042)
@@ -14,11 +16,14 @@ Refusals: ``OrdersQueryRefused`` (``invalid_filter``, ``invalid_cursor``,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from activities import orders_query
 from activities.orders_query import (
     DEFAULT_LIMIT,
+    NO_RETURN,
     NOT_FINISHED,
     OrderPage,
     OrderRow,
@@ -27,11 +32,25 @@ from activities.orders_query import (
 )
 from starter.read_model_client import ReadModelClient
 
+if TYPE_CHECKING:
+    from activities.db import SessionFactory
+
 __all__ = ["NOT_FINISHED", "OrderPage", "OrderRow", "OrdersClient", "OrdersQueryRefused"]
 
 
 class OrdersClient(ReadModelClient):
-    """Read shops' orders lists."""
+    """Read shops' orders lists. ``not_finished_when``: a shop's conditions for not
+    finished orders (``Settings.not_finished_for``; default: the locked carts only)."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        not_finished_when: Callable[[str], Sequence[str]] | None = None,
+    ) -> None:
+        super().__init__(sessions, clock=clock)
+        self._not_finished_when = not_finished_when or (lambda _shop: (NO_RETURN,))
 
     async def list(
         self,
@@ -61,6 +80,7 @@ class OrdersClient(ReadModelClient):
             sort=sort,
             limit=limit,
             after=after,
+            not_finished_when=self._not_finished_when(shop_id),
         )
 
     async def get(self, shop_id: str, number: int) -> OrderRow:
@@ -69,4 +89,6 @@ class OrdersClient(ReadModelClient):
 
     async def counts(self, shop_id: str) -> dict[str, int]:
         """Orders per status letter, and the not finished ones under ``NOT_FINISHED``."""
-        return await orders_query.count_by_status(self.sessions, shop_id)
+        return await orders_query.count_by_status(
+            self.sessions, shop_id, not_finished_when=self._not_finished_when(shop_id)
+        )

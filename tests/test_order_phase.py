@@ -660,3 +660,42 @@ class OrderMachine(RuleBasedStateMachine):
 
 TestOrderMachine = OrderMachine.TestCase
 TestOrderMachine.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+
+
+# --------------------------------------------------------------------------- the payment step
+
+
+def test_a_cart_at_the_payment_step_can_become_an_order_and_others_cannot() -> None:
+    at_form = Shop().do(CartUpdated([CartLine("tea", "Tea", 1, 500)], EUR), CheckoutStarted())
+    assert at_form.cart.payment_step_at == at_form.now
+    at_form.status("O")
+    assert at_form.cart.state is CartState.ORDERED and at_form.cart.payment_step_at is None
+    at_gateway = Shop().do(
+        CartUpdated([CartLine("tea", "Tea", 1, 500)], EUR),
+        PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", 500),
+    )
+    at_gateway.status("Y")
+    assert at_gateway.order.status == "Y" and at_gateway.order.attempt_id == "att-1"
+    # the payment's success still counts for the order
+    at_gateway.do(PaymentResultReported("att-1", PaymentStatus.SUCCEEDED, 500, EUR))
+    assert at_gateway.order.paid and at_gateway.order.status == "Y"
+    shopping = Shop().do(CartUpdated([CartLine("tea", "Tea", 1, 500)], EUR))
+    assert shopping.refused(SetOrderStatus(admin="ann", status="O", statuses=DEFAULTS)) == (
+        ErrorCode.NOT_AN_ORDER
+    )
+
+
+def test_payment_step_at_is_kept_while_at_the_payment_step() -> None:
+    shop = Shop().do(CartUpdated([CartLine("tea", "Tea", 1, 500)], EUR), CheckoutStarted())
+    since = shop.now
+    shop.do(
+        PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", 500),
+        PaymentResultReported("att-1", PaymentStatus.FAILED, 500, EUR),
+    )
+    assert shop.cart.state is CartState.CHECKOUT and shop.cart.payment_step_at == since
+    shop.do(PaymentStarted("att-2", PaymentMethod.ONLINE, "stripe", 500))
+    assert shop.cart.payment_step_at == since
+    # back from the gateway to change the cart: shopping again
+    shop.do(CartUpdated([CartLine("tea", "Tea", 2, 500)], EUR))
+    assert str(shop.cart.state) == "active"
+    assert shop.cart.payment_step_at is None

@@ -586,3 +586,82 @@ async def test_an_order_in_the_order_phase_shows_its_delivery_total_and_own_stat
     assert row.delivery["city"] == "Berlin" and row.delivery["cost"] == 500
     assert (row.status, row.status_name, row.status_colour) == ("Q", "Quality check", "#123456")
     assert row.payment_status == "partially_paid" and not row.fully_paid
+
+
+# ---------------------------------------------------------------- not finished conditions
+
+
+async def seed_payment_step(acts: CartActivities) -> dict[str, datetime]:
+    """shop-1: a locked cart; a cart back at checkout after a failed payment; one at the
+    checkout form without a payment; one at the gateway; an active cart (never listed)."""
+    from workflows.contract import CheckoutStarted
+
+    times = {name: T0 + timedelta(hours=n) for n, name in enumerate(["lk", "fail", "form", "gw"])}
+    await project(acts, not_finished(SHOP, "lk", times["lk"], "ann@example.com"))
+    failed = new_cart(SHOP, "fail", at=times["fail"])
+    machine.apply(failed, CheckoutStarted(), times["fail"])
+    for event in (
+        PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", TOTAL),
+        PaymentResultReported("att-1", PaymentStatus.FAILED, TOTAL, "EUR"),
+    ):
+        machine.apply(failed, event, times["fail"] + timedelta(minutes=1))
+    assert failed.state is CartState.CHECKOUT and failed.payment_step_at == times["fail"]
+    form = new_cart(SHOP, "form", at=times["form"] - timedelta(minutes=5))
+    machine.apply(form, CheckoutStarted(), times["form"])
+    gateway = new_cart(SHOP, "gw", at=times["gw"])
+    machine.apply(
+        gateway, PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", TOTAL), times["gw"]
+    )
+    assert gateway.state is CartState.PAYMENT_PENDING
+    for cart in (failed, form, gateway, new_cart(SHOP, "active", at=T0)):
+        await project(acts, cart)
+    return times
+
+
+@pytest.mark.parametrize(
+    ("conditions", "listed"),
+    [
+        ((), []),
+        (("no_return",), ["lk"]),
+        (("payment_failed",), ["fail"]),
+        (("payment_failed", "no_return"), ["fail", "lk"]),
+        (("payment_step",), ["gw", "form", "fail"]),
+        (("payment_step", "payment_failed", "no_return"), ["gw", "form", "fail", "lk"]),
+    ],
+)
+async def test_the_shop_chooses_which_carts_are_not_finished_orders(
+    db: ScratchDatabase, acts: CartActivities, conditions: tuple[str, ...], listed: list[str]
+) -> None:
+    times = await seed_payment_step(acts)
+    page = await list_orders(db.session_factory, SHOP, not_finished_when=conditions)
+    assert [row.cart_id for row in page.rows] == listed
+    for row in page.rows:
+        assert row.not_finished and row.number is None and row.status == "N"
+        assert row.payment_status == "not_defined"
+        assert row.created_at == times[row.cart_id] or row.cart_id == "lk"
+    counts = await count_by_status(db.session_factory, SHOP, not_finished_when=conditions)
+    assert counts[NOT_FINISHED] == len(listed)
+    # a page at a time, oldest first: the same rows in the other order, none twice
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await list_orders(
+            db.session_factory,
+            SHOP,
+            not_finished_when=conditions,
+            sort="oldest",
+            limit=1,
+            after=after,
+        )
+        seen += [row.cart_id for row in page.rows]
+        after = page.next_cursor
+        if after is None:
+            break
+    assert seen == listed[::-1]
+
+
+async def test_unknown_not_finished_conditions_are_refused(db: ScratchDatabase) -> None:
+    for conditions in (["no_reply"], "no_return"):
+        with pytest.raises(OrdersQueryRefused) as refused:
+            await list_orders(db.session_factory, SHOP, not_finished_when=conditions)  # type: ignore[arg-type]
+        assert refused.value.code == "invalid_filter"

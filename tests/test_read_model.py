@@ -235,7 +235,7 @@ async def _revision(database: ScratchDatabase) -> str | None:
 async def test_migrations_run_twice_without_error(blank_db: ScratchDatabase) -> None:
     await blank_db.upgrade()
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0010"
+    assert await _revision(blank_db) == _head() == "0011"
     async with blank_db.engine.connect() as connection:
         tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert {"carts", "order_numbers", "alembic_version"} <= tables
@@ -302,7 +302,15 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
     assert await _revision(blank_db) == "0001"
 
     old_carts = [ordered_cart("shop-1", "old-ordered"), locked_cart("shop-1", "old-locked")]
-    new_columns = {"lineage", "order_amount_paid", "attention", "recovered_via", "coupon_code"}
+    new_columns = {
+        "lineage",
+        "order_amount_paid",
+        "attention",
+        "recovered_via",
+        "coupon_code",
+        "payment_step_at",
+        "last_payment_status",
+    }
     for cart in old_carts:
         cart.lineage = None  # its snapshot was written before the field existed
     async with write_session(blank_db.session_factory) as session:
@@ -320,7 +328,7 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
             )
 
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0010"
+    assert await _revision(blank_db) == _head() == "0011"
 
     ordered = await stored_row(blank_db, "shop-1", "old-ordered")
     assert (ordered.state, ordered.order_number, ordered.order_paid) == (
@@ -935,3 +943,19 @@ def test_sqlite_with_local_temporal_passes(
 ) -> None:
     worker.check_deployment(temporal_at(target), Settings(database_url=SQLITE_URL))
     worker.check_deployment(temporal_at(target), Settings(data_dir=tmp_path))
+
+
+def test_not_finished_conditions_in_the_settings() -> None:
+    import pydantic
+
+    assert Settings().not_finished_for("any") == ("no_return",)
+    settings = Settings(
+        not_finished_when=["no_return", "payment_step"],
+        shop_not_finished_when={"s2": ["payment_failed"]},
+    )
+    assert settings.not_finished_for("s1") == ("payment_step", "no_return")
+    assert settings.not_finished_for("s2") == ("payment_failed",)
+    with pytest.raises(pydantic.ValidationError, match="unknown condition"):
+        Settings(not_finished_when=["no_reply"])
+    with pytest.raises(pydantic.ValidationError, match="unknown condition"):
+        Settings(shop_not_finished_when={"s1": ["payment"]})

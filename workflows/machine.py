@@ -111,6 +111,10 @@ def apply(cart: Cart, event: object, now: datetime) -> Decision:
     return decide(before, cart, changed)
 
 
+#: the states of a cart at the payment step (``Cart.payment_step_at``)
+PAYMENT_STEP_STATES = frozenset({CartState.CHECKOUT, CartState.PAYMENT_PENDING, CartState.LOCKED})
+
+
 def check(cart: Cart, event: object) -> None:
     """Raise ``CartRefused`` if ``event`` cannot be applied to ``cart``; change nothing."""
     if isinstance(event, ORDER_EVENTS):
@@ -204,6 +208,10 @@ def _changed(cart: Cart, now: datetime) -> None:
     cart.updated_at = now
     if cart.created_at is None:
         cart.created_at = now
+    if cart.state in PAYMENT_STEP_STATES:
+        cart.payment_step_at = cart.payment_step_at or now
+    else:
+        cart.payment_step_at = None
     reschedule(cart)
 
 

@@ -1,7 +1,8 @@
 """What the order phase allows (``workflows.order_phase`` applies what passes). Plain
 Python; refusals are ``CartRefused`` with an ``ErrorCode``; nothing is changed.
 
-- ``set_order_status``: an order, or a locked cart with lines (a not finished order);
+- ``set_order_status``: an order, or a cart with lines at the payment step (checkout,
+  at the gateway, locked: a not finished order);
   a letter ``A``-``Z`` (any case) the shop has (``unknown_status``, checked once the
   workflow has read the registry), never ``N`` nor another hidden one
   (``status_hidden``); a status that counts as paid only when the payments cover the
@@ -13,7 +14,7 @@ Python; refusals are ``CartRefused`` with an ``ErrorCode``; nothing is changed.
   storefront's (``workflows.validation.check_lines``), at least one.
 - ``record_payment``: an order; a payment or a refund of a positive amount in the order's
   currency; a refund at most what was paid (``refund_exceeds_paid``).
-- ``add_order_note``: an order or a not finished order; a note is required.
+- ``add_order_note``: an order or a cart at the payment step; a note is required.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from workflows.order_events import (
     StatusMailDone,
     StockMoved,
 )
-from workflows.order_phase import DELIVERY_LOCKED_FIELDS, NOT_FINISHED
+from workflows.order_phase import DELIVERY_LOCKED_FIELDS, NOT_FINISHED, NOT_FINISHED_STATES
 from workflows.order_state import Delivery
 from workflows.state import Cart, Order
 from workflows.validation import (
@@ -108,7 +109,7 @@ def check_order_event(cart: Cart, event: object) -> None:
             check_text(
                 event.note, "note", required=True, code=ErrorCode.INVALID_INPUT, limit=MAX_NOTE
             )
-            if cart.state is not CartState.LOCKED:
+            if cart.state not in NOT_FINISHED_STATES:
                 _require_order(cart)
         case OrderManaged() | OrderStatusesRead() | StockMoved() | StatusMailDone():
             if cart.order is None:
@@ -136,7 +137,7 @@ def check_set_status(cart: Cart, event: SetOrderStatus) -> None:
             ErrorCode.STATUS_HIDDEN, "N (Incomplete) is set by the checkout, never by an admin"
         )
     refuse_closed(cart)
-    if cart.state is CartState.LOCKED:
+    if cart.state in NOT_FINISHED_STATES:
         if not cart.lines:
             raise CartRefused(ErrorCode.CART_EMPTY, "an empty cart cannot become an order")
     else:

@@ -9,7 +9,8 @@ JSON, read by ``workflows.order_parsing``:
 - ``edit_delivery`` ``{"admin": "ann", "delivery": {"method": "dhl", "cost": 500,
   "tracking_code": "...", "recipient_name": "...", "email": "...", "phone": "...",
   "country": "DE", "city": "...", "postal_code": "...", "address": "...", "comment":
-  "..."}}``: the fields given replace the order's (``null`` clears one);
+  "..."}}``: the fields given replace the order's (``null`` clears one, except the
+  cost: give 0);
 - ``edit_order_lines`` ``{"admin": "ann", "lines": [{"sku": ..., "name": ...,
   "quantity": 2, "unit_price": 450}]}``: the order's whole contents;
 - ``record_payment`` ``{"admin": "ann", "kind": "payment" | "refund", "amount": 500,

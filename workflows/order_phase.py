@@ -98,6 +98,10 @@ BACKORDERED = "B"
 AWAITING = "A"
 AWAITING_WITH_PAYMENTS = "H"
 NOT_FINISHED = "N"
+#: a cart in these states is a not finished order (it reached the payment step): an
+#: admin's status makes it an order (the shop chooses which of them its orders list
+#: shows: ``activities.orders_query``)
+NOT_FINISHED_STATES = frozenset({CartState.CHECKOUT, CartState.PAYMENT_PENDING, CartState.LOCKED})
 
 
 def order_of(cart: Cart) -> Order:
@@ -165,7 +169,7 @@ def set_status(cart: Cart, event: SetOrderStatus, now: datetime) -> bool:
     definition = event.statuses.find(letter)
     assert definition is not None
     actor = admin_actor(event.admin)
-    if cart.state is CartState.LOCKED:
+    if cart.state in NOT_FINISHED_STATES:
         total = cart.total
         create_order(
             cart,

@@ -212,6 +212,9 @@ class Cart:
     abandoned_at: datetime | None = None
     ordered_at: datetime | None = None
     closed_at: datetime | None = None  # expired or deleted
+    #: since when the cart is at the payment step (the checkout form, the gateway, or
+    #: locked after it); ``None`` while shopping or once ordered
+    payment_step_at: datetime | None = None
     # Timer deadlines, set by every transition (see ``workflows.timers.reschedule``).
     abandon_at: datetime | None = None
     lock_at: datetime | None = None

@@ -45,10 +45,12 @@ def _run(work: Callable[[OrdersClient, str], Awaitable[None]], shop: str | None)
     """Run ``work`` (with the shop id) on the read model; a refusal is one error line
     (exit 1; an order that does not exist: exit 3)."""
     from activities.orders_query import OrdersQueryRefused
+    from starter.cli.common import load_settings
     from starter.orders import OrdersClient
 
+    conditions = load_settings().not_finished_for
     run_on_read_model(
-        OrdersClient,
+        lambda sessions: OrdersClient(sessions, not_finished_when=conditions),
         work,
         shop,
         OrdersQueryRefused,

@@ -1,0 +1,44 @@
+"""The not finished orders a shop chooses (DOMAIN.md section 3, seed 000): besides the
+locked carts ("no return from the gateway"), carts that reached the payment step and
+carts whose online payment failed or was cancelled.
+
+- ``carts.payment_step_at``: when the cart reached the payment step (the checkout form or
+  the gateway) and has stayed there since (``Cart.payment_step_at``);
+- ``carts.last_payment_status``: the status of the cart's latest payment attempt;
+- (shop, state, payment_step_at, cart): those carts by time, for the orders list.
+
+Existing rows get both on their next projection (nothing ran in production).
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | Sequence[str] | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+INDEX = "ix_carts_shop_id_state_payment_step_at"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("carts") as batch:
+        # timestamptz on PostgreSQL; SQLite stores naive UTC (models.UTCDateTime converts)
+        batch.add_column(sa.Column("payment_step_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("last_payment_status", sa.String(16), nullable=True))
+    op.create_index(INDEX, "carts", ["shop_id", "state", "payment_step_at", "cart_id"])
+
+
+def downgrade() -> None:
+    op.drop_index(INDEX, table_name="carts")
+    with op.batch_alter_table("carts") as batch:
+        batch.drop_column("last_payment_status")
+        batch.drop_column("payment_step_at")
