@@ -404,8 +404,13 @@ def list_statements(dialect: str, shop_id: str, **filters: Any) -> list[Select[A
 
 
 def _payment(payments: object) -> tuple[str | None, str | None]:
-    """(method, gateway) of the last succeeded payment, else of the last attempt."""
-    attempts = [p for p in payments if isinstance(p, dict)] if isinstance(payments, list) else []
+    """(method, gateway) of the last succeeded payment, else of the last attempt
+    (refunds are neither)."""
+    attempts = (
+        [p for p in payments if isinstance(p, dict) and p.get("refund") is not True]
+        if isinstance(payments, list)
+        else []
+    )
     succeeded = [p for p in attempts if p.get("status") == "succeeded"]
     if not attempts:
         return None, None

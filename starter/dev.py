@@ -189,12 +189,22 @@ def _err(message: str) -> None:
 async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> int:
     """Run the dev environment until SIGINT/SIGTERM; returns the exit code (0 after a
     clean stop)."""
+    from starter.catalog import CatalogClient
+    from starter.client import CartkeeperClient
+    from starter.demo_orders import (
+        DEMO_FAILURES,
+        OrderDemo,
+        order_demo,
+        prepare_stock,
+        render_order_demo,
+        workflow_query,
+    )
     from starter.demo_reminders import reminder_demo
     from starter.errors import EXIT_UNAVAILABLE, classify
     from starter.simulate import render_summary, simulate
     from starter.web.server import start_web_server
     from worker import migrate_once, run_worker
-    from workflows.contract import CartState
+    from workflows.contract import CartState, ErrorCode
 
     data_dir = settings.data_dir.resolve()
     loop = asyncio.get_running_loop()
@@ -255,34 +265,71 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
         out(banner(settings, server, options, mail, web))
 
         async def demo_run() -> None:
-            # The reminders' customers act on their e-mail while the other carts play.
-            mail_demo = asyncio.create_task(
-                reminder_demo(
-                    client,
-                    settings,
-                    mailbox=mail.mailbox if mail is not None and web is not None else None,
-                    abandon_seconds=max(1, round(10 / options.speed)),
-                    out=out,
-                ),
-                name="reminders demo",
-            )
-            try:
-                result = await simulate(
-                    client,
-                    carts=options.carts,
-                    shop_id=settings.default_shop,
-                    task_queue=settings.task_queue,
-                    seed=options.seed,
-                    speed=options.speed,
-                    out=out,
+            shop = settings.default_shop
+            async with CatalogClient.connect(settings) as catalog:
+                # Before the carts: their orders' statuses then move stock that shows.
+                try:
+                    stock_before = await prepare_stock(catalog, shop)
+                except DEMO_FAILURES as error:
+                    out(f"orders demo: no stock levels set ({error})")
+                    stock_before = {}
+                # The reminders' customers act on their e-mail while the other carts play.
+                mail_demo = asyncio.create_task(
+                    reminder_demo(
+                        client,
+                        settings,
+                        mailbox=mail.mailbox if mail is not None and web is not None else None,
+                        abandon_seconds=max(1, round(10 / options.speed)),
+                        out=out,
+                    ),
+                    name="reminders demo",
                 )
-                locked = result.example(CartState.LOCKED)
-                ordered = result.example(CartState.ORDERED)
-                out("\n" + render_summary(result) + "\n")
-                out(examples(options, settings.default_shop, locked, ordered))
-                await mail_demo
-            finally:
-                mail_demo.cancel()
+                try:
+                    result = await simulate(
+                        client,
+                        carts=options.carts,
+                        shop_id=shop,
+                        task_queue=settings.task_queue,
+                        seed=options.seed,
+                        speed=options.speed,
+                        out=out,
+                    )
+                    out("\n" + render_summary(result) + "\n")
+                    orders: OrderDemo | None = None
+                    try:
+                        orders = await order_demo(
+                            CartkeeperClient(client, task_queue=settings.task_queue),
+                            catalog,
+                            result,
+                            stock_before=stock_before,
+                            out=out,
+                        )
+                    except DEMO_FAILURES as error:
+                        if getattr(error, "code", None) is ErrorCode.TEMPORAL_UNAVAILABLE:
+                            raise
+                        out(f"orders demo: stopped: {error}\n")
+                    moved = {order.cart_id for order in orders.orders} if orders else set()
+                    locked = next(
+                        (
+                            sim.cart_id
+                            for sim in result.carts
+                            if sim.state is CartState.LOCKED and sim.cart_id not in moved
+                        ),
+                        None,
+                    )
+                    ordered = result.example(CartState.ORDERED)
+                    if orders is not None and (orders.orders or orders.missing):
+                        summary = render_order_demo(
+                            orders,
+                            cli=cli_prefix(options),
+                            mail=str(mail.mailbox.directory) if mail is not None else None,
+                            ui=ui_url(options.ui_port, workflow_query(orders)),
+                        )
+                        out(summary + "\n")
+                    out(examples(options, shop, locked, ordered))
+                    await mail_demo
+                finally:
+                    mail_demo.cancel()
             out("still running; Ctrl-C to stop")
 
         if options.simulate:

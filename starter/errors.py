@@ -41,6 +41,7 @@ def exit_code_for(code: ErrorCode | str) -> int:
     if code in (
         ErrorCode.TEMPORAL_UNAVAILABLE,
         ErrorCode.UPDATE_PENDING,
+        ErrorCode.STATUSES_UNAVAILABLE,
         DATABASE_UNAVAILABLE,
         NO_WORKER,
     ):

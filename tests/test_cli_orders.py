@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import starter.cli.orders as cli_orders
 from activities.cart_activities import CartActivities
-from starter.orders import NOT_FINISHED, OrdersClient, OrdersQueryRefused
+from starter.orders import NOT_FINISHED, OrderRow, OrdersClient, OrdersQueryRefused
 from tests.cli_fixtures import Cartkeeper, failed, in_process_cli, ok
 from tests.conftest_db import ScratchDatabase, scratch_database
 from tests.test_orders_query import SHOP, T0, TOTAL, not_finished, paid_order, project, seed
@@ -180,3 +180,36 @@ async def test_the_client(db: ScratchDatabase) -> None:
     assert (await client.counts(SHOP))[NOT_FINISHED] == 2
     with pytest.raises(OrdersQueryRefused):
         await client.list(SHOP, since=T0 + timedelta(days=1), until=T0)
+
+
+def test_the_delivery_column_shows_method_city_and_tracking_code() -> None:
+    import dataclasses
+
+    from starter.cli.orders import delivery_label
+
+    base = OrderRow(
+        shop_id="s",
+        cart_id="c",
+        number=1,
+        reference="1",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        status="S",
+        status_name="Shipped",
+        status_colour="#000000",
+        customer_email=None,
+        customer_name=None,
+        delivery=None,
+        total=100,
+        currency="EUR",
+        amount_paid=100,
+        payment_method=None,
+        payment_gateway=None,
+        fully_paid=True,
+        not_finished=False,
+        payment_status="paid",
+    )
+    assert delivery_label(base) == "-"
+    shipped = dataclasses.replace(
+        base, delivery={"method": "dhl", "city": "Berlin", "tracking_code": "JJD1", "cost": 5}
+    )
+    assert delivery_label(shipped) == "dhl Berlin JJD1"

@@ -57,3 +57,22 @@ async def test_call_raises_the_coded_error() -> None:
         await call(failing())
     assert raised.value.code is ErrorCode.TEMPORAL_UNAVAILABLE
     assert raised.value.http_status == 503
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code"),
+    [
+        (ErrorCode.STATUSES_UNAVAILABLE, 4),
+        (ErrorCode.UPDATE_PENDING, 4),
+        (ErrorCode.TEMPORAL_UNAVAILABLE, 4),
+        (ErrorCode.CART_NOT_FOUND, 3),
+        (ErrorCode.UNKNOWN_STATUS, 1),
+        (ErrorCode.CONTENTS_NOT_EDITABLE, 1),
+    ],
+)
+def test_exit_codes_say_whether_to_try_again(code: ErrorCode, exit_code: int) -> None:
+    """``statuses_unavailable`` (the registry could not be read) is worth another try,
+    like an unreachable Temporal (4); a refusal is not (1)."""
+    from starter.errors import exit_code_for
+
+    assert exit_code_for(code) == exit_code

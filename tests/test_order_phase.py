@@ -699,3 +699,65 @@ def test_payment_step_at_is_kept_while_at_the_payment_step() -> None:
     shop.do(CartUpdated([CartLine("tea", "Tea", 2, 500)], EUR))
     assert str(shop.cart.state) == "active"
     assert shop.cart.payment_step_at is None
+
+
+# --------------------------------------------------------------------------- orders from before
+
+
+def test_an_admin_action_leaves_an_order_from_before_the_phase_on_its_old_path() -> None:
+    """Without ``OrderManaged`` (a history recorded before the order phase), a payment
+    recorded by an admin pays the order the old way (``P``) and the workflow retires as
+    it did; a tracking code changes nothing about that."""
+    shop = Shop(policy=CartPolicy(retire_after_seconds=60)).do(
+        CartUpdated([CartLine("tea", "Tea", 2, 1000)], EUR),
+        CheckoutStarted(),
+        PaymentStarted("bank-1", PaymentMethod.OFFLINE, "bank", 2000),
+    )
+    assert shop.order.status == "O" and not shop.order.managed
+    shop.do(
+        RecordPayment(admin="ann", amount=2000, currency=EUR, note="wire"),
+        EditDelivery(admin="ann", changes={"tracking_code": "JJD1"}),
+    )
+    assert shop.order.status == "P" and shop.order.paid and not shop.order.managed
+    assert shop.order.statuses == [] and shop.cart.retire_at is not None
+    assert shop.refused(EditOrderLines(admin="ann", lines=[CartLine("tea", "Tea", 1, 1)])) == (
+        ErrorCode.CONTENTS_NOT_EDITABLE
+    )
+
+
+def test_notes_of_payments_and_delivery_are_kept() -> None:
+    shop = Shop().paid_order().run_effects().status("A")
+    shop.do(EditDelivery(admin="ann", changes={"method": "dhl"}, note="customer asked"))
+    shop.do(RecordPayment(admin="ann", kind="refund", amount=100, currency=EUR, note="broken mug"))
+    details = [e.detail or "" for e in shop.cart.journal]
+    assert any(d.endswith("customer asked") for d in details)
+    assert any(d.endswith("broken mug") for d in details)
+
+
+def test_a_refund_is_not_the_payment_method_nor_the_covering_payment() -> None:
+    shop = Shop().offline_order().run_effects()
+    shop.do(RecordPayment(admin="ann", amount=2000, currency=EUR))
+    first = shop.order.attempt_id
+    shop.do(RecordPayment(admin="ann", kind="refund", amount=500, currency=EUR))
+    assert not shop.order.paid
+    shop.do(RecordPayment(admin="ann", amount=500, currency=EUR))
+    assert shop.order.paid and shop.order.attempt_id != first
+    assert shop.order.attempt_id == shop.cart.payments[-1].attempt_id
+    paid = [e for e in shop.cart.journal if e.kind is JournalKind.ORDER_PAID]
+    assert {e.actor for e in paid} == {"admin:ann"}
+
+
+def test_new_lines_never_move_a_processed_order_back_to_open() -> None:
+    editable = registry(P={"contents_editable": True})
+    shop = Shop().do(
+        CartUpdated([CartLine("tea", "Tea", 2, 1000)], EUR),
+        CheckoutStarted(),
+        PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", 2000),
+        PaymentResultReported("att-1", PaymentStatus.SUCCEEDED, 2000, EUR),
+        OrderManaged(),
+        OrderStatusesRead(editable),
+    )
+    assert shop.order.contents_editable
+    shop.do(EditOrderLines(admin="ann", lines=[CartLine("tea", "Tea", 3, 1000)]))
+    assert not shop.order.paid and shop.order.wanted_status is None
+    assert shop.order.status == "P" and shop.order.balance == 1000

@@ -197,6 +197,7 @@ async def test_an_order_goes_from_processed_to_delivered(
     await admin(carts, cart_id, "add_order_note", {"note": "left the warehouse"})
     view = await admin(carts, cart_id, "set_order_status", {"status": "V"})
     assert view["order_final"] is True
+    assert (view["total"], view["order_total"], view["balance"]) == (450, 950, 950 - TOTAL)
 
     handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id), result_type=Cart)
     final: Cart = await asyncio.wait_for(handle.result(), timeout=30)
@@ -297,3 +298,110 @@ async def test_lines_stay_as_they_were_for_the_order(
         await carts.update_cart(SHOP, cart_id, LINES[:1], "EUR")
     assert failed.value.code == "already_ordered"
     _ = timedelta
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+async def test_an_order_from_before_the_order_phase_stays_out_of_it_in_a_new_run(
+    shop: tuple[CartkeeperClient, StandIns],
+) -> None:
+    """An order that an earlier run (before the order phase) created and carried over
+    (continue-as-new) never enters the phase: no stock, no status e-mail, it retires as
+    it did."""
+    from datetime import UTC, datetime
+
+    from workflows.codes import PaymentMethod, PaymentStatus
+    from workflows.contract import WORKFLOW_NAME, CartInput
+    from workflows.events import CartUpdated, CheckoutStarted, PaymentResultReported, PaymentStarted
+    from workflows.machine import apply
+
+    carts, stand_ins = shop
+    cart_id = new_id()
+    policy = CartPolicy(projection_interval_seconds=0, retire_after_seconds=3600)
+    cart = Cart(shop_id=SHOP, cart_id=cart_id, lineage="old-run", policy=policy)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    for event in (
+        CartUpdated([LINES[0]], "EUR"),
+        CheckoutStarted(),
+        PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", 900),
+        PaymentResultReported("att-1", PaymentStatus.SUCCEEDED, 900, "EUR"),
+    ):
+        now += timedelta(seconds=1)
+        apply(cart, event, now)
+    assert cart.order is not None and not cart.order.managed
+    cart.order.number = 77
+    handle = await carts.client.start_workflow(
+        WORKFLOW_NAME,
+        CartInput(
+            shop_id=SHOP,
+            cart_id=cart_id,
+            policy=policy,
+            cart=cart,
+            projected_version=cart.version,
+        ),
+        id=workflow_id(SHOP, cart_id),
+        task_queue=carts.task_queue,
+    )
+    await handle.signal(
+        "payment_result", {"attempt_id": "att-2", "status": "failed", "amount": 900}
+    )
+
+    async def recorded() -> Cart | None:
+        found = await carts.get_cart(SHOP, cart_id)
+        return found if len(found.payments) == 2 else None
+
+    after: Cart = await eventually(recorded)
+    await asyncio.sleep(0.5)
+    assert after.order is not None and not after.order.managed and not after.order.statuses
+    assert after.retire_at is not None
+    assert stand_ins.moves == [] and stand_ins.mails == [] and stand_ins.reads == 0
+
+
+async def test_admin_signals_apply_in_the_order_they_came(
+    dev_env: WorkflowEnvironment, session_factory: Any
+) -> None:
+    """Signals sent while no worker ran (a status, new lines, two more statuses) apply in
+    order, though a status waits for the registry."""
+    stand_ins = StandIns()
+    queue = f"orders-{uuid.uuid4().hex[:8]}"
+    policy = CartPolicy(projection_interval_seconds=0, retire_after_seconds=2)
+    carts = CartkeeperClient(dev_env.client, task_queue=queue, policy_for=lambda _s: policy)
+
+    def worker() -> Worker:
+        return Worker(
+            dev_env.client,
+            task_queue=queue,
+            workflows=[CartWorkflow],
+            activities=[
+                *CartActivities(session_factory, dev_env.client).all(),
+                stand_ins.read,
+                stand_ins.move,
+                stand_ins.send,
+            ],
+            workflow_runner=SANDBOX,
+        )
+
+    cart_id = new_id()
+    async with worker():
+        await paid_order(carts, cart_id)
+    handle = dev_env.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+    line = {"sku": "sku-1", "name": "Tea", "quantity": 1, "unit_price": 450}
+    await handle.signal("set_order_status", {"admin": "bob", "status": "A"})
+    await handle.signal("edit_order_lines", {"admin": "bob", "lines": [line]})
+    await handle.signal("add_order_note", {"admin": "bob", "note": "after the lines"})
+    await handle.signal("set_order_status", {"admin": "bob", "status": "R"})
+    await handle.signal("set_order_status", {"admin": "eve", "status": "S"})
+    async with worker():
+
+        async def shipped() -> Cart | None:
+            cart = await carts.get_cart(SHOP, cart_id)
+            return cart if cart.order and cart.order.status == "S" else None
+
+        cart: Cart = await eventually(shipped)
+    refusals = [e for e in cart.journal if e.kind is JournalKind.ADMIN_ACTION_REFUSED]
+    assert refusals == []
+    assert [e.letter for e in cart.order.statuses] == ["P", "A", "R", "S"]  # type: ignore[union-attr]
+    assert [(ln.sku, ln.quantity) for ln in cart.lines] == [("sku-1", 1)]
+    kinds = [e.kind for e in cart.journal]
+    assert kinds.index(JournalKind.ORDER_LINES_CHANGED) < kinds.index(JournalKind.ORDER_NOTE_ADDED)

@@ -115,8 +115,11 @@ class CartWorkflow(CartMail, OrderEffects):
         #: when the ``await_order`` calls waiting now must answer (the loop's alarm rings
         #: for the earliest: no timer of their own)
         self._answer_by: list[datetime] = []
-        #: signals that arrived while a closed cart was being restored, in order
+        #: signals that arrived while a closed cart was being restored, or while an
+        #: admin's status waited for the shop's registry, in order
         self._pending_signals: list[Callable[[], None]] = []
+        #: admin statuses under way (reading the registry): later signals wait for them
+        self._status_turns = 0
         # The e-mail effects (``workflows.cart_mail``): reminders and the lock alert.
         self._init_mail()
         # The order phase's effects (``workflows.order_effects``).
@@ -360,15 +363,15 @@ class CartWorkflow(CartMail, OrderEffects):
         )
         if restored.cart is not None:
             self._cart = restored.cart
+            order = restored.cart.order
+            self._phase_asked_for = order.created_at if order else None
             self._projected_version = restored.cart.version
             self._search = self._published_search_fields()
             self._apply(CartRestored(source=restored.source, run_id=run_id))
         else:
             self._apply(RestoreFailed(detail=restored.detail or "no earlier state was found"))
         self._ready = True
-        pending, self._pending_signals = self._pending_signals, []
-        for deliver in pending:
-            deliver()
+        self._flush_signals()
 
     # ------------------------------------------------------------------ applying events
 
@@ -413,6 +416,8 @@ class CartWorkflow(CartMail, OrderEffects):
     async def _on_update(self, spec: MessageSpec, payload: RawValue) -> CartView:
         if not self._ready:
             await workflow.wait_condition(lambda: self._ready)
+        if spec.needs_statuses:
+            await self._status_turn()
         try:
             event = self._parse(spec, payload)
             if spec.needs_statuses and isinstance(event, SetOrderStatus):
@@ -421,13 +426,43 @@ class CartWorkflow(CartMail, OrderEffects):
             self._apply(event)
         except machine.CartRefused as refused:
             raise refusal(refused) from None
+        finally:
+            if spec.needs_statuses:
+                self._status_done()
         return view_of(self._cart)
+
+    # An admin's status reads the registry before it applies; the signals sent after it
+    # wait (``_pending_signals``), so that signals apply in the order they came.
+
+    def _signals_wait(self) -> bool:
+        return not self._ready or self._status_turns > 0
+
+    def _flush_signals(self) -> None:
+        while self._pending_signals and not self._signals_wait():
+            self._pending_signals.pop(0)()
+
+    async def _status_turn(self) -> None:
+        """Wait until the signals that came before are applied; then hold later ones."""
+        if not self._signals_wait() and not self._pending_signals:
+            self._status_turns += 1
+            return
+        turn = [False]
+
+        def go() -> None:
+            turn[0] = True
+            self._status_turns += 1
+
+        self._pending_signals.append(go)
+        await workflow.wait_condition(lambda: turn[0])
+
+    def _status_done(self) -> None:
+        self._status_turns -= 1
+        self._flush_signals()
 
     async def _on_status_signal(self, spec: MessageSpec, payload: RawValue) -> None:
         """A signal that needs the shop's order statuses: read them, then apply it like
         the other admin signals (a refusal, an unreadable registry included, is kept)."""
-        if not self._ready:
-            await workflow.wait_condition(lambda: self._ready)
+        await self._status_turn()
         raw = decode(payload)
         try:
             if raw is MISSING:
@@ -451,10 +486,13 @@ class CartWorkflow(CartMail, OrderEffects):
                     reason=refused.message,
                 )
             )
+        finally:
+            self._status_done()
 
     def _on_signal(self, spec: MessageSpec, payload: RawValue) -> None:
-        if not self._ready:
-            # Signals are applied in order once the cart is loaded.
+        if self._signals_wait():
+            # Signals are applied in order once the cart is loaded (and after an admin's
+            # status that came before them).
             self._pending_signals.append(lambda: self._on_signal(spec, payload))
             return
         raw = decode(payload)
@@ -526,7 +564,7 @@ class CartWorkflow(CartMail, OrderEffects):
         '"gateway": "stripe"}; an unreadable one is kept for an admin',
     )
     def payment_result(self, payload: RawValue) -> None:
-        if not self._ready:
+        if self._signals_wait():
             self._pending_signals.append(lambda: self.payment_result(payload))
             return
         raw = decode(payload)

@@ -470,7 +470,7 @@ def paid_amount(cart: Cart, currency: str | None) -> int:
     )
 
 
-def settle(cart: Cart, now: datetime, attempt_id: str | None = None) -> None:
+def settle(cart: Cart, now: datetime, attempt_id: str | None = None, actor: str = GATEWAY) -> None:
     """Recompute what the order has been paid: ``paid`` exactly when the succeeded
     payments in its currency cover its total (``P`` then, ``O`` otherwise). The order
     records the attempt that completed its payment."""
@@ -479,7 +479,7 @@ def settle(cart: Cart, now: datetime, attempt_id: str | None = None) -> None:
     order.amount_paid = paid_amount(cart, order.currency)
     covered = order.amount_paid >= order.total
     if order.managed:
-        order_phase_settled(cart, now, covered, attempt_id)
+        order_phase_settled(cart, now, covered, attempt_id, actor)
         return
     if covered and not order.paid:
         order.paid = True
@@ -509,6 +509,10 @@ def _covering_attempt(cart: Cart, currency: str | None, total: int) -> str | Non
     paid = 0
     last = None
     for attempt in cart.payments:
+        if attempt.refund:
+            if attempt.succeeded_currency == currency:
+                paid -= attempt.succeeded_amount or 0
+            continue
         if attempt.status is PaymentStatus.SUCCEEDED and attempt.succeeded_currency == currency:
             paid += attempt.succeeded_amount or 0
             last = attempt.attempt_id
@@ -520,7 +524,9 @@ def _covering_attempt(cart: Cart, currency: str | None, total: int) -> str | Non
 # --------------------------------------------------------------------------- orders
 
 
-def order_phase_settled(cart: Cart, now: datetime, covered: bool, attempt_id: str | None) -> None:
+def order_phase_settled(
+    cart: Cart, now: datetime, covered: bool, attempt_id: str | None, actor: str
+) -> None:
     """``settle`` for an order in the order phase: ``paid`` follows the payments; the
     status is the admins' (or ``workflows.order_phase.payments_changed``'s) to change."""
     order = cart.order
@@ -536,7 +542,7 @@ def order_phase_settled(cart: Cart, now: datetime, covered: bool, attempt_id: st
                 cart,
                 now,
                 JournalKind.ORDER_PAID,
-                GATEWAY,
+                actor,
                 f"{order.amount_paid} of {order.total} ({order.attempt_id})",
             )
     elif not covered and order.paid:

@@ -66,8 +66,11 @@ class OrderEffects:
         #: e-mails being sent, by (entry, recipient)
         self._mailing: dict[tuple[int, str], Any] = {}
         self._orders_after: datetime | None = None
-        #: the order (its creation time) the patch was asked for
-        self._phase_asked_for: datetime | None = None
+        #: the order (its creation time) the patch was asked for, or that came with the
+        #: run's input: an order of an earlier run that is not managed was created before
+        #: the order phase, and stays out of it (its history never asked)
+        order = self._cart.order
+        self._phase_asked_for: datetime | None = order.created_at if order else None
 
     def _apply(self, event: object, at: datetime | None = None) -> None:
         raise NotImplementedError  # CartWorkflow's

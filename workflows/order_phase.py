@@ -257,15 +257,14 @@ def _resolve(
 
 def payments_changed(cart: Cart) -> None:
     """What the payments call for once an admin runs the order: ``P`` when they cover an
-    Open order, ``O`` when they no longer cover a Processed one, ``H`` (Awaiting with
-    payments) when part of an Awaiting order is paid."""
+    Open order, ``H`` (Awaiting with payments) when part of an Awaiting order is paid.
+    (``O`` when a refund uncovers a Processed order: ``payment_recorded``; new lines or a
+    delivery cost leave the status to the admin.)"""
     order = order_of(cart)
     status = order.status
     wanted = None
     if order.paid and status == ORDER_STATUS_OPEN:
         wanted = ORDER_STATUS_PROCESSED
-    elif not order.paid and status == ORDER_STATUS_PROCESSED:
-        wanted = ORDER_STATUS_OPEN
     elif not order.paid and order.amount_paid > 0 and status == AWAITING:
         wanted = AWAITING_WITH_PAYMENTS
     if wanted is not None:
@@ -422,10 +421,8 @@ def delivery_edited(cart: Cart, event: EditDelivery, now: datetime) -> bool:
     if not changed:
         return False
     order.delivery = delivery
-    order.managed = True
-    journal(
-        cart, now, JournalKind.ORDER_DELIVERY_CHANGED, admin_actor(event.admin), ", ".join(changed)
-    )
+    detail = ", ".join(changed) + (f": {event.note}" if event.note else "")
+    journal(cart, now, JournalKind.ORDER_DELIVERY_CHANGED, admin_actor(event.admin), detail)
     if "cost" in changed:
         _retotal(cart, now)
     return True
@@ -440,7 +437,6 @@ def lines_edited(cart: Cart, event: EditOrderLines, now: datetime) -> bool:
     before = cart.total
     cart.lines = new_lines
     cart.contents_version += 1
-    order.managed = True
     journal(
         cart,
         now,
@@ -485,13 +481,17 @@ def payment_recorded(cart: Cart, event: RecordPayment, now: datetime) -> bool:
         reference=event.reference,
     )
     cart.payments.append(attempt)
-    order.managed = True
+    actor = admin_actor(event.admin)
     kind = JournalKind.REFUND_RECORDED if refund else JournalKind.PAYMENT_RECORDED
     detail = f"{attempt.attempt_id} {event.amount} {event.currency}"
     if event.reference:
         detail += f" ({event.reference})"
-    journal(cart, now, kind, admin_actor(event.admin), detail)
-    settle(cart, now)
+    if event.note:
+        detail += f": {event.note}"
+    journal(cart, now, kind, actor, detail)
+    settle(cart, now, attempt_id=None if refund else attempt.attempt_id, actor=actor)
+    if refund and order.managed and not order.paid and order.status == ORDER_STATUS_PROCESSED:
+        order.wanted_status = ORDER_STATUS_OPEN  # a refund uncovered a Processed order
     return True
 
 

@@ -281,6 +281,10 @@ class CartView:
     amount_paid: int = 0
     order_status_name: str | None = None
     order_final: bool = False
+    #: the order's total (its lines and its delivery's cost; ``total`` is the lines')
+    #: and what is still owed (negative: paid too much)
+    order_total: int | None = None
+    balance: int = 0
     needs_admin: bool = False
     #: the kinds of the open attention items, oldest first
     attention: list[str] = field(default_factory=list)
@@ -313,6 +317,8 @@ def view_of(cart: Cart) -> CartView:
         amount_paid=order.amount_paid if order else 0,
         order_status_name=order.status_name if order else None,
         order_final=bool(order and order.final),
+        order_total=order.total if order else None,
+        balance=order.balance if order else 0,
         needs_admin=cart.needs_admin,
         attention=[str(item.kind) for item in cart.attention if item.is_open],
         lock_reason=cart.lock_reason,

@@ -93,6 +93,17 @@ def customer_label(row: OrderRow) -> str:
     return row.customer_name or row.customer_email or "-"
 
 
+def delivery_label(row: OrderRow) -> str:
+    """The delivery's method, city and tracking code (what the list has room for)."""
+    delivery = row.delivery or {}
+    parts = [
+        str(delivery[key])
+        for key in ("method", "city", "tracking_code")
+        if isinstance(delivery.get(key), str) and delivery[key]
+    ]
+    return " ".join(parts) or "-"
+
+
 def method_label(row: OrderRow) -> str:
     if row.payment_method is None:
         return "-"
@@ -121,7 +132,7 @@ def _cells(row: OrderRow) -> list[str]:
         format_time(row.created_at),
         status_label(row),
         customer_label(row),
-        "-",
+        delivery_label(row),
         format_money(row.total, row.currency),
         format_money(row.amount_paid, row.currency),
         method_label(row),
