@@ -161,6 +161,14 @@ class CartRecord(Base):
             "payment_step_at",
             "cart_id",
         ),
+        Index(
+            "ix_carts_shop_id_state_last_payment_status",
+            "shop_id",
+            "state",
+            "last_payment_status",
+            "payment_step_at",
+            "cart_id",
+        ),
     )
 
 

@@ -36,7 +36,9 @@ with ``status_name`` ``None``. Refusals raise ``OrdersQueryRefused`` with a code
 Cost. Every filter is served by an index (migration 0010): (shop, state, ordered_at,
 cart) for the list and the date range, (shop, state, order_status, ordered_at, cart) for
 the status filter and the counts, (shop, state, locked_at, cart) for the locked not
-finished ones, (shop, state, payment_step_at, cart) for the others (0011),
+finished ones, (shop, state, payment_step_at, cart) for those at the payment step and
+(shop, state, last_payment_status, payment_step_at, cart) for those whose payment failed
+(0011; one kind per state or status, each read in its index's order),
 (shop, order_number) for a number and (shop, lower(e-mail)) for a customer. A page
 reads at most ``limit + 1`` rows of each kind, plus the page's references (primary key
 of ``order_numbers``) and the shop's statuses; the customer and the payments are read
@@ -332,16 +334,19 @@ def _cart_key(dialect: str) -> ColumnElement[str]:
 
 
 def _kind_where(kind: str) -> tuple[Any, list[ColumnElement[bool]]]:
-    """The creation-time column and the conditions of one kind of row."""
+    """The creation-time column and the conditions of one kind of row: each kind is an
+    equality on the leading columns of an index ordered by its time, so a page reads
+    at most ``limit + 1`` rows of it."""
     if kind == _ORDERS:
         return CartRecord.ordered_at, [CartRecord.state == _ORDERED]
     if kind == NO_RETURN:
         return CartRecord.locked_at, [CartRecord.state == _LOCKED]
-    if kind == PAYMENT_STEP:
-        return CartRecord.payment_step_at, [CartRecord.state.in_(_AT_PAYMENT_STEP)]
+    family, value = kind.split(":", 1)
+    if family == PAYMENT_STEP:
+        return CartRecord.payment_step_at, [CartRecord.state == value]
     return CartRecord.payment_step_at, [
         CartRecord.state == _CHECKOUT,
-        CartRecord.last_payment_status.in_(_NEGATIVE),
+        CartRecord.last_payment_status == value,
     ]
 
 
@@ -350,10 +355,10 @@ def _kinds(filters: _Filters) -> list[str]:
     if filters.not_finished:
         conditions = filters.conditions
         kinds += [NO_RETURN] if NO_RETURN in conditions else []
-        if PAYMENT_STEP in conditions:
-            kinds.append(PAYMENT_STEP)  # the failed payments' carts are among them
+        if PAYMENT_STEP in conditions:  # the failed payments' carts are among them
+            kinds += [f"{PAYMENT_STEP}:{state}" for state in _AT_PAYMENT_STEP]
         elif PAYMENT_FAILED in conditions:
-            kinds.append(PAYMENT_FAILED)
+            kinds += [f"{PAYMENT_FAILED}:{status}" for status in _NEGATIVE]
     return kinds
 
 

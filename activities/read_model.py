@@ -91,10 +91,18 @@ def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:
         "ordered_at": cart.ordered_at,
         "closed_at": cart.closed_at,
         "payment_step_at": cart.payment_step_at,
-        "last_payment_status": str(cart.payments[-1].status) if cart.payments else None,
+        "last_payment_status": _payment_status(cart),
         "projected_at": projected_at,
         "snapshot": encode_cart(cart),
     }
+
+
+def _payment_status(cart: Cart) -> str | None:
+    """The status of the cart's current payment attempt (else of its latest one)."""
+    attempt = cart.attempt(cart.current_attempt_id) if cart.current_attempt_id else None
+    if attempt is None and cart.payments:
+        attempt = cart.payments[-1]
+    return str(attempt.status) if attempt is not None else None
 
 
 def normalize_email(email: str) -> str:

@@ -2,9 +2,7 @@
 orders and not finished orders, filtered and paged, one order by its number, the counts
 per status. No Temporal connection is needed.
 
-    async with OrdersClient.connect(
-        settings, not_finished_when=settings.not_finished_for  # or OrdersClient(sessions)
-    ) as orders:
+    async with OrdersClient.connect(settings) as orders:      # or OrdersClient(sessions)
         page = await orders.list("demo", status="P", limit=20)
         more = await orders.list("demo", status="P", limit=20, after=page.next_cursor)
         order = await orders.get("demo", 1042)
@@ -16,9 +14,10 @@ Refusals: ``OrdersQueryRefused`` (``invalid_filter``, ``invalid_cursor``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 from activities import orders_query
 from activities.orders_query import (
@@ -34,6 +33,7 @@ from starter.read_model_client import ReadModelClient
 
 if TYPE_CHECKING:
     from activities.db import SessionFactory
+    from activities.settings import Settings
 
 __all__ = ["NOT_FINISHED", "OrderPage", "OrderRow", "OrdersClient", "OrdersQueryRefused"]
 
@@ -51,6 +51,14 @@ class OrdersClient(ReadModelClient):
     ) -> None:
         super().__init__(sessions, clock=clock)
         self._not_finished_when = not_finished_when or (lambda _shop: (NO_RETURN,))
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, settings: Settings, **options: Any) -> AsyncIterator[Self]:
+        """``ReadModelClient.connect``, with the settings' not finished conditions."""
+        options.setdefault("not_finished_when", settings.not_finished_for)
+        async with super().connect(settings, **options) as client:
+            yield client
 
     async def list(
         self,

@@ -761,3 +761,42 @@ def test_new_lines_never_move_a_processed_order_back_to_open() -> None:
     shop.do(EditOrderLines(admin="ann", lines=[CartLine("tea", "Tea", 3, 1000)]))
     assert not shop.order.paid and shop.order.wanted_status is None
     assert shop.order.status == "P" and shop.order.balance == 1000
+
+
+# --------------------------------------------------------------------------- second review
+
+
+def test_a_wanted_status_is_entered_only_if_the_payments_still_call_for_it() -> None:
+    shop = Shop().offline_order().run_effects()
+    shop.do(RecordPayment(admin="ann", amount=2000, currency=EUR))
+    assert shop.order.wanted_status == "P"
+    shop.do(RecordPayment(admin="ann", kind="refund", amount=2000, currency=EUR))
+    assert shop.order.wanted_status is None
+    shop.do(OrderStatusesRead(DEFAULTS))
+    assert shop.order.status == "O" and not shop.order.paid
+    # and the other way: a refund uncovers a Processed order, a payment covers it again
+    paid = Shop().paid_order().run_effects()
+    paid.do(RecordPayment(admin="ann", kind="refund", amount=500, currency=EUR))
+    assert paid.order.wanted_status == "O"
+    paid.do(RecordPayment(admin="ann", amount=500, currency=EUR))
+    paid.run_effects()
+    assert paid.order.status == "P" and paid.order.paid
+
+
+def test_an_empty_cart_at_checkout_is_not_at_the_payment_step() -> None:
+    shop = Shop().do(CartUpdated([CartLine("tea", "Tea", 1, 500)], EUR), CheckoutStarted())
+    assert shop.cart.payment_step_at is not None
+    shop.do(CartUpdated([], EUR))
+    assert shop.cart.state is CartState.CHECKOUT and shop.cart.payment_step_at is None
+
+
+def test_the_covering_payment_is_one_that_was_not_refunded_away() -> None:
+    shop = Shop().offline_order(total=3000).run_effects()
+    shop.do(
+        RecordPayment(admin="ann", amount=2000, currency=EUR),
+        RecordPayment(admin="ann", kind="refund", amount=2000, currency=EUR),
+        RecordPayment(admin="ann", amount=1000, currency=EUR),
+    )
+    last = shop.cart.payments[-1].attempt_id
+    shop.status("A").do(EditOrderLines(admin="ann", lines=[CartLine("tea", "Tea", 1, 1000)]))
+    assert shop.order.paid and shop.order.attempt_id == last

@@ -31,7 +31,15 @@ from tests.test_workflow_dev import LINES, SHOP, TOTAL, eventually, succeed, to_
 from worker import SANDBOX
 from workflows.cart_workflow import CartWorkflow
 from workflows.codes import CartState, JournalKind
-from workflows.contract import Cart, CartPolicy, CustomerInfo, workflow_id
+from workflows.contract import (
+    ACTIVITY_RESTORE_CART,
+    Cart,
+    CartPolicy,
+    CustomerInfo,
+    RestoreCartInput,
+    RestoredCart,
+    workflow_id,
+)
 from workflows.order_contract import (
     ACTIVITY_MOVE_ORDER_STOCK,
     ACTIVITY_READ_ORDER_STATUSES,
@@ -405,3 +413,67 @@ async def test_admin_signals_apply_in_the_order_they_came(
     assert [(ln.sku, ln.quantity) for ln in cart.lines] == [("sku-1", 1)]
     kinds = [e.kind for e in cart.journal]
     assert kinds.index(JournalKind.ORDER_LINES_CHANGED) < kinds.index(JournalKind.ORDER_NOTE_ADDED)
+
+
+async def test_a_signal_after_a_status_waits_for_the_restore_of_a_retired_cart(
+    dev_env: WorkflowEnvironment, session_factory: Any
+) -> None:
+    """An admin's status to a retired cart (brought back: a restore, here a slow one)
+    and a note sent after it: the note is applied after the status."""
+    stand_ins = StandIns()
+    queue = f"orders-{uuid.uuid4().hex[:8]}"
+    policy = CartPolicy(projection_interval_seconds=0, retire_after_seconds=1)
+    carts = CartkeeperClient(dev_env.client, task_queue=queue, policy_for=lambda _s: policy)
+    cart_activities = CartActivities(session_factory, dev_env.client)
+
+    @activity.defn(name=ACTIVITY_RESTORE_CART)
+    async def slow_restore(request: RestoreCartInput) -> RestoredCart:
+        await asyncio.sleep(3)
+        return await cart_activities.restore_cart(request)
+
+    def worker() -> Worker:
+        return Worker(
+            dev_env.client,
+            task_queue=queue,
+            workflows=[CartWorkflow],
+            activities=[
+                slow_restore,
+                cart_activities.project_cart,
+                stand_ins.read,
+                stand_ins.move,
+                stand_ins.send,
+            ],
+            workflow_runner=SANDBOX,
+        )
+
+    cart_id = new_id()
+    handle = dev_env.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+    async with worker():
+        await paid_order(carts, cart_id)
+        await carts.set_order_status(SHOP, cart_id, "V", admin="bob")  # final: retires
+
+        async def retired() -> bool:
+            return (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
+
+        await eventually(retired, within=30)
+    async with worker():
+        update = asyncio.create_task(carts.set_order_status(SHOP, cart_id, "C", admin="bob"))
+
+        async def running() -> bool:
+            return (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+
+        await eventually(running)
+        await asyncio.sleep(1.0)  # the update is in; the restore (3 s) runs
+        await handle.signal("add_order_note", {"admin": "eve", "note": "after the status C"})
+        await asyncio.wait_for(update, 60)
+
+        async def noted() -> Cart | None:
+            cart = await carts.get_cart(SHOP, cart_id)
+            kinds = [e.kind for e in cart.journal]
+            return cart if JournalKind.ORDER_NOTE_ADDED in kinds else None
+
+        cart: Cart = await eventually(noted)
+    kinds = [e.kind for e in cart.journal]
+    last_status = max(i for i, k in enumerate(kinds) if k is JournalKind.ORDER_STATUS_CHANGED)
+    assert last_status < kinds.index(JournalKind.ORDER_NOTE_ADDED), "the note overtook the status"
+    assert cart.order is not None and cart.order.status == "C"

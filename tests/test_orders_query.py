@@ -665,3 +665,29 @@ async def test_unknown_not_finished_conditions_are_refused(db: ScratchDatabase) 
         with pytest.raises(OrdersQueryRefused) as refused:
             await list_orders(db.session_factory, SHOP, not_finished_when=conditions)  # type: ignore[arg-type]
         assert refused.value.code == "invalid_filter"
+
+
+def test_the_last_payment_status_is_the_current_attempts() -> None:
+    """A late result for an older attempt does not make a checkout cart "failed"."""
+    from workflows.contract import CheckoutStarted
+
+    cart = new_cart(SHOP, "late", at=T0)
+    machine.apply(cart, CheckoutStarted(), T0)
+    machine.apply(cart, PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", TOTAL), T0)
+    machine.apply(cart, PaymentResultReported("att-1", PaymentStatus.FAILED, TOTAL, "EUR"), T0)
+    machine.apply(cart, PaymentStarted("att-2", PaymentMethod.ONLINE, "stripe", TOTAL), T0)
+    assert cart_values(cart, T0)["last_payment_status"] == "started"
+
+
+async def test_the_client_takes_the_conditions_from_the_settings(tmp_path: Path) -> None:
+    from activities.settings import Settings
+    from starter.orders import OrdersClient
+
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+        shop_not_finished_when={"s1": ["payment_failed"]},
+    )
+    async with OrdersClient.connect(settings) as client:
+        assert client._not_finished_when("s1") == ("payment_failed",)
+        assert client._not_finished_when("s2") == ("no_return",)

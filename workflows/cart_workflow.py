@@ -414,10 +414,11 @@ class CartWorkflow(CartMail, OrderEffects):
             raise refusal(refused) from None
 
     async def _on_update(self, spec: MessageSpec, payload: RawValue) -> CartView:
-        if not self._ready:
-            await workflow.wait_condition(lambda: self._ready)
         if spec.needs_statuses:
+            # (waits for the restore too, behind the signals that came before it)
             await self._status_turn()
+        elif not self._ready:
+            await workflow.wait_condition(lambda: self._ready)
         try:
             event = self._parse(spec, payload)
             if spec.needs_statuses and isinstance(event, SetOrderStatus):

@@ -208,7 +208,7 @@ def _changed(cart: Cart, now: datetime) -> None:
     cart.updated_at = now
     if cart.created_at is None:
         cart.created_at = now
-    if cart.state in PAYMENT_STEP_STATES:
+    if cart.state in PAYMENT_STEP_STATES and cart.lines:
         cart.payment_step_at = cart.payment_step_at or now
     else:
         cart.payment_step_at = None

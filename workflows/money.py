@@ -505,20 +505,24 @@ def settle(cart: Cart, now: datetime, attempt_id: str | None = None, actor: str 
 
 
 def _covering_attempt(cart: Cart, currency: str | None, total: int) -> str | None:
-    """The succeeded attempt whose amount made the payments cover ``total``."""
+    """The succeeded attempt whose amount made the payments cover ``total`` (for good:
+    a refund that uncovered it makes a later payment the one), else the last one."""
     paid = 0
     last = None
+    covering = None
     for attempt in cart.payments:
-        if attempt.refund:
-            if attempt.succeeded_currency == currency:
-                paid -= attempt.succeeded_amount or 0
+        if attempt.status is not PaymentStatus.SUCCEEDED or attempt.succeeded_currency != currency:
             continue
-        if attempt.status is PaymentStatus.SUCCEEDED and attempt.succeeded_currency == currency:
-            paid += attempt.succeeded_amount or 0
-            last = attempt.attempt_id
-            if paid >= total:
-                return last
-    return last
+        if attempt.refund:
+            paid -= attempt.succeeded_amount or 0
+            if paid < total:
+                covering = None
+            continue
+        paid += attempt.succeeded_amount or 0
+        last = attempt.attempt_id
+        if covering is None and paid >= total:
+            covering = attempt.attempt_id
+    return covering or last
 
 
 # --------------------------------------------------------------------------- orders

@@ -153,9 +153,22 @@ def statuses_read(cart: Cart, event: OrderStatusesRead, now: datetime) -> bool:
     if wanted is not None:
         changed = True
         definition = event.statuses.find(wanted)
-        if definition is not None and wanted != order.status:
+        # The payments may have changed again since it was wanted: only what they still
+        # call for is entered.
+        if definition is not None and wanted != order.status and still_wanted(order, wanted):
             _enter(cart, wanted, SYSTEM, now, definition, None)
     return changed
+
+
+def still_wanted(order: Order, wanted: str) -> bool:
+    """Whether the order's payments (or stock) still call for the status ``wanted``."""
+    if wanted == ORDER_STATUS_PROCESSED:
+        return order.paid and order.status == ORDER_STATUS_OPEN
+    if wanted == ORDER_STATUS_OPEN:
+        return not order.paid and order.status == ORDER_STATUS_PROCESSED
+    if wanted == AWAITING_WITH_PAYMENTS:
+        return not order.paid and order.amount_paid > 0 and order.status == AWAITING
+    return True  # Backordered: the take that ran short decided it
 
 
 # --------------------------------------------------------------------------- statuses
@@ -269,6 +282,8 @@ def payments_changed(cart: Cart) -> None:
         wanted = AWAITING_WITH_PAYMENTS
     if wanted is not None:
         order.wanted_status = wanted
+    elif order.wanted_status is not None and not still_wanted(order, order.wanted_status):
+        order.wanted_status = None  # e.g. a payment, then its refund, before the read
 
 
 # --------------------------------------------------------------------------- stock

@@ -5,7 +5,8 @@ carts whose online payment failed or was cancelled.
 - ``carts.payment_step_at``: when the cart reached the payment step (the checkout form or
   the gateway) and has stayed there since (``Cart.payment_step_at``);
 - ``carts.last_payment_status``: the status of the cart's latest payment attempt;
-- (shop, state, payment_step_at, cart): those carts by time, for the orders list.
+- (shop, state, payment_step_at, cart): those carts by time, for the orders list, and
+  (shop, state, last_payment_status, payment_step_at, cart): those whose payment failed.
 
 Existing rows get both on their next projection (nothing ran in production).
 
@@ -26,7 +27,16 @@ down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-INDEX = "ix_carts_shop_id_state_payment_step_at"
+INDEXES = {
+    "ix_carts_shop_id_state_payment_step_at": ["shop_id", "state", "payment_step_at", "cart_id"],
+    "ix_carts_shop_id_state_last_payment_status": [
+        "shop_id",
+        "state",
+        "last_payment_status",
+        "payment_step_at",
+        "cart_id",
+    ],
+}
 
 
 def upgrade() -> None:
@@ -34,11 +44,13 @@ def upgrade() -> None:
         # timestamptz on PostgreSQL; SQLite stores naive UTC (models.UTCDateTime converts)
         batch.add_column(sa.Column("payment_step_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("last_payment_status", sa.String(16), nullable=True))
-    op.create_index(INDEX, "carts", ["shop_id", "state", "payment_step_at", "cart_id"])
+    for name, columns in INDEXES.items():
+        op.create_index(name, "carts", columns)
 
 
 def downgrade() -> None:
-    op.drop_index(INDEX, table_name="carts")
+    for name in INDEXES:
+        op.drop_index(name, table_name="carts")
     with op.batch_alter_table("carts") as batch:
         batch.drop_column("last_payment_status")
         batch.drop_column("payment_step_at")
