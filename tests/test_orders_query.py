@@ -276,7 +276,7 @@ async def test_an_order_without_a_reference_shows_its_number(
 
 
 def test_the_payment_method_is_the_last_succeeded_payments() -> None:
-    from activities.orders_query import _payment
+    from activities.order_rows import _payment
 
     attempts = [
         {"status": "succeeded", "method": "offline", "gateway": "bank"},
