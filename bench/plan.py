@@ -13,6 +13,8 @@ IDLE_SHOP = "bench-idle"
 #: the reminders part: the shop with the campaign, and the shop of its calibration carts
 REMINDERS_SHOP = "bench-remind"
 REMINDERS_CALIBRATION_SHOP = "bench-remind-cal"
+#: the orders part's shop (its orders department is the bench's SMTP sink)
+ORDERS_SHOP = "bench-orders"
 
 TARGET_RATIO = 0.8
 TARGET_LATENCY_FACTOR = 1.5
@@ -67,6 +69,13 @@ class Plan:
     admin_batch: int = 5_000
     admin_runs: int = 200
     admin_warmup: int = 20
+    #: orders: orders taken through a payment before the measured windows, the admins
+    #: changing their statuses at once (and sending notes, the baseline), the longest
+    #: status window, and how long to wait for the orders' e-mails and stock moves
+    orders: int = 500
+    orders_admins: int = 50
+    orders_max_window_s: float = 300.0
+    orders_settle_s: float = 300.0
 
 
 FULL = Plan()
@@ -88,4 +97,5 @@ QUICK = Plan(
     admin_templates_per_kind=10,
     admin_runs=50,
     admin_warmup=5,
+    orders=150,
 )

@@ -18,6 +18,8 @@ import psutil
 from bench.admin import p95_values, print_admin
 from bench.admin import results_section as admin_section
 from bench.kinds import Kinds
+from bench.orders_check import ORDERS_ZERO_KEYS, print_orders
+from bench.orders_check import results_section as orders_section
 from bench.plan import (
     TARGET_ADMIN_P95_MS,
     TARGET_EMAILS_PER_S,
@@ -96,6 +98,7 @@ def build_results(
     env: dict[str, Any],
     reminders: dict[str, Any] | None = None,
     admin: dict[str, Any] | None = None,
+    orders: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``lifecycles``: the measured parts by results key (``lifecycle``,
     ``lifecycle_postgres``), ``None`` for a part that did not run."""
@@ -123,6 +126,9 @@ def build_results(
         rem["lateness_p99_s"], TARGET_REMINDER_LATENESS_P99_S, "<="
     )
     targets["reminders.carts_lost"] = target(rem["carts_lost"], 0, "<=")
+    results["orders"] = orders_section(orders)
+    for key in ORDERS_ZERO_KEYS:  # (the issue names no figure for the throughput)
+        targets[f"orders.{key}"] = target(results["orders"][key], 0, "<=")
     results["admin"] = admin_section(admin)
     for key, value in p95_values(results["admin"]).items():
         targets[key] = target(value, TARGET_ADMIN_P95_MS, "<=")
@@ -143,6 +149,7 @@ PART_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lifecycle_postgres": ("lifecycle_postgres", ("lifecycle_postgres",)),
     "idle": ("idle", ("idle",)),
     "reminders": ("reminders", ("reminders",)),
+    "orders": ("orders", ("orders",)),
     "admin": ("admin", ("admin",)),
 }
 
@@ -334,6 +341,7 @@ def print_summary(results: dict[str, Any], details: dict[str, Any]) -> None:
             f"{cpu.get('server')}, worker {cpu.get('worker')}"
         )
     _print_reminders(results, details, mark)
+    print_orders(results, details, mark)
     print_admin(results, details, mark)
     print("-" * 78)
     print(

@@ -13,6 +13,8 @@ and the product's worker in a separate process (``starter.workerprocess``, with 
 - idle: the worker's RSS with 10,000 open carts waiting on their timers;
 - reminders: 5,000 carts abandoned within one minute, each with a first reminder due 1 s
   later, sent to a local SMTP server: e-mails/s, duplicates, lateness, the worker's RSS;
+- orders: 50 admins changing the statuses of 500 orders at once (status changes/s, p99,
+  the e-mails and histories checked afterwards) against the same admins adding notes;
 - admin: the admin's queries (orders list, counts, customer journal) with 100,000 carts and
   100,000 orders in the read model, on SQLite and PostgreSQL (no server or worker: the
   product's query functions in this process, after the server is stopped).
@@ -23,7 +25,8 @@ Results go to ``bench/results.json`` (details, breakdowns and diagnostics to
 Modules: ``plan`` (plans, names, targets), ``processes`` (server and worker through the
 ``starter`` launchers), ``measure`` (CPU, latencies), ``kinds`` (the two workloads),
 ``lifecycle``, ``idle``, ``reminders`` (with ``mailsink``, its SMTP server, and
-``reminder_timing``, its breakdown), ``admin`` (with ``admin_seed``), ``report``,
+``reminder_timing``, its breakdown), ``orders`` (with ``orders_check``), ``admin`` (with
+``admin_seed``), ``report``,
 ``pgdb`` (the scratch PostgreSQL database).
 """
 
@@ -50,8 +53,10 @@ from bench.kinds import Kinds
 from bench.lifecycle import cpu_per_cart, diagnostics_phase, lifecycle_phase, other_share
 from bench.mailsink import MailSink
 from bench.measure import CpuMeter
+from bench.orders import orders_phase
+from bench.orders import worker_env as orders_worker_env
 from bench.pgdb import check_server, scratch_database
-from bench.plan import BENCH_DIR, DEFAULT_POSTGRES_URL, FULL, QUICK
+from bench.plan import BENCH_DIR, DEFAULT_POSTGRES_URL, FULL, QUICK, TASK_QUEUE
 from bench.processes import bench_server, bench_worker
 from bench.reminders import reminders_phase, worker_env
 from bench.report import (
@@ -61,10 +66,11 @@ from bench.report import (
     print_summary,
     write_outputs,
 )
+from starter.client import CartkeeperClient
 from starter.devserver import DevServer
 from starter.workerprocess import WorkerProcess
 
-PARTS = ("lifecycle", "lifecycle_postgres", "idle", "reminders", "admin")
+PARTS = ("lifecycle", "lifecycle_postgres", "idle", "reminders", "orders", "admin")
 #: the parts that need the Temporal server (``admin`` reads the read model only)
 SERVER_PARTS = frozenset(PARTS) - {"admin"}
 
@@ -138,6 +144,36 @@ async def _reminders_part(
         await sink.stop()
 
 
+async def _orders_part(
+    plan: Any, client: Client, server: DevServer, state_dir: Path, run_id: str, say: Say
+) -> dict[str, Any]:
+    """The orders part: a fresh worker (the product's workflows only) on a fresh SQLite
+    read model, its status e-mails sent to the bench's SMTP server."""
+    sink = MailSink()
+    await sink.start()
+    url = f"sqlite+aiosqlite:///{state_dir / 'readmodel-orders.db'}"
+    worker = bench_worker(
+        state_dir,
+        server.address,
+        url,
+        name="worker-orders",
+        floor=False,
+        env=orders_worker_env(sink),
+    )
+    try:
+        await worker.start()
+        say(f"orders: worker pid {worker.pid}; SMTP server 127.0.0.1:{sink.port}")
+        meter = CpuMeter(server.ps(), worker)
+        carts = CartkeeperClient(client, task_queue=TASK_QUEUE)
+        return await orders_phase(plan, carts, run_id, worker, meter, sink, say)
+    except BaseException:
+        print(worker.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        await worker.stop()
+        await sink.stop()
+
+
 async def bench_main(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     if args.idle_carts is not None:
@@ -161,6 +197,7 @@ async def bench_main(args: argparse.Namespace) -> int:
     lifecycles: dict[str, dict[str, Any] | None] = {}
     idle = None
     reminders = None
+    orders = None
     admin = None
     if SERVER_PARTS & set(parts):
         say(f"starting the dev server ({server.binary}); state in {state_dir}")
@@ -220,13 +257,16 @@ async def bench_main(args: argparse.Namespace) -> int:
             if "reminders" in parts:
                 reminders = await _reminders_part(plan, client, server, state_dir, run_id, say)
                 details["reminders"] = reminders
+            if "orders" in parts:
+                orders = await _orders_part(plan, client, server, state_dir, run_id, say)
+                details["orders"] = orders
         finally:
             await server.stop()
     if "admin" in parts:
         admin = await admin_phase(plan, state_dir, args.postgres_url, say)
         details["admin"] = admin
 
-    results = build_results(lifecycles, idle, env_info, reminders, admin)
+    results = build_results(lifecycles, idle, env_info, reminders, admin, orders)
     kept = merge_previous(Path(args.output), results, details, parts)
     if kept:
         say(f"kept the figures of {', '.join(kept)} from {args.output} (not run this time)")
