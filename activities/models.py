@@ -127,6 +127,8 @@ class CartRecord(Base):
     payment_step_at: Mapped[datetime | None]
     #: the status of the cart's latest payment attempt (``PaymentStatus``)
     last_payment_status: Mapped[str | None] = mapped_column(String(16))
+    #: what the orders list shows beyond the columns (``activities.order_rows.listing_of``)
+    listing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: when the projection was written (the activity's clock)
     projected_at: Mapped[datetime]
     #: the whole ``Cart`` as Temporal's JSON payload converter encodes it. Plain JSON (not

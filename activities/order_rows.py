@@ -1,5 +1,5 @@
 """One line of the admin's orders list (``activities.orders_query``), made from a row of
-``carts`` (its columns and the snapshot's ``customer``, ``payments`` and ``order``).
+``carts``: its columns and its ``listing`` (``listing_of``, written with the row).
 """
 
 from __future__ import annotations
@@ -90,24 +90,49 @@ def _paid_in(payments: object, currency: str | None) -> int:
     return total
 
 
+def listing_of(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """What the orders list needs of a cart beyond its columns (``carts.listing``, made
+    when the cart is projected, so a page never parses the whole snapshot): the
+    customer's name, the payment method and gateway, what was paid in the cart's currency
+    (less refunds), and the order's total, delivery and status name and colour."""
+    customer = snapshot.get("customer")
+    payments = snapshot.get("payments")
+    order = snapshot.get("order")
+    order = order if isinstance(order, dict) else {}
+    method, gateway = _payment(payments)
+    name = customer.get("name") if isinstance(customer, dict) else None
+    total, delivery = order.get("total"), order.get("delivery")
+    return {
+        "customer_name": _text(name),
+        "payment_method": method,
+        "payment_gateway": gateway,
+        "paid": _paid_in(payments, _text(snapshot.get("currency"))),
+        "order_total": total if isinstance(total, int) else None,
+        "delivery": delivery if isinstance(delivery, dict) else None,
+        "status_name": _text(order.get("status_name")),
+        "status_colour": _text(order.get("status_colour")),
+    }
+
+
 def order_row(
     values: Mapping[str, Any],
     statuses: Mapping[str, OrderStatusDef],
     references: Mapping[int, str],
 ) -> OrderRow:
     not_finished = values["state"] != "ordered"
-    customer = values["customer"] if isinstance(values["customer"], dict) else {}
-    name = customer.get("name")
-    method, gateway = _payment(values["payments"])
+    listing = values["listing"] if isinstance(values["listing"], dict) else {}
+    name = listing.get("customer_name")
+    method, gateway = _text(listing.get("payment_method")), _text(listing.get("payment_gateway"))
     number = None if not_finished else values["order_number"]
     letter = HIDDEN_LETTER if not_finished else (values["order_status"] or "")
     status = statuses.get(letter)
-    order = values["order"] if isinstance(values["order"], dict) and not not_finished else {}
-    total = order.get("total")
+    order = listing if not not_finished else {}
+    total = order.get("order_total")
     delivery = order.get("delivery")
     own_name, own_colour = order.get("status_name"), order.get("status_colour")
     if not_finished:
-        amount_paid = _paid_in(values["payments"], values["currency"])
+        paid = listing.get("paid")
+        amount_paid = paid if isinstance(paid, int) else 0
         fully_paid, payment_status = False, NOT_DEFINED
     else:
         amount_paid = int(values["order_amount_paid"] or 0)

@@ -41,9 +41,10 @@ finished ones, (shop, state, payment_step_at, cart) for those at the payment ste
 (0011; one kind per state or status, each read in its index's order),
 (shop, order_number) for a number and (shop, lower(e-mail)) for a customer. A page
 reads at most ``limit + 1`` rows of each kind, plus the page's references (primary key
-of ``order_numbers``) and the shop's statuses; the customer and the payments are read
-from the snapshot's ``customer``, ``payments`` and ``order`` only (never the whole cart
-decoded).
+of ``order_numbers``) and the shop's statuses; the customer's name, the payment method, the
+order's total, delivery and status name come from ``carts.listing``, a small JSON the
+projection writes with the row (never the snapshot: on PostgreSQL every ``->`` on the
+snapshot's JSON parses the whole document).
 Cart ids are compared by code point on both backends (PostgreSQL: ``COLLATE "C"``).
 """
 
@@ -296,10 +297,7 @@ _ROW_COLUMNS = (
     CartRecord.total,
     CartRecord.currency,
     CartRecord.customer_email,
-    # ``->`` (not ``->>``): PostgreSQL json keeps ``\\u0000``, which text cannot hold
-    CartRecord.snapshot["customer"].label("customer"),
-    CartRecord.snapshot["payments"].label("payments"),
-    CartRecord.snapshot["order"].label("order"),
+    CartRecord.listing,
 )
 
 

@@ -18,6 +18,7 @@ from temporalio.converter import DataConverter
 
 from activities.db import SessionFactory
 from activities.models import CartRecord
+from activities.order_rows import listing_of
 from workflows.contract import Cart, CartState, LockReason, ReminderStatus
 
 #: The largest integer the ``total`` column holds (BIGINT); larger totals are clamped.
@@ -63,6 +64,7 @@ def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:
     """The ``carts`` row of a cart (every column), projected at ``projected_at``."""
     updated_at = cart.updated_at or cart.created_at or projected_at
     order = cart.order
+    snapshot = encode_cart(cart)
     return {
         "shop_id": cart.shop_id,
         "cart_id": cart.cart_id,
@@ -93,7 +95,8 @@ def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:
         "payment_step_at": cart.payment_step_at,
         "last_payment_status": _payment_status(cart),
         "projected_at": projected_at,
-        "snapshot": encode_cart(cart),
+        "snapshot": snapshot,
+        "listing": listing_of(snapshot),
     }
 
 

@@ -57,8 +57,13 @@ QUERIES = (
     "orders_by_number",
     "orders_next_page",
     "not_finished",
+    "not_finished_payment_step",
+    "not_finished_payment_failed",
     "counts_by_status",
+    "counts_with_payment_step",
 )
+#: the not finished conditions of a shop that lists every cart at the payment step
+AT_PAYMENT_STEP = ("payment_step", "no_return")
 JOURNAL = "customer_journal"
 DATABASES = ("sqlite", "postgresql")
 NOT_MEASURED = {
@@ -143,9 +148,36 @@ def _queries(seed: Seed, calls: int, rng: random.Random) -> list[Query]:
             listed,
         ),
         Query(
+            "not_finished_payment_step",
+            rng_args(
+                lambda: {
+                    "status": NOT_FINISHED,
+                    "sort": rng.choice(sorts),
+                    "not_finished_when": AT_PAYMENT_STEP,
+                }
+            ),
+            listed,
+        ),
+        Query(
+            "not_finished_payment_failed",
+            rng_args(
+                lambda: {
+                    "status": NOT_FINISHED,
+                    "sort": rng.choice(sorts),
+                    "not_finished_when": ("payment_failed",),
+                }
+            ),
+            listed,
+        ),
+        Query(
             "counts_by_status",
             rng_args(dict),
             lambda s, _a: count_by_status(s, MAIN_SHOP),
+        ),
+        Query(
+            "counts_with_payment_step",
+            rng_args(dict),
+            lambda s, _a: count_by_status(s, MAIN_SHOP, not_finished_when=AT_PAYMENT_STEP),
         ),
     ]
     journal = journal_function()
@@ -221,6 +253,8 @@ async def _explain(engine: AsyncEngine, query: Query) -> list[str] | None:
                 " AND locked_at IS NOT NULL"
             ).bindparams(shop=MAIN_SHOP),
         ]
+    elif query.name == "counts_with_payment_step":
+        return None  # the counts' plan is the one above, per kind
     elif query.name in QUERIES and query.name != "orders_by_number":
         statements = list_statements(dialect, MAIN_SHOP, **query.args[0])
     elif query.name == "orders_by_number":

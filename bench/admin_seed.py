@@ -39,6 +39,7 @@ from workflows.contract import (
     CartPolicy,
     CartState,
     CartUpdated,
+    CheckoutStarted,
     ConfirmCart,
     CustomerIdentified,
     CustomerInfo,
@@ -62,7 +63,15 @@ MAIN_SHOP = SHOPS[0][0]
 #: the orders' status letters and their shares (the order phase would set them)
 LETTERS = (("P", 45), ("C", 25), ("O", 15), ("B", 5), ("I", 5), ("D", 5))
 #: the carts that are not orders: their kinds and shares
-CART_KINDS = (("active", 55), ("abandoned", 40), ("locked", 5))
+CART_KINDS = (
+    ("active", 45),
+    ("abandoned", 35),
+    ("locked", 5),
+    # at the payment step (not finished orders when the shop chooses so): at the checkout
+    # form (half of them after a failed payment) and at the gateway
+    ("checkout", 10),
+    ("gateway", 5),
+)
 _TIME_COLUMNS = (
     "created_at",
     "updated_at",
@@ -71,20 +80,22 @@ _TIME_COLUMNS = (
     "abandoned_at",
     "ordered_at",
     "closed_at",
+    "payment_step_at",
     "projected_at",
 )
 _LINEAGE = "bench-admin"
 
 
 def _lines(rng: random.Random) -> list[CartLine]:
+    skus = rng.sample(range(500), rng.randint(1, 4))  # a SKU once per cart
     return [
         CartLine(
-            sku=f"sku-{rng.randrange(500)}",
+            sku=f"sku-{sku}",
             name=f"Product {i}",
             quantity=rng.randint(1, 3),
             unit_price=rng.choice((450, 1_250, 2_990, 8_900)),
         )
-        for i in range(rng.randint(1, 4))
+        for i, sku in enumerate(skus)
     ]
 
 
@@ -100,7 +111,8 @@ def _new(rng: random.Random, at: datetime, email: str | None) -> Cart:
 
 
 def _template(kind: str, rng: random.Random, at: datetime) -> Cart:
-    """One template cart of ``kind`` (``active``, ``abandoned``, ``locked``, a letter)."""
+    """One template cart of ``kind`` (``active``, ``abandoned``, ``locked``, ``checkout``,
+    ``gateway``, a letter)."""
     email = "template@example.com"
     if kind == "active":
         return _new(rng, at, email if rng.random() < 0.67 else None)
@@ -110,6 +122,20 @@ def _template(kind: str, rng: random.Random, at: datetime) -> Cart:
         return cart
     cart = _new(rng, at, email)
     pay_at = at + timedelta(minutes=8)
+    if kind == "checkout":
+        machine.apply(cart, CheckoutStarted(), pay_at)
+        if rng.random() < 0.5:
+            start = PaymentStarted("att-1", PaymentMethod.ONLINE, "paypal", cart.total)
+            machine.apply(cart, start, pay_at + timedelta(minutes=1))
+            failed = PaymentResultReported("att-1", PaymentStatus.FAILED, cart.total, "EUR")
+            machine.apply(cart, failed, pay_at + timedelta(minutes=2))
+        assert cart.state is CartState.CHECKOUT and cart.payment_step_at is not None
+        return cart
+    if kind == "gateway":
+        start = PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", cart.total)
+        machine.apply(cart, start, pay_at)
+        assert cart.state is CartState.PAYMENT_PENDING
+        return cart
     if kind == "locked":
         machine.apply(
             cart, PaymentStarted("att-1", PaymentMethod.ONLINE, "paypal", cart.total), pay_at

@@ -310,6 +310,7 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
         "coupon_code",
         "payment_step_at",
         "last_payment_status",
+        "listing",
     }
     for cart in old_carts:
         cart.lineage = None  # its snapshot was written before the field existed
@@ -338,6 +339,14 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
     )
     assert ordered.order_amount_paid == 0  # unknown before 0002; the next projection tells
     assert ordered.attention is None
+    # 0011 made each row's listing from its snapshot
+    async with blank_db.session_factory() as session:
+        listing = (
+            await session.execute(
+                select(CartRecord.listing).where(CartRecord.cart_id == "old-ordered")
+            )
+        ).scalar_one()
+    assert listing is not None and listing["payment_method"] == "online"
     locked = await stored_row(blank_db, "shop-1", "old-locked")
     assert locked.state is CartState.LOCKED and locked.needs_admin
     assert locked.lock_reason is LockReason.NO_PAYMENT_RESULT
