@@ -101,9 +101,7 @@ async def signal_closed(handle: WorkflowHandle[Any, Any]) -> bool:
     return False
 
 
-@pytest.mark.usefixtures("ts_worker")
-async def test_an_unpaid_order_stays_open_until_it_is_paid(ts_env: WorkflowEnvironment) -> None:
-    policy = CartPolicy(lifetime_seconds=10 * 86400, retire_after_seconds=86400)
+async def _offline_order(ts_env: WorkflowEnvironment, policy: CartPolicy) -> Any:
     handle = await start_cart(ts_env.client, SHOP, new_id(), policy)
     await handle.execute_update(
         "update_cart",
@@ -118,40 +116,50 @@ async def test_an_unpaid_order_stays_open_until_it_is_paid(ts_env: WorkflowEnvir
         {"attempt_id": "bank-1", "method": "offline", "gateway": "bank", "amount": TOTAL},
         result_type=CartView,
     )
+    return handle
+
+
+@pytest.mark.usefixtures("ts_worker")
+async def test_an_order_stays_open_until_an_admin_sets_a_final_status(
+    ts_env: WorkflowEnvironment,
+) -> None:
+    """The order phase: unpaid (Open) for days, then paid (the workflow makes it
+    Processed), the order's workflow stays open; a final status retires it a day later."""
+    policy = CartPolicy(lifetime_seconds=10 * 86400, retire_after_seconds=86400)
+    handle = await _offline_order(ts_env, policy)
     # Days later the bank transfer has not arrived: the order's workflow is still open.
     await ts_env.sleep(timedelta(days=3))
     cart: Cart = await handle.query("get_cart", result_type=Cart)
     assert cart.order is not None and not cart.order.paid and cart.order.number is not None
+    assert cart.order.status == "O" and cart.order.managed
     assert not await signal_closed(handle)
     await handle.signal(
         PAYMENT_RESULT, {"attempt_id": "bank-1", "status": "succeeded", "amount": TOTAL}
     )
     await ts_env.sleep(timedelta(hours=1))
     cart = await handle.query("get_cart", result_type=Cart)
-    assert cart.order is not None and cart.order.paid
-    # Paid: it retires a day later, as a paid order does.
+    assert cart.order is not None and cart.order.paid and cart.order.status == "P"
+    # Paid but not finished (Processed is not final): still open days later.
+    await ts_env.sleep(timedelta(days=2))
+    assert not await signal_closed(handle)
+    await handle.execute_update("set_order_status", {"admin": "ann", "status": "C"})
     await ts_env.sleep(timedelta(days=2))
     closed: Cart = await handle.result()
-    assert closed.order is not None and closed.order.paid
+    assert closed.order is not None and closed.order.paid and closed.order.final
 
 
 @pytest.mark.usefixtures("ts_worker")
-async def test_an_unpaid_order_retires_when_its_lifetime_ends(ts_env: WorkflowEnvironment) -> None:
+async def test_an_unpaid_order_outlives_its_lifetime_until_an_admin_ends_it(
+    ts_env: WorkflowEnvironment,
+) -> None:
+    """An Open order is the admins' to end (Cancelled, Declined ...): its lifetime does not
+    retire it (an order from before the order phase still retires then: the recorded
+    histories)."""
     policy = CartPolicy(lifetime_seconds=5 * 86400, retire_after_seconds=3600)
-    handle = await start_cart(ts_env.client, SHOP, new_id(), policy)
-    await handle.execute_update(
-        "update_cart",
-        {
-            "lines": [{"sku": "tea", "name": "Tea", "quantity": 1, "unit_price": TOTAL}],
-            "currency": "EUR",
-        },
-        result_type=CartView,
-    )
-    await handle.execute_update(
-        "start_payment",
-        {"attempt_id": "bank-1", "method": "offline", "gateway": "bank", "amount": TOTAL},
-        result_type=CartView,
-    )
+    handle = await _offline_order(ts_env, policy)
     await ts_env.sleep(timedelta(days=6))
+    assert not await signal_closed(handle)
+    await handle.execute_update("set_order_status", {"admin": "ann", "status": "I"})
+    await ts_env.sleep(timedelta(hours=2))
     closed: Cart = await handle.result()
-    assert closed.order is not None and not closed.order.paid
+    assert closed.order is not None and not closed.order.paid and closed.order.status == "I"

@@ -474,6 +474,7 @@ async def test_an_update_that_arrives_while_a_cart_is_restored_is_checked_after(
     await to_payment(carts, cart_id)
     await succeed(carts, cart_id)
     await carts.await_order(SHOP, cart_id, 10)
+    await carts.set_order_status(SHOP, cart_id, "C", admin="ann")  # final: it retires
     await carts.handle(SHOP, cart_id).result()
     client: Client = dev_env.client
     assert client is carts.client

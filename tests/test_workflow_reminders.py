@@ -55,6 +55,17 @@ from workflows.contract import (
     RestoredCart,
     SendReminderInput,
 )
+from workflows.order_contract import (
+    ACTIVITY_MOVE_ORDER_STOCK,
+    ACTIVITY_READ_ORDER_STATUSES,
+    ACTIVITY_SEND_STATUS_MAIL,
+    OrderStatuses,
+    ReadOrderStatusesInput,
+    StatusMailInput,
+    StatusMailResult,
+    StockMoveInput,
+    StockMoveResult,
+)
 
 HOUR = timedelta(hours=1)
 SECOND = timedelta(seconds=1)
@@ -158,6 +169,25 @@ async def restore_cart(request: RestoreCartInput) -> RestoredCart:
     return RestoredCart(cart=None, source="none", detail="not in this test")
 
 
+# The order phase's activities (an order made during a sequence): stand-ins that answer
+# at once (tests/test_order_workflow.py tests the workflow's use of them).
+@activity.defn(name=ACTIVITY_READ_ORDER_STATUSES)
+async def read_order_statuses(request: ReadOrderStatusesInput) -> OrderStatuses:
+    from tests.test_order_phase import DEFAULTS
+
+    return DEFAULTS
+
+
+@activity.defn(name=ACTIVITY_MOVE_ORDER_STOCK)
+async def move_order_stock(request: StockMoveInput) -> StockMoveResult:
+    return StockMoveResult(request.key, "done")
+
+
+@activity.defn(name=ACTIVITY_SEND_STATUS_MAIL)
+async def send_order_status_mail(request: StatusMailInput) -> StatusMailResult:
+    return StatusMailResult(request.entry, request.recipient, "sent", message_id="<status@test>")
+
+
 QUEUE = f"reminders-{uuid.uuid4().hex[:6]}"
 SHOP = "rem-shop"
 
@@ -168,7 +198,16 @@ async def scripted_worker(ts_env: WorkflowEnvironment) -> AsyncIterator[Worker]:
         ts_env.client,
         task_queue=QUEUE,
         workflows=[CartWorkflow],
-        activities=[plan_reminders, send_reminder, send_lock_alert, project_cart, restore_cart],
+        activities=[
+            plan_reminders,
+            send_reminder,
+            send_lock_alert,
+            project_cart,
+            restore_cart,
+            read_order_statuses,
+            move_order_stock,
+            send_order_status_mail,
+        ],
         workflow_runner=SANDBOX,
     ) as worker:
         yield worker

@@ -215,9 +215,13 @@ async def test_ordered_cart_retires_and_a_late_double_charge_is_still_recorded(
     await handle.signal(
         PAYMENT_RESULT, PaymentResultReported("att-1", PaymentStatus.SUCCEEDED, 2100)
     )
+    # The order phase keeps the workflow until a final status: an admin completes it.
+    await ts_env.sleep(timedelta(seconds=5))
+    await handle.execute_update("set_order_status", {"admin": "ann", "status": "C"})
     await ts_env.sleep(timedelta(days=2))
     closed = await result(handle)
     assert closed.state is CartState.ORDERED and closed.order is not None
+    assert closed.order.status == "C" and closed.order.final
     number = closed.order.number
     assert number is not None
     # A second success for another attempt arrives after the workflow has closed: the
