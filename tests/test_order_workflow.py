@@ -103,23 +103,31 @@ class StandIns:
         )
 
 
+def stand_in_worker(
+    env: WorkflowEnvironment,
+    queue: str,
+    stand_ins: StandIns,
+    cart_activities: list[Any],
+) -> Worker:
+    """A worker of the cart workflow with the cart's activities given and the order
+    activities' stand-ins."""
+    return Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[CartWorkflow],
+        activities=[*cart_activities, stand_ins.read, stand_ins.move, stand_ins.send],
+        workflow_runner=SANDBOX,
+    )
+
+
 @pytest.fixture
 async def shop(
     dev_env: WorkflowEnvironment, session_factory: Any
 ) -> AsyncIterator[tuple[CartkeeperClient, StandIns]]:
     stand_ins = StandIns()
     queue = f"orders-{uuid.uuid4().hex[:8]}"
-    worker = Worker(
-        dev_env.client,
-        task_queue=queue,
-        workflows=[CartWorkflow],
-        activities=[
-            *CartActivities(session_factory, dev_env.client).all(),
-            stand_ins.read,
-            stand_ins.move,
-            stand_ins.send,
-        ],
-        workflow_runner=SANDBOX,
+    worker = stand_in_worker(
+        dev_env, queue, stand_ins, CartActivities(session_factory, dev_env.client).all()
     )
     policy = CartPolicy(projection_interval_seconds=0, retire_after_seconds=2)
     async with worker:
@@ -377,17 +385,8 @@ async def test_admin_signals_apply_in_the_order_they_came(
     carts = CartkeeperClient(dev_env.client, task_queue=queue, policy_for=lambda _s: policy)
 
     def worker() -> Worker:
-        return Worker(
-            dev_env.client,
-            task_queue=queue,
-            workflows=[CartWorkflow],
-            activities=[
-                *CartActivities(session_factory, dev_env.client).all(),
-                stand_ins.read,
-                stand_ins.move,
-                stand_ins.send,
-            ],
-            workflow_runner=SANDBOX,
+        return stand_in_worker(
+            dev_env, queue, stand_ins, CartActivities(session_factory, dev_env.client).all()
         )
 
     cart_id = new_id()
@@ -432,18 +431,8 @@ async def test_a_signal_after_a_status_waits_for_the_restore_of_a_retired_cart(
         return await cart_activities.restore_cart(request)
 
     def worker() -> Worker:
-        return Worker(
-            dev_env.client,
-            task_queue=queue,
-            workflows=[CartWorkflow],
-            activities=[
-                slow_restore,
-                cart_activities.project_cart,
-                stand_ins.read,
-                stand_ins.move,
-                stand_ins.send,
-            ],
-            workflow_runner=SANDBOX,
+        return stand_in_worker(
+            dev_env, queue, stand_ins, [slow_restore, cart_activities.project_cart]
         )
 
     cart_id = new_id()
