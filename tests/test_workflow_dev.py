@@ -50,9 +50,9 @@ async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
 
 
 async def order_settled(carts: CartkeeperClient, cart_id: str) -> Cart:
-    """The cart once its order's first status is resolved and its stock moved (the order
-    phase's effects that change the cart soon after the order; the status e-mails may
-    wait for a relay)."""
+    """The cart once its order's first status is resolved, its stock moved and its status
+    e-mails done (the order phase's effects that change the cart soon after the order;
+    a cart without a customer address needs no relay for them)."""
 
     async def settled() -> Cart | None:
         cart = await carts.get_cart(SHOP, cart_id)
@@ -60,7 +60,8 @@ async def order_settled(carts: CartkeeperClient, cart_id: str) -> Cart:
         if order is None or order.number is None or not order.statuses:
             return None
         moved = all(move.outcome != "pending" for move in order.stock_moves)
-        return cart if order.statuses[-1].resolved and moved else None
+        mailed = all(mail.outcome != "pending" for mail in order.mails)
+        return cart if order.statuses[-1].resolved and moved and mailed else None
 
     found: Cart = await eventually(settled)
     return found

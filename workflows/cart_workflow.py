@@ -479,14 +479,7 @@ class CartWorkflow(CartMail, OrderEffects):
                 raise machine.CartRefused(ErrorCode.STATUSES_UNAVAILABLE, str(error)) from None
             self._apply(event)
         except machine.CartRefused as refused:
-            self._apply(
-                AdminActionRefused(
-                    action=spec.name,
-                    admin=admin_name(raw),
-                    code=str(refused.code),
-                    reason=refused.message,
-                )
-            )
+            self._signal_refused(spec, raw, refused)
         finally:
             self._status_done()
 
@@ -504,14 +497,18 @@ class CartWorkflow(CartMail, OrderEffects):
                 )
             self._apply(spec.parse(raw))
         except machine.CartRefused as refused:
-            self._apply(
-                AdminActionRefused(
-                    action=spec.name,
-                    admin=spec.sender or admin_name(raw),
-                    code=str(refused.code),
-                    reason=refused.message,
-                )
+            self._signal_refused(spec, raw, refused)
+
+    def _signal_refused(self, spec: MessageSpec, raw: object, refused: machine.CartRefused) -> None:
+        """A refused signal is kept in the journal with its reason."""
+        self._apply(
+            AdminActionRefused(
+                action=spec.name,
+                admin=spec.sender or admin_name(raw),
+                code=str(refused.code),
+                reason=refused.message,
             )
+        )
 
     # ------------------------------------------------------------------ messages
     # The storefront and admin updates (and the admin signals) come from the table

@@ -472,19 +472,18 @@ def paid_amount(cart: Cart, currency: str | None) -> int:
 
 def settle(cart: Cart, now: datetime, attempt_id: str | None = None, actor: str = GATEWAY) -> None:
     """Recompute what the order has been paid: ``paid`` exactly when the succeeded
-    payments in its currency cover its total (``P`` then, ``O`` otherwise). The order
-    records the attempt that completed its payment."""
+    payments in its currency cover its total (``P`` then, ``O`` otherwise; in the order
+    phase the status is the admins', or ``workflows.order_phase.payments_changed``'s).
+    The order records the attempt that completed its payment."""
     order = cart.order
     assert order is not None
     order.amount_paid = paid_amount(cart, order.currency)
     covered = order.amount_paid >= order.total
-    if order.managed:
-        order_phase_settled(cart, now, covered, attempt_id, actor)
-        return
     if covered and not order.paid:
         order.paid = True
         order.paid_at = now
-        order.status = ORDER_STATUS_PROCESSED
+        if not order.managed:
+            order.status = ORDER_STATUS_PROCESSED
         order.attempt_id = (
             attempt_id
             or _covering_attempt(cart, order.currency, order.total)
@@ -495,13 +494,18 @@ def settle(cart: Cart, now: datetime, attempt_id: str | None = None, actor: str 
                 cart,
                 now,
                 JournalKind.ORDER_PAID,
-                GATEWAY,
+                actor,
                 f"{order.amount_paid} of {order.total} ({order.attempt_id})",
             )
     elif not covered and order.paid:
         order.paid = False
         order.paid_at = None
-        order.status = ORDER_STATUS_OPEN
+        if not order.managed:
+            order.status = ORDER_STATUS_OPEN
+    if order.managed and order.statuses:
+        from workflows.order_phase import payments_changed
+
+        payments_changed(cart)
 
 
 def _covering_attempt(cart: Cart, currency: str | None, total: int) -> str | None:
@@ -526,36 +530,6 @@ def _covering_attempt(cart: Cart, currency: str | None, total: int) -> str | Non
 
 
 # --------------------------------------------------------------------------- orders
-
-
-def order_phase_settled(
-    cart: Cart, now: datetime, covered: bool, attempt_id: str | None, actor: str
-) -> None:
-    """``settle`` for an order in the order phase: ``paid`` follows the payments; the
-    status is the admins' (or ``workflows.order_phase.payments_changed``'s) to change."""
-    order = cart.order
-    assert order is not None
-    if covered and not order.paid:
-        order.paid = True
-        order.paid_at = now
-        order.attempt_id = (
-            attempt_id or _covering_attempt(cart, order.currency, order.total) or order.attempt_id
-        )
-        if order.created_at != now:
-            journal(
-                cart,
-                now,
-                JournalKind.ORDER_PAID,
-                actor,
-                f"{order.amount_paid} of {order.total} ({order.attempt_id})",
-            )
-    elif not covered and order.paid:
-        order.paid = False
-        order.paid_at = None
-    if order.statuses:
-        from workflows.order_phase import payments_changed
-
-        payments_changed(cart)
 
 
 def create_order(

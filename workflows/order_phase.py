@@ -274,15 +274,11 @@ def payments_changed(cart: Cart) -> None:
     (``O`` when a refund uncovers a Processed order: ``payment_recorded``; new lines or a
     delivery cost leave the status to the admin.)"""
     order = order_of(cart)
-    status = order.status
-    wanted = None
-    if order.paid and status == ORDER_STATUS_OPEN:
-        wanted = ORDER_STATUS_PROCESSED
-    elif not order.paid and order.amount_paid > 0 and status == AWAITING:
-        wanted = AWAITING_WITH_PAYMENTS
-    if wanted is not None:
-        order.wanted_status = wanted
-    elif order.wanted_status is not None and not still_wanted(order, order.wanted_status):
+    for wanted in (ORDER_STATUS_PROCESSED, AWAITING_WITH_PAYMENTS):
+        if still_wanted(order, wanted):
+            order.wanted_status = wanted
+            return
+    if order.wanted_status is not None and not still_wanted(order, order.wanted_status):
         order.wanted_status = None  # e.g. a payment, then its refund, before the read
 
 
@@ -505,7 +501,7 @@ def payment_recorded(cart: Cart, event: RecordPayment, now: datetime) -> bool:
         detail += f": {event.note}"
     journal(cart, now, kind, actor, detail)
     settle(cart, now, attempt_id=None if refund else attempt.attempt_id, actor=actor)
-    if refund and order.managed and not order.paid and order.status == ORDER_STATUS_PROCESSED:
+    if refund and order.managed and still_wanted(order, ORDER_STATUS_OPEN):
         order.wanted_status = ORDER_STATUS_OPEN  # a refund uncovered a Processed order
     return True
 
