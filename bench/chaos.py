@@ -9,6 +9,10 @@ gateway results; cart changes during payment; admin actions) while:
   connection for 60 s once (``ALLOW_CONNECTIONS false`` and its sessions terminated);
 - the Temporal dev server (file-backed) is restarted once.
 
+The worker's SMTP relay is ``bench.mailsink.MailSink`` (in memory, in this process): a
+deployment has a relay, and the orders' status e-mails go through it (without one every
+order's e-mail would retry for a day and keep its workflow busy: not what is measured).
+
 Then an invariant checker reads every workflow and the read model (``bench.chaos_check``)
 and writes ``bench/chaos.json``. It is a benchmark, not a test: it exits 1 when a count is
 not 0 or the timer lateness misses its target.
@@ -34,6 +38,7 @@ from typing import Any
 from activities.db import make_engine, make_session_factory, upgrade_database
 from bench.chaos_check import catch_up, check, timer_lateness
 from bench.chaos_shoppers import BEHAVIOURS, GaveUp, Traffic, pick_behaviours
+from bench.mailsink import MailSink, worker_env
 from bench.pgdb import ScratchDatabase, check_server, scratch_database
 from bench.plan import BENCH_DIR, DEFAULT_POSTGRES_URL
 from bench.processes import bench_server, bench_worker, quiet_sdk_logs
@@ -313,6 +318,8 @@ async def chaos_main(args: argparse.Namespace) -> int:
     shop = f"chaos-{run_id}"
     server = bench_server(state_dir, db_file=state_dir / "temporal.db")
     faults: list[asyncio.Task[Any]] = []
+    sink = MailSink()
+    await sink.start()
     async with scratch_database(args.postgres_url, "chaos") as database:
         await upgrade_database(database.url)
         engine = make_engine(database.url)
@@ -327,6 +334,7 @@ async def chaos_main(args: argparse.Namespace) -> int:
                     name="worker" if n == 0 else f"worker{n + 1}",
                     task_queue=TASK_QUEUE,
                     floor=False,
+                    env=worker_env(sink),
                 )
                 workers.append(worker)
                 await worker.start()
@@ -387,6 +395,7 @@ async def chaos_main(args: argparse.Namespace) -> int:
                 await worker.stop()
             await server.stop()
             await engine.dispose()
+            await sink.stop()
 
     out = {
         "checkouts": traffic.checkouts_done,
@@ -432,6 +441,7 @@ async def chaos_main(args: argparse.Namespace) -> int:
             "down_s": round(chaos.down_s, 1),
         },
         "catch_up": catch,
+        "mails_received": len(sink.received),
         "stuck_histories": saved,
         "worker_log": worker_log_problems([worker.log_path for worker in workers]),
         "check": check_details,

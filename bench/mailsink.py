@@ -79,6 +79,11 @@ class MailSink(SmtpServer):
         self._counter.received.clear()
 
 
+def worker_env(sink: MailSink) -> dict[str, str]:
+    """A worker's settings that make the sink its SMTP relay."""
+    return {"CARTKEEPER_SMTP_HOST": sink.host, "CARTKEEPER_SMTP_PORT": str(sink.port)}
+
+
 # --------------------------------------------------------------------------- the probe
 
 

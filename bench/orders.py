@@ -43,6 +43,7 @@ from typing import Any
 from activities.settings import Settings
 from bench.kinds import LINE_A, LINE_B, TOTAL
 from bench.mailsink import MailSink
+from bench.mailsink import worker_env as relay_env
 from bench.measure import CpuMeter, percentile, rounded
 from bench.orders_check import (
     CUSTOMER_DOMAIN,
@@ -80,8 +81,7 @@ def worker_env(sink: MailSink) -> dict[str, str]:
     """The part's worker settings: the sink is its SMTP relay, and the shop has an orders
     department (else its department e-mails are skipped, ``no_department``)."""
     return {
-        "CARTKEEPER_SMTP_HOST": sink.host,
-        "CARTKEEPER_SMTP_PORT": str(sink.port),
+        **relay_env(sink),
         "CARTKEEPER_ORDER_DEPARTMENTS": json.dumps({ORDERS_SHOP: [DEPARTMENT]}),
     }
 

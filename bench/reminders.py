@@ -84,11 +84,6 @@ _ABANDON_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
-def worker_env(sink: MailSink) -> dict[str, str]:
-    """The worker's settings for this part: the sink is its SMTP relay."""
-    return {"CARTKEEPER_SMTP_HOST": sink.host, "CARTKEEPER_SMTP_PORT": str(sink.port)}
-
-
 async def setup_campaign(sessions: SessionFactory) -> dict[str, Any]:
     now = datetime.now(UTC)
     config = CampaignConfig(

@@ -51,14 +51,14 @@ from bench.admin import admin_phase
 from bench.idle import idle_phase
 from bench.kinds import Kinds
 from bench.lifecycle import cpu_per_cart, diagnostics_phase, lifecycle_phase, other_share
-from bench.mailsink import MailSink
+from bench.mailsink import MailSink, worker_env
 from bench.measure import CpuMeter
 from bench.orders import orders_phase
 from bench.orders import worker_env as orders_worker_env
 from bench.pgdb import check_server, scratch_database
 from bench.plan import BENCH_DIR, DEFAULT_POSTGRES_URL, FULL, QUICK, TASK_QUEUE
 from bench.processes import bench_server, bench_worker
-from bench.reminders import reminders_phase, worker_env
+from bench.reminders import reminders_phase
 from bench.report import (
     build_results,
     environment,

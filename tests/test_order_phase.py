@@ -42,7 +42,13 @@ from workflows.order_events import (
     StatusMailDone,
     StockMoved,
 )
-from workflows.order_phase import effects_pending, needs_statuses, next_stock_move
+from workflows.order_phase import (
+    STATUS_MAIL_GIVE_UP,
+    effects_pending,
+    needs_statuses,
+    next_stock_move,
+    status_mail_given_up,
+)
 from workflows.order_state import StatusDefinition
 from workflows.state import Cart, CartPolicy
 from workflows.timers import is_retired
@@ -198,6 +204,20 @@ def test_a_paid_order_enters_the_phase_as_processed_and_waits_for_the_registry()
         (1, "customer"),
         (1, "department"),
     ]
+
+
+def test_a_status_mail_is_given_up_a_day_after_its_status() -> None:
+    shop = Shop().do(
+        CartUpdated([CartLine("tea", "Tea", 2, 1000)], EUR),
+        CheckoutStarted(),
+        PaymentStarted("att-1", PaymentMethod.ONLINE, "stripe", 2000),
+        PaymentResultReported("att-1", PaymentStatus.SUCCEEDED, 2000, EUR),
+        OrderManaged(),
+    )
+    at = shop.order.statuses[0].at
+    assert not status_mail_given_up(shop.cart, 1, at + STATUS_MAIL_GIVE_UP - timedelta(seconds=1))
+    assert status_mail_given_up(shop.cart, 1, at + STATUS_MAIL_GIVE_UP)
+    assert status_mail_given_up(shop.cart, 99, at), "no such entry: nothing to wait for"
 
 
 def test_managing_twice_changes_nothing() -> None:

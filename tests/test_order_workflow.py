@@ -63,6 +63,7 @@ class StandIns:
     mails: list[StatusMailInput] = field(default_factory=list)
     registry_down: bool = False
     refuse_moves: bool = False
+    relay_down: bool = False
     reads: int = 0
 
     @activity.defn(name=ACTIVITY_READ_ORDER_STATUSES)
@@ -94,6 +95,9 @@ class StandIns:
     @activity.defn(name=ACTIVITY_SEND_STATUS_MAIL)
     async def send(self, request: StatusMailInput) -> StatusMailResult:
         self.mails.append(request)
+        if self.relay_down and request.recipient == "customer":
+            # a transient failure, retried (spaced out: the time-skipping test runs a day)
+            raise ApplicationError("relay down", type="smtp_unavailable")
         if request.recipient == "department":
             return StatusMailResult(
                 request.entry, request.recipient, "skipped", reason="no_department"
@@ -466,3 +470,46 @@ async def test_a_signal_after_a_status_waits_for_the_restore_of_a_retired_cart(
     last_status = max(i for i, k in enumerate(kinds) if k is JournalKind.ORDER_STATUS_CHANGED)
     assert last_status < kinds.index(JournalKind.ORDER_NOTE_ADDED), "the note overtook the status"
     assert cart.order is not None and cart.order.status == "C"
+
+
+async def test_a_status_mail_the_relay_never_takes_is_given_up(
+    shop: tuple[CartkeeperClient, StandIns], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay down for good: the customer's e-mail is retried until
+    ``STATUS_MAIL_GIVE_UP`` after its status (a day; seconds here), then skipped
+    ``send_failed`` with the last error and journaled, and the order's workflow is not
+    kept open by it. (The time-skipping server cannot run this for a day of retries: its
+    sleep RPC fails under the activity churn.)"""
+    from workflows import order_effects, order_phase
+
+    monkeypatch.setattr(order_phase, "STATUS_MAIL_GIVE_UP", timedelta(seconds=4))
+    monkeypatch.setattr(order_effects, "EFFECT_GIVE_UP", timedelta(seconds=1))
+    monkeypatch.setattr(order_effects, "EFFECT_PAUSE", timedelta(milliseconds=300))
+    carts, stand_ins = shop
+    stand_ins.relay_down = True
+    cart_id = new_id()
+    cart = await paid_order(carts, cart_id)
+    assert cart.order is not None
+
+    def customer_mail(cart: Cart) -> Any:
+        assert cart.order is not None
+        return next(m for m in cart.order.mails if m.recipient == "customer")
+
+    assert customer_mail(cart).outcome == "pending"
+
+    async def given_up() -> Cart | None:
+        cart = await carts.get_cart(SHOP, cart_id)
+        return cart if customer_mail(cart).outcome != "pending" else None
+
+    cart = await eventually(given_up)
+    mail = customer_mail(cart)
+    assert (mail.outcome, mail.reason) == ("skipped", "send_failed")
+    assert cart.order is not None
+    assert mail.at - cart.order.statuses[0].at >= timedelta(seconds=4)
+    tries = [m for m in stand_ins.mails if m.recipient == "customer"]
+    assert len(tries) > 1, "retried before it was given up"
+    skipped = [e for e in cart.journal if e.kind is JournalKind.STATUS_MAIL_SKIPPED]
+    assert any("P to the customer: send_failed" in (e.detail or "") for e in skipped)
+    # Given up: no more attempts (nothing keeps the workflow open for it).
+    await asyncio.sleep(1)
+    assert len([m for m in stand_ins.mails if m.recipient == "customer"]) == len(tries)

@@ -51,6 +51,8 @@ from workflows.cart_mail import (
 
 #: the patch that brought the order phase
 ORDER_PHASE_PATCH = "order-phase"
+#: the patch that gives up a status e-mail the relay has not taken for a day
+STATUS_MAIL_GIVE_UP_PATCH = "status-mail-give-up"
 #: an admin waits at most this long for the registry (then ``statuses_unavailable``)
 READ_STATUSES_TIMEOUT = timedelta(seconds=15)
 
@@ -210,6 +212,15 @@ class OrderEffects:
                         e, r, MAIL_SKIPPED, reason="send_failed", detail=d
                     ),
                 )
+                if answer is None and self._mail_given_up(entry, now):
+                    answer = StatusMailResult(
+                        entry,
+                        recipient,
+                        MAIL_SKIPPED,
+                        reason="send_failed",
+                        detail=f"not taken by the relay within"
+                        f" {order_phase.STATUS_MAIL_GIVE_UP}: {error.cause}"[:300],
+                    )
                 failed |= answer is None
             if answer is not None:
                 self._apply(StatusMailDone(result=answer))
@@ -217,6 +228,14 @@ class OrderEffects:
             self._orders_after = now + EFFECT_PAUSE
 
     # ------------------------------------------------------------------ e-mails
+
+    def _mail_given_up(self, entry: int, now: datetime) -> bool:
+        """A status e-mail that failed again long after its status is given up (under
+        the patch ``STATUS_MAIL_GIVE_UP_PATCH``, asked only then: histories from before it
+        kept retrying)."""
+        return order_phase.status_mail_given_up(self._cart, entry, now) and workflow.patched(
+            STATUS_MAIL_GIVE_UP_PATCH
+        )
 
     def _sendable(self) -> list[StatusMail]:
         """Pending e-mails of an order that has its number (the e-mail names it)."""

@@ -25,7 +25,7 @@ Effects of a resolved entry, decided here and performed by the workflow:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from workflows.codes import (
     ORDER_STATUS_OPEN,
@@ -377,6 +377,19 @@ def pending_mails(cart: Cart) -> list[StatusMail]:
     if order is None:
         return []
     return [mail for mail in order.mails if mail.outcome == MAIL_PENDING]
+
+
+#: a status e-mail the relay has not taken this long after its status is given up
+#: (``send_failed``): a relay down for good must not keep the order's workflow open
+STATUS_MAIL_GIVE_UP = timedelta(hours=24)
+
+
+def status_mail_given_up(cart: Cart, entry: int, now: datetime) -> bool:
+    """Whether an e-mail for status entry ``entry`` that failed again is given up: its
+    status was entered ``STATUS_MAIL_GIVE_UP`` ago or more (unknown entry: yes)."""
+    order = cart.order
+    status = next((e for e in order.statuses if e.seq == entry), None) if order else None
+    return status is None or now - status.at >= STATUS_MAIL_GIVE_UP
 
 
 def status_mail_done(cart: Cart, event: StatusMailDone, now: datetime) -> bool:
