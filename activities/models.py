@@ -431,4 +431,5 @@ class OrderStatusRecord(Base):
     updated_at: Mapped[datetime]
 
 
-import activities.catalog_models  # noqa: E402, F401  (registers the catalog tables on Base)
+import activities.catalog_models  # noqa: E402  (registers the catalog tables on Base)
+import activities.web_models  # noqa: E402, F401  (registers the web tables on Base)

@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from itsdangerous import TimestampSigner
 from sqlalchemy import func, select
+from temporalio.client import Client
 
 from activities.campaigns import CampaignConfig, save_campaign
 from activities.coupons import CouponTerms, issue
@@ -68,6 +69,9 @@ class FakeSignaller:
     async def ping(self) -> None:
         if self.error is not None:
             raise self.error
+
+    async def client(self) -> Client:
+        raise TemporalUnavailable("the link tests have no Temporal")
 
 
 @pytest.fixture(params=BACKENDS)

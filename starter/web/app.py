@@ -24,7 +24,7 @@ from activities.links import LinkRefused, Links
 from activities.settings import Settings
 from starter.connect import connect
 from starter.errors import DATABASE_UNAVAILABLE
-from starter.web import health, links
+from starter.web import api_errors, health, links
 from starter.web.deps import WebContext, utc_now
 from starter.web.pages import error_page
 from starter.web.temporal import ClientFactory, Signaller, TemporalSignaller
@@ -74,7 +74,9 @@ def create_app(
         links=links_signer or Links.from_settings(settings),
         signaller=signaller or TemporalSignaller(temporal_client_factory),
         now=now,
+        settings=settings,
     )
+    api_errors.install(app)
     app.include_router(links.router)
     app.include_router(health.router)
     return app

@@ -1,5 +1,7 @@
-"""What every router shares: the app's ``WebContext`` (database, links, Temporal, clock),
-kept on ``app.state`` by ``create_app`` and handed to routes by ``Depends``."""
+"""What every router shares: the app's ``WebContext`` (database, links, Temporal, clock,
+settings), kept on ``app.state`` by ``create_app`` and handed to routes by ``Depends``.
+``await context.carts()`` is the ``CartkeeperClient`` every cart action goes through (the
+same client, validation and error codes as the CLI)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ from fastapi import Depends, Request
 
 from activities.db import SessionFactory
 from activities.links import Links
+from activities.settings import Settings
+from starter.client import CartkeeperClient
 from starter.web.temporal import Signaller
+from workflows.contract import TASK_QUEUE
+
+#: how long an HTTP request waits for a worker to apply an update (then 504
+#: ``update_pending``: queued, it may still apply)
+UPDATE_TIMEOUT = 10.0
 
 
 def utc_now() -> datetime:
@@ -30,6 +39,29 @@ class WebContext:
     signal_timeout: float = 5.0
     #: seconds ``/readyz`` waits for each check
     check_timeout: float = 3.0
+    settings: Settings | None = None
+    _carts: CartkeeperClient | None = field(default=None, repr=False)
+
+    async def carts(self) -> CartkeeperClient:
+        """The cart client over the signaller's Temporal client (connected on first use;
+        ``CartkeeperError`` ``temporal_unavailable`` when it cannot be)."""
+        if self._carts is None:
+            from starter.client_errors import CartkeeperError
+            from starter.web.temporal import TemporalUnavailable
+            from workflows.codes import ErrorCode
+
+            try:
+                client = await self.signaller.client()
+            except TemporalUnavailable as error:
+                raise CartkeeperError(ErrorCode.TEMPORAL_UNAVAILABLE, str(error)) from None
+            settings = self.settings
+            self._carts = CartkeeperClient(
+                client,
+                task_queue=settings.task_queue if settings else TASK_QUEUE,
+                policy_for=settings.policy_for if settings else None,
+                update_timeout=UPDATE_TIMEOUT,
+            )
+        return self._carts
 
 
 def get_context(request: Request) -> WebContext:

@@ -36,6 +36,9 @@ class Signaller(Protocol):
     async def ping(self) -> None:
         """Return when Temporal answers; raise otherwise."""
 
+    async def client(self) -> Client:
+        """The Temporal client (connected on first use); ``TemporalUnavailable``."""
+
 
 def recovery_payload(reminder_id: str, coupon_code: str | None) -> dict[str, Any]:
     """The ``recovery_link_clicked`` signal's JSON object, checked by the workflow's own
