@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 run: venv ## Temporal dev server + worker + demo carts (Ctrl-C to stop)
 	$(BIN)/cartkeeper dev --simulate
 
-test: venv ## the test suite (PostgreSQL tests need TEST_DATABASE_URL)
-	$(BIN)/pytest
+test: venv ## the test suite (PostgreSQL tests need TEST_DATABASE_URL; installs Chromium for the browser tests)
+	chromium="$$(scripts/install-browser)" && CARTKEEPER_CHROMIUM="$$chromium" $(BIN)/pytest
 
 lint: venv ## ruff and mypy (strict)
 	$(BIN)/ruff check .
