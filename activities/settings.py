@@ -16,7 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.contract import TASK_QUEUE, CartPolicy
-from workflows.validation import policy_problems
+from workflows.validation import policy_problems, valid_id
 
 _POLICY_FIELDS = {f.name for f in dataclasses.fields(CartPolicy)}
 
@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     #: ``{public_url}/r/<token>`` (recovery) and ``{public_url}/u/<token>`` (unsubscribe),
     #: so it must match where the app is served (behind a proxy: the proxy's https URL)
     public_url: str = "http://127.0.0.1:8080"
+    #: the Temporal UI as admins reach it (the admin console links each cart's workflow
+    #: there: ``{temporal_ui_url}/namespaces/<ns>/workflows/<id>``)
+    temporal_ui_url: str = "http://localhost:8233"
 
     @field_validator("public_url")
     @classmethod
@@ -157,6 +160,25 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL with a host")
         if parts.query or parts.fragment:
             raise ValueError("must have no query or fragment")
+        return value
+
+    # ------------------------------------------------------------------ payment webhooks
+    # (``starter.web.webhooks``: ``POST /api/v1/webhooks/payments/{source}``)
+
+    #: each payment gateway's Standard Webhooks signing secret, by the source name in the
+    #: webhook's URL, e.g. ``CARTKEEPER_WEBHOOK_SECRETS='{"stripe": "whsec_..."}'``
+    #: (``cartkeeper webhooks secret`` makes one). A source not named here is refused
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _check_webhook_secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for source, secret in value.items():
+            if not valid_id(source):
+                raise ValueError(f"source {source!r} must be 1-64 letters, digits, '.', '_' or '-'")
+            problem = webhook_secret_problem(secret.get_secret_value())
+            if problem:
+                raise ValueError(f"source {source!r}: {problem}")
         return value
 
     # ------------------------------------------------------------------ reminders
@@ -269,6 +291,30 @@ class Settings(BaseSettings):
         """``digest_local_time`` as (hour, minute)."""
         hour, minute = self.digest_local_time.split(":")
         return int(hour), int(minute)
+
+
+#: a Standard Webhooks secret: ``whsec_`` and the base64 of this many random bytes
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = (24, 64)
+
+
+def webhook_secret_problem(secret: str) -> str | None:
+    """What is wrong with a Standard Webhooks secret (``None``: usable): ``whsec_`` then
+    base64 of 24 to 64 bytes, as the specification asks."""
+    import base64
+    import binascii
+
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return f"the secret must start with {WEBHOOK_SECRET_PREFIX!r}"
+    encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return f"the secret after {WEBHOOK_SECRET_PREFIX!r} must be base64"
+    low, high = WEBHOOK_SECRET_BYTES
+    if not low <= len(key) <= high:
+        return f"the secret must hold {low} to {high} bytes, not {len(key)}"
+    return None
 
 
 def _checked_addresses(value: dict[str, list[str]]) -> dict[str, list[str]]:

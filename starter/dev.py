@@ -27,6 +27,7 @@ from starter.devserver import NAMESPACE, DevError, DevServer, find_temporal, por
 from starter.mailcatcher import MailCatcher
 
 if TYPE_CHECKING:
+    from starter.dev_web import DevWeb
     from starter.web.server import WebServer
 
 #: the catcher's port unless the settings name another (a taken default moves)
@@ -89,6 +90,7 @@ def banner(
     options: DevOptions,
     mail: MailCatcher | None = None,
     web: WebServer | None = None,
+    dev_web: DevWeb | None = None,
 ) -> str:
     db_url = safe_url(settings.resolved_database_url())
     locked = ui_url(options.ui_port, LOCKED_QUERY)
@@ -118,10 +120,43 @@ def banner(
             f"  server log      {server.log_file}",
             mail_line,
             web_line,
+            *_web_lines(settings, web, dev_web),
             *_admin_lines(settings, options),
             "",
         ]
     )
+
+
+def _web_lines(settings: Settings, web: WebServer | None, dev_web: DevWeb | None) -> list[str]:
+    """The admin console, the HTTP API and the webhook, with this run's credentials."""
+    if web is None or dev_web is None:
+        return []
+    from starter.dev_web import DEV_ADMIN, DEV_VIEWER
+
+    url = web.url
+    lines = [
+        f"  admin console   {url}/admin  (user {DEV_ADMIN}, password {dev_web.admin_password};"
+        f" read-only: {DEV_VIEWER} / {dev_web.viewer_password}; new passwords each run)",
+        f"  HTTP API        {url}/api/v1  (docs {url}/docs; shop {settings.default_shop}'s key:"
+        f" Authorization: Bearer {dev_web.api_key})",
+    ]
+    if dev_web.webhook_source and dev_web.webhook_secret:
+        lines.append(
+            f"  payment webhook {url}/api/v1/webhooks/payments/{dev_web.webhook_source}"
+            f"  (Standard Webhooks secret {dev_web.webhook_secret})"
+        )
+    return lines
+
+
+async def _prepare_dev_web(settings: Settings, webhook_secret: str | None) -> DevWeb:
+    from activities.db import make_engine, make_session_factory
+    from starter.dev_web import prepare_dev_web
+
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        return await prepare_dev_web(settings, make_session_factory(engine), webhook_secret)
+    finally:
+        await engine.dispose()
 
 
 def _admin_lines(settings: Settings, options: DevOptions) -> list[str]:
@@ -260,9 +295,16 @@ async def run_dev(settings: Settings, options: DevOptions, out: Out = print) -> 
         # once, and racing the worker's migration of a new file could find no tables (or
         # the file locked). Unreachable: the worker goes on retrying, as always.
         await migrate_once(settings.resolved_database_url())
+        if "temporal_ui_url" not in settings.model_fields_set:
+            ui = f"http://localhost:{options.ui_port}"
+            settings = settings.model_copy(update={"temporal_ui_url": ui})
+        from starter.dev_web import with_dev_webhook
+
+        settings, webhook_secret = with_dev_webhook(settings)
         web, settings = await start_web_server(settings, client)  # before the worker: its links
+        dev_web = await _prepare_dev_web(settings, webhook_secret) if web is not None else None
         worker = asyncio.create_task(run_worker(client, settings, stop), name="worker")
-        out(banner(settings, server, options, mail, web))
+        out(banner(settings, server, options, mail, web, dev_web))
 
         async def demo_run() -> None:
             shop = settings.default_shop

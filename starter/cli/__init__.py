@@ -25,6 +25,7 @@ from starter.cli import carts as _carts  # noqa: F401
 from starter.cli import coupons as _coupons  # noqa: F401
 from starter.cli import digest as _digest  # noqa: F401
 from starter.cli import journal as _journal  # noqa: F401
+from starter.cli import keys as _keys  # noqa: F401
 from starter.cli import mail as _mail  # noqa: F401
 from starter.cli import order_actions as _order_actions  # noqa: F401
 from starter.cli import order_numbers as _order_numbers  # noqa: F401
@@ -35,7 +36,9 @@ from starter.cli import shipping as _shipping  # noqa: F401
 from starter.cli import stats as _stats  # noqa: F401
 from starter.cli import statuses as _statuses  # noqa: F401
 from starter.cli import stock as _stock  # noqa: F401
+from starter.cli import users as _users  # noqa: F401
 from starter.cli import web as _web  # noqa: F401
+from starter.cli import webhooks as _webhooks  # noqa: F401
 from starter.cli.common import report
 from starter.cli.root import cli
 from starter.errors import EXIT_USAGE, Failure

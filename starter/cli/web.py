@@ -36,9 +36,17 @@ def web(
     port: int | None,
     log_level: str | None,
 ) -> None:
-    """Serve the links of reminder e-mail and the health checks, until Ctrl-C or SIGTERM.
+    """Serve the HTTP API, the admin console, the links of reminder e-mail and the
+    health checks, until Ctrl-C or SIGTERM (`cartkeeper api` is the same command).
 
     \b
+      /api/v1/carts/...        storefront API (Authorization: Bearer <key>; keys:
+                               `cartkeeper keys create --shop S --name N`)
+      /api/v1/webhooks/payments/SOURCE
+                               payment results, Standard Webhooks signatures
+                               ($CARTKEEPER_WEBHOOK_SECRETS; `cartkeeper webhooks secret`)
+      /admin                   admin console (users: `cartkeeper users add NAME`)
+      /docs, /openapi.json     the API's documentation (no CDN)
       GET  /r/TOKEN   recovery link: a page the browser posts back at once (changes
                       nothing: mail scanners fetch links too)
       POST /r/TOKEN   the click: recorded, told to the cart, redirected to the shop's
@@ -47,11 +55,12 @@ def web(
       POST /u/TOKEN   unsubscribe (the page's button, or the mail client's one-click)
       GET  /healthz   the process is up
       GET  /readyz    the database and Temporal answer (503 naming what does not)
+      GET  /metrics   Prometheus metrics (keep it on an internal network)
 
     E-mail links are $CARTKEEPER_PUBLIC_URL/r/... and /u/...: set it to where this is
     reached (behind a proxy: the proxy's https URL). It reads the read model
     ($DATABASE_URL), connects to Temporal as configured (--address or the TEMPORAL_*
-    environment) when a link is first followed, and signs links with
+    environment) when a request first needs it, and signs links and admin sessions with
     $CARTKEEPER_SECRET_KEY, which every worker and web process must share.
     """
     import logging
@@ -76,9 +85,10 @@ def web(
                 temporal_client_factory=lambda: connect(options.address, options.namespace),
                 session_factory=sessions,
             )
+            url = local_url(host, sock.getsockname()[1])
             echo(
-                f"cartkeeper web on {local_url(host, sock.getsockname()[1])}"
-                f"  (links in e-mail: {settings.public_url}; Ctrl-C to stop)"
+                f"cartkeeper web on {url}  (API {url}/api/v1, docs {url}/docs, admin"
+                f" {url}/admin; links in e-mail: {settings.public_url}; Ctrl-C to stop)"
             )
             await serve(app, sock, log_level=level.lower())
         finally:
@@ -100,3 +110,6 @@ def _listen(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {error.strerror or error} (--port)",
             EXIT_USAGE,
         ) from None
+
+
+cli.add_command(web, name="api")

@@ -5,8 +5,8 @@ Routers by concern: ``starter.web.links`` (the e-mail links), ``starter.web.heal
 ``WebContext``. The app reads the read model (``DATABASE_URL``) and reaches the cart
 workflows through a ``Signaller``: by default a ``TemporalSignaller`` over
 ``temporal_client_factory`` (``starter.connect.connect``: the SDK's environment
-configuration). No page loads anything from elsewhere (no CDN; the interactive API docs
-are off).
+configuration). No page loads anything from elsewhere (no CDN: ``/docs`` serves Swagger
+UI's own files, ``starter.web.docs``). ``starter.web.metrics`` counts every request.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from activities.links import LinkRefused, Links
 from activities.settings import Settings
 from starter.connect import connect
 from starter.errors import DATABASE_UNAVAILABLE
-from starter.web import api_errors, health, links
+from starter.web import admin_pages, api_errors, docs, health, links, metrics, storefront, webhooks
 from starter.web.deps import WebContext, utc_now
 from starter.web.pages import error_page
 from starter.web.temporal import ClientFactory, Signaller, TemporalSignaller
@@ -61,7 +61,7 @@ def create_app(
         title="cartkeeper",
         summary="Recovery and unsubscribe links of reminder e-mail; health checks.",
         lifespan=lifespan,
-        docs_url=None,  # Swagger UI and ReDoc load their assets from a CDN
+        docs_url=None,  # FastAPI's loads Swagger UI from a CDN: starter.web.docs instead
         redoc_url=None,
         exception_handlers={
             LinkRefused: links.link_refused,
@@ -77,8 +77,14 @@ def create_app(
         settings=settings,
     )
     api_errors.install(app)
+    admin_pages.install(app, settings)
+    metrics.install(app)
     app.include_router(links.router)
     app.include_router(health.router)
+    app.include_router(webhooks.router)
+    app.include_router(metrics.router)
+    app.include_router(docs.router)
+    app.include_router(storefront.router)
     return app
 
 

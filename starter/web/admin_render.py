@@ -1,0 +1,150 @@
+"""The admin console's pages: Jinja2 templates under ``templates/admin`` (autoescaped),
+the layout's context, amounts and times as the console shows them, and flash messages
+that survive the redirect after a form (post, redirect, get).
+
+    return render_admin(request, "admin/orders.html", active="orders", rows=rows)
+    return redirect_to(request, "/admin/orders/42", "Status changed to P")      # 303 + flash
+    return redirect_to(request, url, "cart_locked: the cart is locked", ok=False)
+
+Every page gets ``admin`` (the ``AdminSession``, or ``None``), ``csrf_field()`` (the
+hidden input every POST form must hold), ``flash`` (the message of the last action, or
+``None``), ``nav`` and ``active`` (the layout's navigation), ``now``, and the filters
+``money(currency)`` (minor units, formatted with babel in that currency) and ``when`` /
+``ago`` (UTC times). Pages load nothing from elsewhere: the style sheet is
+``/admin/assets/admin.css`` (served by the app) and the CSP allows only the app's own
+styles, scripts and images.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from itsdangerous import BadSignature
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from activities.mail_render import money as babel_money
+from starter.output import format_money, format_relative, format_time
+from starter.web.admin_auth import (
+    CSRF_FIELD,
+    FLASH_COOKIE,
+    AdminSession,
+    clear_cookie,
+    keys_of,
+    set_cookie,
+)
+from starter.web.pages import PAGE_HEADERS, TEMPLATES
+
+#: the console's pages: its own style sheet, scripts and images only; forms post here
+ADMIN_CSP = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:;"
+    " form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+ADMIN_HEADERS = {**PAGE_HEADERS, "Content-Security-Policy": ADMIN_CSP}
+#: (key, path, label) of the layout's navigation; a page passes ``active=<key>``
+NAV = (
+    ("dashboard", "/admin", "Dashboard"),
+    ("carts", "/admin/carts", "Carts"),
+    ("orders", "/admin/orders", "Orders"),
+    ("statistics", "/admin/statistics", "Statistics"),
+    ("settings", "/admin/settings", "Settings"),
+    ("outbox", "/admin/outbox", "Outbox"),
+)
+#: a flash message is cut to this many characters (it travels in a cookie)
+FLASH_LIMIT = 600
+_FLASH_LIFETIME = timedelta(minutes=5)
+_LOCALE = "en"
+
+
+def money(amount: int | None, currency: str | None) -> str:
+    """Minor units in ``currency`` as babel writes them (``€21.00``); without a currency,
+    or one babel does not know, the plain ``21.00 XYZ``."""
+    if amount is None:
+        return "-"
+    if currency:
+        try:
+            return babel_money(amount, currency, _LOCALE)
+        except ValueError:
+            pass
+    return format_money(amount, currency)
+
+
+def when(value: datetime | None) -> str:
+    return f"{format_time(value)} UTC" if value is not None else "-"
+
+
+def _ago(value: datetime | None, now: datetime) -> str:
+    return format_relative(value, now) if value is not None else ""
+
+
+#: each template is read and compiled once
+ADMIN_PAGES = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
+ADMIN_PAGES.filters["money"] = money
+ADMIN_PAGES.filters["when"] = when
+ADMIN_PAGES.globals["nav"] = NAV
+
+
+def csrf_input(token: str) -> Markup:
+    return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, escape(token))
+
+
+def _flash(request: Request) -> dict[str, Any] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw or len(raw) > 4000:
+        return None
+    try:
+        values = keys_of(request).flash.loads(raw)
+    except BadSignature:
+        return None
+    if isinstance(values, list) and len(values) == 2 and isinstance(values[1], str):
+        return {"ok": bool(values[0]), "text": values[1]}
+    return None
+
+
+def render_admin(
+    request: Request, template: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """A console page: ``template`` with the layout's context (see the module's doc) and
+    ``context``; the flash message shown is then forgotten."""
+    session = getattr(request.state, "admin", None)
+    admin = session if isinstance(session, AdminSession) else None
+    web = request.app.state.context
+    now: datetime = web.now()
+    flash = _flash(request)
+    values: dict[str, Any] = {
+        "admin": admin,
+        "csrf_field": lambda: csrf_input(admin.csrf_token) if admin else Markup(""),
+        "flash": flash,
+        "active": "",
+        "now": now,
+        "ago": lambda value: _ago(value, now),
+        **context,
+    }
+    html = ADMIN_PAGES.get_template(template).render(**values)
+    response = HTMLResponse(html, status_code=status_code, headers=ADMIN_HEADERS)
+    if flash is not None:
+        clear_cookie(response, request, web.settings, FLASH_COOKIE)
+    return response
+
+
+def redirect_to(
+    request: Request, location: str, message: str | None = None, *, ok: bool = True
+) -> RedirectResponse:
+    """303 to ``location`` (a path of the console), with ``message`` shown there once."""
+    response = RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+    if message:
+        text = message if len(message) <= FLASH_LIMIT else message[: FLASH_LIMIT - 3] + "..."
+        value = keys_of(request).flash.dumps([ok, text])
+        settings = request.app.state.context.settings
+        set_cookie(response, request, settings, FLASH_COOKIE, value, _FLASH_LIFETIME)
+    return response
