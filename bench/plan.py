@@ -15,6 +15,8 @@ REMINDERS_SHOP = "bench-remind"
 REMINDERS_CALIBRATION_SHOP = "bench-remind-cal"
 #: the orders part's shop (its orders department is the bench's SMTP sink)
 ORDERS_SHOP = "bench-orders"
+#: the http part's shop (its API key, its carts and the webhooks' orders)
+HTTP_SHOP = "bench-http"
 
 TARGET_RATIO = 0.8
 TARGET_LATENCY_FACTOR = 1.5
@@ -24,6 +26,10 @@ TARGET_EMAILS_PER_S = 100.0
 TARGET_REMINDER_LATENESS_P99_S = 5.0
 #: the admin queries (point 14 of the "Orders" issue): p95 per call
 TARGET_ADMIN_P95_MS = 50.0
+#: the web (issue 8 point 4): what HTTP adds to an update at p50 over the Python client,
+#: and a payment webhook accepted -> its order in the admin's orders list, p99
+TARGET_HTTP_OVERHEAD_P50_MS = 5.0
+TARGET_WEBHOOK_VISIBLE_P99_MS = 1000.0
 
 #: the read model of ``lifecycle_postgres`` (a fresh database per run is created on it)
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -76,6 +82,15 @@ class Plan:
     orders_admins: int = 50
     orders_max_window_s: float = 300.0
     orders_settle_s: float = 300.0
+    #: http: shoppers updating carts (each alternating HTTP and the Python client, with
+    #: ``pause_s`` between updates) for ``http_seconds`` after ``http_warmup_s``, a new
+    #: pair of carts every ``http_updates_per_cart`` updates of each; meanwhile payment
+    #: webhooks arrive at ``http_webhooks_per_s`` for carts waiting at the gateway
+    http_shoppers: int = 50
+    http_seconds: float = 120.0
+    http_warmup_s: float = 10.0
+    http_updates_per_cart: int = 8
+    http_webhooks_per_s: float = 2.0
 
 
 FULL = Plan()
@@ -98,4 +113,6 @@ QUICK = Plan(
     admin_runs=50,
     admin_warmup=5,
     orders=150,
+    http_seconds=30.0,
+    http_warmup_s=5.0,
 )

@@ -17,6 +17,8 @@ import psutil
 
 from bench.admin import p95_values, print_admin
 from bench.admin import results_section as admin_section
+from bench.http_check import print_http, targets_of
+from bench.http_check import results_section as http_section
 from bench.kinds import Kinds
 from bench.orders_check import ORDERS_ZERO_KEYS, print_orders
 from bench.orders_check import results_section as orders_section
@@ -99,6 +101,7 @@ def build_results(
     reminders: dict[str, Any] | None = None,
     admin: dict[str, Any] | None = None,
     orders: dict[str, Any] | None = None,
+    http: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``lifecycles``: the measured parts by results key (``lifecycle``,
     ``lifecycle_postgres``), ``None`` for a part that did not run."""
@@ -129,6 +132,8 @@ def build_results(
     results["orders"] = orders_section(orders)
     for key in ORDERS_ZERO_KEYS:  # (the issue names no figure for the throughput)
         targets[f"orders.{key}"] = target(results["orders"][key], 0, "<=")
+    results["http"] = http_section(http)
+    targets.update(targets_of(results["http"], target))
     results["admin"] = admin_section(admin)
     for key, value in p95_values(results["admin"]).items():
         targets[key] = target(value, TARGET_ADMIN_P95_MS, "<=")
@@ -150,6 +155,7 @@ PART_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "idle": ("idle", ("idle",)),
     "reminders": ("reminders", ("reminders",)),
     "orders": ("orders", ("orders",)),
+    "http": ("http", ("http",)),
     "admin": ("admin", ("admin",)),
 }
 
@@ -342,6 +348,7 @@ def print_summary(results: dict[str, Any], details: dict[str, Any]) -> None:
         )
     _print_reminders(results, details, mark)
     print_orders(results, details, mark)
+    print_http(results, details, mark)
     print_admin(results, details, mark)
     print("-" * 78)
     print(

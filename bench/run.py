@@ -15,6 +15,9 @@ and the product's worker in a separate process (``starter.workerprocess``, with 
   later, sent to a local SMTP server: e-mails/s, duplicates, lateness, the worker's RSS;
 - orders: 50 admins changing the statuses of 500 orders at once (status changes/s, p99,
   the e-mails and histories checked afterwards) against the same admins adding notes;
+- http: cart updates through the HTTP API (``cartkeeper web`` in its own process) by 50
+  shoppers while payment webhooks arrive, against the same through the Python client,
+  and each webhook's order's time to the admin's orders list;
 - admin: the admin's queries (orders list, counts, customer journal) with 100,000 carts and
   100,000 orders in the read model, on SQLite and PostgreSQL (no server or worker: the
   product's query functions in this process, after the server is stopped).
@@ -25,7 +28,8 @@ Results go to ``bench/results.json`` (details, breakdowns and diagnostics to
 Modules: ``plan`` (plans, names, targets), ``processes`` (server and worker through the
 ``starter`` launchers), ``measure`` (CPU, latencies), ``kinds`` (the two workloads),
 ``lifecycle``, ``idle``, ``reminders`` (with ``mailsink``, its SMTP server, and
-``reminder_timing``, its breakdown), ``orders`` (with ``orders_check``), ``admin`` (with
+``reminder_timing``, its breakdown), ``orders`` (with ``orders_check``), ``http`` (with
+``http_check``), ``admin`` (with
 ``admin_seed``), ``report``,
 ``pgdb`` (the scratch PostgreSQL database).
 """
@@ -48,6 +52,7 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.admin import admin_phase
+from bench.http import http_part
 from bench.idle import idle_phase
 from bench.kinds import Kinds
 from bench.lifecycle import cpu_per_cart, diagnostics_phase, lifecycle_phase, other_share
@@ -70,7 +75,7 @@ from starter.client import CartkeeperClient
 from starter.devserver import DevServer
 from starter.workerprocess import WorkerProcess
 
-PARTS = ("lifecycle", "lifecycle_postgres", "idle", "reminders", "orders", "admin")
+PARTS = ("lifecycle", "lifecycle_postgres", "idle", "reminders", "orders", "http", "admin")
 #: the parts that need the Temporal server (``admin`` reads the read model only)
 SERVER_PARTS = frozenset(PARTS) - {"admin"}
 
@@ -198,6 +203,7 @@ async def bench_main(args: argparse.Namespace) -> int:
     idle = None
     reminders = None
     orders = None
+    http = None
     admin = None
     if SERVER_PARTS & set(parts):
         say(f"starting the dev server ({server.binary}); state in {state_dir}")
@@ -260,13 +266,16 @@ async def bench_main(args: argparse.Namespace) -> int:
             if "orders" in parts:
                 orders = await _orders_part(plan, client, server, state_dir, run_id, say)
                 details["orders"] = orders
+            if "http" in parts:
+                http = await http_part(plan, client, server, state_dir, run_id, say)
+                details["http"] = http
         finally:
             await server.stop()
     if "admin" in parts:
         admin = await admin_phase(plan, state_dir, args.postgres_url, say)
         details["admin"] = admin
 
-    results = build_results(lifecycles, idle, env_info, reminders, admin, orders)
+    results = build_results(lifecycles, idle, env_info, reminders, admin, orders, http)
     kept = merge_previous(Path(args.output), results, details, parts)
     if kept:
         say(f"kept the figures of {', '.join(kept)} from {args.output} (not run this time)")

@@ -21,8 +21,10 @@ import starter.cli.keys as cli_keys
 from activities.db import SessionFactory, make_engine, make_session_factory
 from activities.web_models import ApiKeyRecord
 from starter.web.api_keys import (
+    VERIFIED_FOR,
     ApiKey,
     ApiKeyRefused,
+    VerifiedKeys,
     create_key,
     list_keys,
     prefix_of,
@@ -126,6 +128,20 @@ async def test_revoked_keys_are_refused_and_revoking_twice_keeps_the_first_time(
         await revoke_key(db.session_factory, "not-a-prefix", now=NOW)
     assert bad.value.code == "invalid_input"
     assert kept.revoked_at is None
+
+
+async def test_a_web_process_trusts_a_verified_key_for_seconds_only(db: ScratchDatabase) -> None:
+    sessions = db.session_factory
+    cache = VerifiedKeys()
+    key, plain = await create_key(sessions, SHOP, "storefront", now=NOW)
+    assert (await cache.verify(sessions, plain, now=NOW)) == key
+    await revoke_key(sessions, key.prefix, now=NOW)
+    # (verified a moment ago: this process takes it until VERIFIED_FOR has passed)
+    assert await cache.verify(sessions, plain, now=NOW + VERIFIED_FOR / 2) is not None
+    assert await cache.verify(sessions, plain, now=NOW + VERIFIED_FOR) is None
+    assert await cache.verify(sessions, plain, now=NOW + VERIFIED_FOR / 2) is None, "forgotten"
+    forged = plain[:-4] + "AAAA"
+    assert await cache.verify(sessions, forged, now=NOW) is None
 
 
 async def test_list_every_shop_or_one_revoked_included(db: ScratchDatabase) -> None:

@@ -537,6 +537,33 @@ async def test_the_embedded_server_serves_and_stops(tmp_path: Path, session_fact
             await client.get("/healthz")
 
 
+async def test_the_server_answers_without_waiting_for_a_delayed_ack() -> None:
+    """``bind`` gives a TCP socket whose connections asyncio sets ``TCP_NODELAY`` on:
+    uvicorn writes a response's head and body separately, and with Nagle's algorithm on
+    the body waited for the client's delayed ACK (~40 ms on every request)."""
+    server_sock = bind("127.0.0.1", 0)
+    assert server_sock.proto == socket.IPPROTO_TCP
+    accepted: list[bool] = []
+
+    async def on_connect(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        accepted.append(bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, sock=server_sock)
+    try:
+        _reader, writer = await asyncio.open_connection(*server_sock.getsockname()[:2])
+        writer.close()
+        for _ in range(100):
+            if accepted:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert accepted == [True]
+
+
 async def test_dev_moves_off_a_taken_default_port_and_keeps_a_chosen_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -226,3 +226,36 @@ async def verify_key(sessions: SessionFactory, presented: str, *, now: datetime)
                 .execution_options(synchronize_session=False)
             )
     return key
+
+
+#: how long a web process trusts a key it verified without asking the database again (a
+#: key revoked meanwhile is refused by every process within this time)
+VERIFIED_FOR = timedelta(seconds=5)
+
+
+class VerifiedKeys:
+    """A web process's recent verifications: a storefront's burst of requests costs one
+    database read per key every ``VERIFIED_FOR``, not one per request (measured: ~2 ms
+    of a ~7 ms HTTP overhead). Keyed by the presented key's digest; only valid keys are
+    kept (a wrong key is always checked against the database)."""
+
+    def __init__(self, ttl: timedelta = VERIFIED_FOR, limit: int = 10_000) -> None:
+        self._ttl = ttl
+        self._limit = limit
+        self._keys: dict[str, tuple[ApiKey, datetime]] = {}
+
+    async def verify(
+        self, sessions: SessionFactory, presented: str, *, now: datetime
+    ) -> ApiKey | None:
+        digest = digest_of(presented)
+        known = self._keys.get(digest)
+        if known is not None and now < known[1]:
+            return known[0]
+        key = await verify_key(sessions, presented, now=now)
+        if key is None:
+            self._keys.pop(digest, None)
+            return None
+        if len(self._keys) >= self._limit:
+            self._keys.clear()  # (a bound, not an LRU: a web process sees few keys)
+        self._keys[digest] = (key, now + self._ttl)
+        return key

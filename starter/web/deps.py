@@ -16,6 +16,7 @@ from activities.db import SessionFactory
 from activities.links import Links
 from activities.settings import Settings
 from starter.client import CartkeeperClient
+from starter.web.api_keys import VerifiedKeys
 from starter.web.temporal import Signaller
 from workflows.contract import TASK_QUEUE
 
@@ -40,6 +41,8 @@ class WebContext:
     #: seconds ``/readyz`` waits for each check
     check_timeout: float = 3.0
     settings: Settings | None = None
+    #: the storefront's recently verified API keys
+    api_keys: VerifiedKeys = field(default_factory=VerifiedKeys)
     _carts: CartkeeperClient | None = field(default=None, repr=False)
 
     async def carts(self) -> CartkeeperClient:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starter.client import CartkeeperClient
 from starter.client_errors import CartkeeperError
 from starter.web.api_errors import ERROR_RESPONSES, ApiError, WebErrorCode
-from starter.web.api_keys import ApiKey, verify_key
+from starter.web.api_keys import ApiKey
 from starter.web.coupon_check import MAX_COUPON_CODE, CouponValidation, coupon_query
 from starter.web.coupon_check import validate_coupon as validate_coupon_query
 from starter.web.deps import Context, WebContext
@@ -104,7 +104,7 @@ async def _authenticated(
     if not presented:
         raise _unauthenticated("an API key is required: Authorization: Bearer ck_...")
     async with _database():
-        key = await verify_key(context.sessions, presented.strip(), now=context.now())
+        key = await context.api_keys.verify(context.sessions, presented.strip(), now=context.now())
     if key is None:
         raise _unauthenticated(
             "the API key is not valid (unknown or revoked)", 'Bearer error="invalid_token"'
