@@ -18,7 +18,17 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from activities.settings import Settings
-from starter.web import admin_cart_actions, admin_carts, admin_dashboard, admin_users
+from starter.web import (
+    admin_cart_actions,
+    admin_carts,
+    admin_dashboard,
+    admin_order_actions,
+    admin_orders,
+    admin_outbox,
+    admin_settings,
+    admin_stats,
+    admin_users,
+)
 from starter.web.admin_auth import (
     LOGIN_COOKIE,
     LOGIN_FORM_LIFETIME,
@@ -62,6 +72,11 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(admin_dashboard.router)
     app.include_router(admin_carts.router)
     app.include_router(admin_cart_actions.router)
+    app.include_router(admin_orders.router)
+    app.include_router(admin_order_actions.router)
+    app.include_router(admin_outbox.router)
+    app.include_router(admin_stats.router)
+    app.include_router(admin_settings.router)
 
 
 async def admin_refused(request: Request, error: Exception) -> Response:
