@@ -25,6 +25,7 @@ from activities.settings import Settings
 from starter.connect import connect
 from starter.errors import DATABASE_UNAVAILABLE
 from starter.web import admin_pages, api_errors, docs, health, links, metrics, storefront, webhooks
+from starter.web.admin_api import install as install_admin_api
 from starter.web.deps import WebContext, utc_now
 from starter.web.pages import error_page
 from starter.web.temporal import ClientFactory, Signaller, TemporalSignaller
@@ -85,6 +86,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(docs.router)
     app.include_router(storefront.router)
+    install_admin_api(app)
     return app
 
 
