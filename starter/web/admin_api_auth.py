@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection
 
 from starter.web import admin_users
-from starter.web.admin_auth import LOGIN_WINDOW, sign_in_allowed, sign_in_failed
+from starter.web.admin_auth import LOGIN_WINDOW, sign_in_allowed
 from starter.web.admin_users import Account
 from starter.web.api_errors import ApiError, WebErrorCode
 from starter.web.deps import Context, WebContext
@@ -190,7 +190,6 @@ async def authenticate(
         )
     found = await admin_users.verify_password(context.sessions, name, password, now=now)
     if found is None:
-        await sign_in_failed(context, counted, address)
         log.info("admin API: failed sign-in for %r from %s", counted[:64], address)
         raise unauthenticated("wrong user name or password")
     await admin_users.clear_failures(context.sessions, found.username)

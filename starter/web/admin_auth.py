@@ -316,15 +316,15 @@ Admin = Annotated[AdminSession, Depends(require_admin)]
 
 
 async def sign_in_allowed(context: WebContext, username: str, address: str) -> bool:
-    """Whether this user name and address may try a password now."""
-    since = context.now() - LOGIN_WINDOW
-    by_name, by_address = await admin_users.failures(
-        context.sessions, username, address, since=since
-    )
-    return by_name < MAX_FAILURES_PER_NAME and by_address < MAX_FAILURES_PER_ADDRESS
-
-
-async def sign_in_failed(context: WebContext, username: str, address: str) -> None:
+    """Whether this user name and address may try a password now. The attempt is recorded
+    first and counted with the others, so attempts sent at the same moment each count the
+    others (read, hash, then write would let a parallel burst through); a successful
+    sign-in forgets the name's attempts (``admin_users.clear_failures``)."""
+    now = context.now()
     await admin_users.record_failure(
-        context.sessions, username, address, now=context.now(), keep=LOGIN_WINDOW
+        context.sessions, username, address, now=now, keep=LOGIN_WINDOW
     )
+    by_name, by_address = await admin_users.failures(
+        context.sessions, username, address, since=now - LOGIN_WINDOW
+    )
+    return by_name <= MAX_FAILURES_PER_NAME and by_address <= MAX_FAILURES_PER_ADDRESS

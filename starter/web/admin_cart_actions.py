@@ -27,7 +27,7 @@ from starter.client import CartkeeperClient
 from starter.client_errors import CartkeeperError
 from starter.web.admin_auth import Admin, AdminSession
 from starter.web.admin_carts import CONFIRM_STATUSES, cart_path, not_found
-from starter.web.admin_render import money, redirect_to
+from starter.web.admin_render import money, redirect_to, whole_number
 from starter.web.deps import Context
 from workflows.contract import CartView, ErrorCode
 from workflows.validation import valid_id
@@ -138,7 +138,7 @@ async def _resolve(
     carts: CartkeeperClient, shop_id: str, cart_id: str, admin: AdminSession, form: Form
 ) -> str:
     item = _text(form, "item")
-    if item is not None and not (item.isdigit() and 0 < int(item) < 2**31):
+    if item is not None and whole_number(item, 1, 2**31 - 1) is None:
         raise CartkeeperError(ErrorCode.INVALID_INPUT, f"{item!r} is not an attention item number")
     view = await carts.resolve(
         shop_id,

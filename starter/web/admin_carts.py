@@ -36,7 +36,7 @@ from starter.web.admin_cart_query import (
     CartQueryRefused,
     list_cart_page,
 )
-from starter.web.admin_render import render_admin
+from starter.web.admin_render import render_admin, whole_number
 from starter.web.deps import Context, WebContext
 from workflows.contract import ADMIN_CONFIRM_STATUSES, Cart, CartState, ErrorCode, workflow_id
 from workflows.validation import valid_id
@@ -122,7 +122,7 @@ def read_filters(query: dict[str, str]) -> tuple[CartFilters, list[str]]:
 def _limit(raw: str | None, problems: list[str]) -> int:
     if not raw:
         return DEFAULT_LIMIT
-    if raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT:
+    if whole_number(raw, 1, MAX_LIMIT) is not None:
         return int(raw)
     problems.append(f"limit: a page has 1 to {MAX_LIMIT} carts")
     return DEFAULT_LIMIT

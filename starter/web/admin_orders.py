@@ -37,7 +37,7 @@ from activities.shipping_methods import ShippingMethod, ShippingMethodRefused, l
 from starter.orders import OrdersClient
 from starter.web.admin_auth import AdminRefused, Viewer
 from starter.web.admin_carts import cart_path, find_cart
-from starter.web.admin_render import render_admin
+from starter.web.admin_render import render_admin, whole_number
 from starter.web.deps import Context, WebContext
 from workflows.codes import JournalKind, currency_exponent
 from workflows.order_checks import DELIVERY_FIELDS
@@ -166,7 +166,7 @@ def read_query(params: dict[str, str], shop_default: str) -> ListQuery:
     number = None
     if given["number"]:
         raw = given["number"]
-        if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63:
+        if whole_number(raw) is not None:
             number = int(raw)
         else:
             problems.append(f"number: {raw[:40]!r} is not an order number")
@@ -181,7 +181,7 @@ def read_query(params: dict[str, str], shop_default: str) -> ListQuery:
     limit = DEFAULT_LIMIT
     raw_limit = params.get("limit", "")
     if raw_limit:
-        if raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT:
+        if whole_number(raw_limit, 1, MAX_LIMIT) is not None:
             limit = int(raw_limit)
         else:
             problems.append(f"limit: a page has 1 to {MAX_LIMIT} orders")
@@ -309,7 +309,7 @@ def order_not_found(shop_id: str, number: object) -> AdminRefused:
 
 
 def read_number(raw: str) -> int | None:
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63 else None
+    return whole_number(raw)
 
 
 async def find_order(context: WebContext, shop_id: str, raw_number: str) -> OrderRow:

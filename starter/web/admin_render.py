@@ -148,3 +148,13 @@ def redirect_to(
         settings = request.app.state.context.settings
         set_cookie(response, request, settings, FLASH_COOKIE, value, _FLASH_LIFETIME)
     return response
+
+
+def whole_number(raw: object, low: int = 1, high: int = 2**63 - 1) -> int | None:
+    """``raw`` as a whole number in ``low..high`` written in ASCII digits (at most 19 of
+    them), else ``None``: ``str.isdigit`` takes "²" and ``int`` refuses 5,000 digits, and
+    neither may become a 500."""
+    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -50,6 +51,7 @@ __all__ = [
     "check_password",
     "check_username",
     "clear_failures",
+    "end_sessions",
     "failures",
     "get_user",
     "list_users",
@@ -171,7 +173,9 @@ async def add_user(
         username=name,
         password_hash=digest,
         role=role,
-        session_epoch=0,
+        # a random start: a user removed and added again never takes back the sessions
+        # of the first (a cookie holds the name and the epoch)
+        session_epoch=secrets.randbelow(2**30),
         created_at=at,
         updated_at=at,
     )
@@ -201,6 +205,15 @@ async def change_password(
         row.updated_at = at
         account = _account(row)
     return account
+
+
+async def end_sessions(sessions: SessionFactory, username: str) -> None:
+    """End every session of the user (signing out: a copied cookie stops working too)."""
+    name = check_username(username)
+    async with write_session(sessions) as session:
+        row = await session.get(AdminUser, name, with_for_update=True)
+        if row is not None:
+            row.session_epoch += 1
 
 
 async def set_role(
@@ -283,6 +296,9 @@ async def _rehash(sessions: SessionFactory, username: str, old: str, new: str) -
 
 
 def _clip(text: str, length: int) -> str:
+    """A user name or address as the attempts count it: characters a database may not
+    store (a NUL: PostgreSQL) counted as ``?``."""
+    text = "".join(char if char.isprintable() else "?" for char in text)
     return text.strip().lower()[:length]
 
 
