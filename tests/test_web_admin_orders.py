@@ -28,7 +28,7 @@ from starter.catalog import CatalogClient
 from starter.client import CartkeeperClient, CartkeeperError
 from starter.web import admin_users
 from starter.web.admin_order_actions import parse_amount
-from starter.web.admin_orders import plain
+from starter.web.admin_render import plain
 from starter.web.app import create_app
 from tests.admin_fixtures import PASSWORD, browser, page_token, sign_in
 from tests.conftest import FAST, TASK_QUEUE, new_id

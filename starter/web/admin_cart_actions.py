@@ -27,7 +27,7 @@ from starter.client import CartkeeperClient
 from starter.client_errors import CartkeeperError
 from starter.web.admin_auth import Admin, AdminSession
 from starter.web.admin_carts import CONFIRM_STATUSES, cart_path, not_found
-from starter.web.admin_render import money, redirect_to, whole_number
+from starter.web.admin_render import answer_action, money, whole_number
 from starter.web.deps import Context
 from workflows.contract import CartView, ErrorCode
 from workflows.validation import valid_id
@@ -38,8 +38,6 @@ router = APIRouter(tags=["admin"], include_in_schema=False)
 
 #: seconds a confirmation waits for the order's number before answering without it
 NUMBER_WAIT = 8.0
-#: seconds any action may take in all (the client's update timeout comes first)
-ACTION_TIMEOUT = 30.0
 
 Form = dict[str, str]
 Action = Callable[[CartkeeperClient, str, str, AdminSession, Form], Awaitable[str]]
@@ -64,28 +62,11 @@ async def _act(
     raw = await request.form()  # read (and cached) by the CSRF check
     form = {key: value for key, value in raw.items() if isinstance(value, str)}
     back = cart_path(shop_id, cart_id)
-    try:
-        carts = await context.carts()
-        message = await asyncio.wait_for(
-            action(carts, shop_id, cart_id, admin, form), ACTION_TIMEOUT
-        )
-    except CartkeeperError as error:
-        if error.code is not ErrorCode.UPDATE_PENDING:
-            log.info("%s: %s of %s/%s refused: %s", admin.username, verb, shop_id, cart_id, error)
-            return redirect_to(request, back, f"{error.code}: {error.message}", ok=False)
-        message = ""
-    except TimeoutError:
-        message = ""
-    if not message:
-        return redirect_to(
-            request,
-            back,
-            f"{ErrorCode.UPDATE_PENDING}: the {verb} was sent but no worker applied it in time;"
-            " it is queued and may still apply. Reload this page before sending it again.",
-            ok=False,
-        )
-    log.info("%s: %s of cart %s/%s", admin.username, verb, shop_id, cart_id)
-    return redirect_to(request, back, message)
+
+    async def work() -> str:
+        return await action(await context.carts(), shop_id, cart_id, admin, form)
+
+    return await answer_action(request, back, verb, f"cart {shop_id}/{cart_id}", admin, work())
 
 
 def _attention(view: CartView) -> str:

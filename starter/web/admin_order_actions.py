@@ -23,7 +23,6 @@ still apply.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -39,9 +38,9 @@ from starter.client import CartkeeperClient
 from starter.client_errors import CartkeeperError
 from starter.web.admin_auth import Admin, AdminSession
 from starter.web.admin_orders import find_order, order_path
-from starter.web.admin_render import money, redirect_to
+from starter.web.admin_render import AmountUnreadable, answer_action, money, to_minor
 from starter.web.deps import Context, WebContext
-from workflows.codes import ErrorCode, currency_exponent
+from workflows.codes import ErrorCode
 from workflows.events import CartLine
 from workflows.order_checks import DELIVERY_FIELDS
 from workflows.order_contract import PAYMENT_KIND, REFUND_KIND
@@ -54,10 +53,6 @@ log = logging.getLogger("cartkeeper.web.admin")
 
 router = APIRouter(tags=["admin"], include_in_schema=False)
 
-#: seconds any action may take in all (the client's update timeout comes first)
-ACTION_TIMEOUT = 30.0
-#: an amount as typed: digits, and decimals after a point or a comma
-_AMOUNT = re.compile(r"([0-9]{1,15})(?:[.,]([0-9]{1,15}))?")
 
 Action = Callable[[CartkeeperClient, WebContext, OrderRow, AdminSession, FormData], Awaitable[str]]
 
@@ -71,22 +66,21 @@ def parse_amount(text: str, currency: str | None, what: str = "amount") -> int:
     value = text.strip()
     if currency is None:
         raise CartkeeperError(ErrorCode.INVALID_AMOUNT, f"{what}: the order has no currency")
-    exponent = currency_exponent(currency)
-    found = _AMOUNT.fullmatch(value)
-    if found is None:
+    try:
+        return to_minor(value, currency)
+    except AmountUnreadable as unreadable:
+        exponent = unreadable.exponent
+        if unreadable.too_many_decimals:
+            decimals = len(re.split(r"[.,]", value, maxsplit=1)[1])
+            raise CartkeeperError(
+                ErrorCode.INVALID_AMOUNT,
+                f"{what}: {value!r} has {decimals} decimals; {currency} has {exponent or 'none'}",
+            ) from None
         example = "2100" if exponent == 0 else "21." + "5" * exponent
         raise CartkeeperError(
             ErrorCode.INVALID_AMOUNT,
             f"{what}: {value[:40]!r} is not an amount in {currency}: write it like {example}",
-        )
-    whole, fraction = found.group(1), found.group(2) or ""
-    if len(fraction) > exponent:
-        raise CartkeeperError(
-            ErrorCode.INVALID_AMOUNT,
-            f"{what}: {value!r} has {len(fraction)} decimals; {currency} has {exponent or 'none'}",
-        )
-    minor: int = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
-    return minor
+        ) from None
 
 
 def _text(form: FormData, name: str) -> str | None:
@@ -192,30 +186,14 @@ async def _act(
     row = await find_order(context, shop_id, number)
     form = await request.form()  # read (and cached) by the CSRF check
     back = order_path(shop_id, row.number or 0)
-    try:
-        carts = await context.carts()
-        message = await asyncio.wait_for(action(carts, context, row, admin, form), ACTION_TIMEOUT)
-    except CartkeeperError as error:
-        if error.code is not ErrorCode.UPDATE_PENDING:
-            log.info(
-                "%s: %s of order %s/%s refused: %s", admin.username, verb, shop_id, number, error
-            )
-            return redirect_to(request, back, f"{error.code}: {error.message}", ok=False)
-        message = ""
-    except ShippingMethodRefused as refused:
-        return redirect_to(request, back, f"{refused.code}: {refused.message}", ok=False)
-    except TimeoutError:
-        message = ""
-    if not message:
-        return redirect_to(
-            request,
-            back,
-            f"{ErrorCode.UPDATE_PENDING}: the {verb} was sent but no worker applied it in time;"
-            " it is queued and may still apply. Reload this page before sending it again.",
-            ok=False,
-        )
-    log.info("%s: %s of order %s/%s", admin.username, verb, shop_id, number)
-    return redirect_to(request, back, message)
+
+    async def work() -> str:
+        return await action(await context.carts(), context, row, admin, form)
+
+    subject = f"order {shop_id}/{number}"
+    return await answer_action(
+        request, back, verb, subject, admin, work(), refusals=(ShippingMethodRefused,)
+    )
 
 
 # --------------------------------------------------------------------------- the actions

@@ -37,9 +37,9 @@ from activities.shipping_methods import ShippingMethod, ShippingMethodRefused, l
 from starter.orders import OrdersClient
 from starter.web.admin_auth import AdminRefused, Viewer
 from starter.web.admin_carts import cart_path, find_cart
-from starter.web.admin_render import render_admin, whole_number
+from starter.web.admin_render import plain, render_admin, whole_number
 from starter.web.deps import Context, WebContext
-from workflows.codes import JournalKind, currency_exponent
+from workflows.codes import JournalKind
 from workflows.order_checks import DELIVERY_FIELDS
 from workflows.order_phase import DELIVERY_LOCKED_FIELDS
 from workflows.state import Cart
@@ -79,17 +79,6 @@ def order_path(shop_id: str, number: int) -> str:
 def colour(value: str | None) -> str:
     """A status colour safe to draw (``#rgb`` / ``#rrggbb``), else grey."""
     return value if value is not None and _COLOUR.fullmatch(value) else UNKNOWN_COLOUR
-
-
-def plain(amount: int | None, currency: str | None) -> str:
-    """Minor units as the forms take them back: ``2150`` EUR is ``21.50`` (no grouping,
-    no symbol; ``parse_amount`` reads it)."""
-    if amount is None:
-        return ""
-    exponent = currency_exponent(currency)
-    whole, fraction = divmod(abs(amount), 10**exponent)
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{whole}" + (f".{fraction:0{exponent}d}" if exponent else "")
 
 
 def default_shop(context: WebContext) -> str:

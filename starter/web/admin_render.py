@@ -17,6 +17,10 @@ styles, scripts and images.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +41,7 @@ from starter.web.admin_auth import (
     set_cookie,
 )
 from starter.web.pages import PAGE_HEADERS, TEMPLATES
+from workflows.codes import currency_exponent
 
 #: the console's pages: its own style sheet, scripts and images only; forms post here
 ADMIN_CSP = (
@@ -158,3 +163,87 @@ def whole_number(raw: object, low: int = 1, high: int = 2**63 - 1) -> int | None
         return None
     value = int(raw)
     return value if low <= value <= high else None
+
+
+#: seconds a console action may take in all (the client's update timeout comes first)
+ACTION_TIMEOUT = 30.0
+
+_log = logging.getLogger("cartkeeper.web")
+
+
+async def answer_action(
+    request: Request,
+    back: str,
+    verb: str,
+    subject: str,
+    admin: AdminSession,
+    work: Awaitable[str],
+    refusals: tuple[type[Exception], ...] = (),
+) -> RedirectResponse:
+    """Run an action's ``work`` (its flash message) and redirect to ``back`` with the
+    workflow's answer, its refusal (``code: message``, also for ``refusals`` carrying
+    ``code`` and ``message``) or, when no worker applied it in time, that it is queued."""
+    from starter.client_errors import CartkeeperError
+    from workflows.codes import ErrorCode
+
+    try:
+        message = await asyncio.wait_for(work, ACTION_TIMEOUT)
+    except CartkeeperError as error:
+        if error.code is not ErrorCode.UPDATE_PENDING:
+            _log.info("%s: %s of %s refused: %s", admin.username, verb, subject, error)
+            return redirect_to(request, back, f"{error.code}: {error.message}", ok=False)
+        message = ""
+    except refusals as refused:
+        code, text = getattr(refused, "code", "refused"), getattr(refused, "message", refused)
+        return redirect_to(request, back, f"{code}: {text}", ok=False)
+    except TimeoutError:
+        message = ""
+    if not message:
+        return redirect_to(
+            request,
+            back,
+            f"{ErrorCode.UPDATE_PENDING}: the {verb} was sent but no worker applied it in time;"
+            " it is queued and may still apply. Reload this page before sending it again.",
+            ok=False,
+        )
+    _log.info("%s: %s of %s", admin.username, verb, subject)
+    return redirect_to(request, back, message)
+
+
+# --------------------------------------------------------------------------- amounts in forms
+
+_DECIMAL = re.compile(r"([0-9]{1,15})(?:[.,]([0-9]{1,15}))?", re.ASCII)
+
+
+class AmountUnreadable(ValueError):
+    """A typed amount that is not one: ``too_many_decimals`` says which kind."""
+
+    def __init__(self, exponent: int, too_many_decimals: bool) -> None:
+        super().__init__("too many decimals" if too_many_decimals else "not an amount")
+        self.exponent = exponent
+        self.too_many_decimals = too_many_decimals
+
+
+def to_minor(text: str, currency: str) -> int:
+    """A typed amount (``21.50``, ``21,5``, ``21``) as minor units of ``currency`` (its
+    ISO 4217 exponent: ``JPY`` has none, ``KWD`` three); ``AmountUnreadable`` otherwise."""
+    exponent = currency_exponent(currency)
+    found = _DECIMAL.fullmatch(text)
+    if found is None:
+        raise AmountUnreadable(exponent, too_many_decimals=False)
+    whole, fraction = found.group(1), found.group(2) or ""
+    if len(fraction) > exponent:
+        raise AmountUnreadable(exponent, too_many_decimals=True)
+    minor: int = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
+    return minor
+
+
+def plain(amount: int | None, currency: str | None) -> str:
+    """Minor units as the forms take them back: ``2150`` EUR is ``21.50`` (no grouping,
+    no symbol; ``to_minor`` reads it)."""
+    if amount is None:
+        return ""
+    exponent = currency_exponent(currency)
+    whole, fraction = divmod(abs(amount), 10**exponent)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{whole}" + (f".{fraction:0{exponent}d}" if exponent else "")

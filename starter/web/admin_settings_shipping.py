@@ -24,8 +24,6 @@ records who did what.
 from __future__ import annotations
 
 import logging
-import re
-from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,7 +32,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from activities import shipping_methods as methods
 from activities.shipping_methods import ShippingMethod, ShippingMethodRefused
 from starter.web.admin_auth import Admin, AdminSession, Viewer
-from starter.web.admin_render import money, render_admin
+from starter.web.admin_render import AmountUnreadable, money, plain, render_admin, to_minor
 from starter.web.admin_settings_common import (
     SECTIONS,
     Form,
@@ -48,7 +46,6 @@ from starter.web.admin_settings_common import (
 )
 from starter.web.admin_stats_query import shop_currencies
 from starter.web.deps import Context, WebContext
-from workflows.codes import currency_exponent
 
 log = logging.getLogger("cartkeeper.web.admin")
 
@@ -56,7 +53,6 @@ router = APIRouter(tags=["admin"], include_in_schema=False)
 
 PATH = "/admin/settings/shipping"
 DEFAULT_CURRENCY = "EUR"
-_AMOUNT_RE = re.compile(r"^(\d{1,16})(?:[.,](\d+))?\Z", re.ASCII)
 
 
 def _invalid(message: str) -> ShippingMethodRefused:
@@ -74,24 +70,24 @@ def minor_units(raw: str | None, currency: str) -> int:
     """A decimal amount of ``currency`` as minor units (see the module's doc)."""
     if raw is None:
         raise _invalid("give the cost (0 for free shipping)")
-    found = _AMOUNT_RE.match(raw)
-    digits = currency_exponent(currency)
-    example = decimal_text(490 * 10 ** max(0, digits - 2), currency)
-    if found is None:
+    try:
+        return to_minor(raw, currency)
+    except AmountUnreadable as unreadable:
+        digits = unreadable.exponent
+        if unreadable.too_many_decimals:
+            allowed = f"{digits} decimal{'s' if digits != 1 else ''}" if digits else "no decimals"
+            raise _invalid(
+                f"{currency} amounts have {allowed}: {raw[:40]!r} cannot be charged"
+            ) from None
+        example = decimal_text(490 * 10 ** max(0, digits - 2), currency)
         raise _invalid(
             f"the cost {raw[:40]!r} is not an amount: write it like {example} ({currency})"
-        )
-    whole, fraction = found.group(1), found.group(2) or ""
-    if len(fraction) > digits:
-        allowed = f"{digits} decimal{'s' if digits != 1 else ''}" if digits else "no decimals"
-        raise _invalid(f"{currency} amounts have {allowed}: {raw[:40]!r} cannot be charged")
-    return int(whole + fraction.ljust(digits, "0"))
+        ) from None
 
 
 def decimal_text(minor: int, currency: str) -> str:
     """Minor units as the form writes them back (``490`` EUR: ``4.90``)."""
-    digits = currency_exponent(currency)
-    return f"{Decimal(minor).scaleb(-digits):.{digits}f}"
+    return plain(minor, currency)
 
 
 def _position(raw: str | None) -> int | None:
