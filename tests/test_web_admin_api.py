@@ -3,7 +3,8 @@ PostgreSQL: HTTP Basic with an admin user's name and password, 401 with the Basi
 challenge whatever is wrong, the console's sign-in rate limit (429), viewers reading but
 never writing (403), verified credentials remembered briefly and forgotten at a password
 change; and a walk over every ``/api/v1/admin`` route of the app (those added later
-too): without credentials each is 401, as a viewer each write is 403."""
+too): without credentials each is 401, as a viewer each write is 403 (and the reads
+that are an admin's only, the users, too)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from activities.settings import Settings
 from activities.web_models import LoginAttempt
 from starter.web import admin_users
 from starter.web.admin_api_auth import VERIFIED_FOR
+from starter.web.admin_api_users import ADMIN_ONLY_READS
 from starter.web.admin_auth import MAX_FAILURES_PER_NAME
 from starter.web.app import create_app
 from tests.admin_fixtures import PASSWORD, Clock
@@ -276,7 +278,9 @@ async def test_every_route_refuses_without_credentials_and_viewers_never_write(
         refused(anonymous, 401, "unauthenticated")
         assert anonymous.headers["WWW-Authenticate"] == CHALLENGE, (method, path)
         as_viewer = await api.http.request(method, url, headers=basic("vic"), json={})
-        if method == "GET":
+        if method == "GET" and path in ADMIN_ONLY_READS:
+            refused(as_viewer, 403, "forbidden")
+        elif method == "GET":
             assert as_viewer.status_code not in (401, 403, 405), (method, path, as_viewer.text)
             assert as_viewer.status_code < 500, (method, path, as_viewer.text)
         else:

@@ -3,7 +3,8 @@ through the API becomes a numbered order with the admin's name in its journal; a
 order's delivery, lines, status, payments and notes, and the workflow's refusals
 (``status_hidden`` 409 ...); unlock, delete, resolve and remind; ``Idempotency-Key``
 replays per user; an API key created through the admin API drives the storefront API
-and is shown once, never kept."""
+and is shown once, never kept; a reminder sent by hand to many carts, after its dry run,
+with the admin as who requested it."""
 
 from __future__ import annotations
 
@@ -20,17 +21,20 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import SessionFactory
+from activities.read_model import get_cart_record
 from activities.web_models import IdempotencyRecord
+from starter.campaign_json import campaign_json
+from starter.campaigns import CampaignClient, default_campaign
 from starter.client import CartkeeperClient
 from starter.web import admin_users, api_keys
 from starter.web.app import create_app
 from tests.admin_fixtures import PASSWORD
 from tests.conftest import new_id
-from tests.test_web_admin_carts import FAST_LOCK, client_with, locked_cart
+from tests.test_web_admin_carts import FAST_LOCK, QUICK_ABANDON, client_with, locked_cart
 from tests.test_web_links import client_of
 from tests.test_web_storefront import web_settings
 from tests.test_workflow_dev import LINES, TOTAL, eventually
-from workflows.contract import CartState, JournalKind
+from workflows.contract import CartState, CustomerInfo, JournalKind
 
 PREFIX = "/api/v1/admin"
 
@@ -381,3 +385,48 @@ async def test_a_key_created_through_the_admin_api_drives_the_storefront(api: Ad
     refused(await api.post("/api-keys/0123456789ab/revoke"), 404, "api_key_not_found")
     refused(await api.post("/api-keys/nope/revoke"), 422, "invalid_input")
     refused(await api.post("/api-keys", {"shop_id": "no spaces", "name": "x"}), 422, "invalid_id")
+
+
+# --------------------------------------------------------------------------- reminders
+
+
+async def test_a_reminder_sent_by_hand_to_many_carts_after_its_dry_run(
+    api: AdminApi, dev_env: WorkflowEnvironment
+) -> None:
+    shop = api.shop
+    # the default campaign, without quiet hours (the test runs at any hour)
+    document = campaign_json(default_campaign(shop))
+    document.update(sender="shop@example.com", quiet_start_minute=0, quiet_end_minute=0)
+    await CampaignClient(api.sessions).load(shop, document, by="setup")
+    quiet = client_with(dev_env, QUICK_ABANDON)
+    gone, active = new_id(), new_id()
+    for cart_id in (gone, active):
+        carts = quiet if cart_id == gone else api.carts
+        await carts.update_cart(shop, cart_id, LINES, "EUR")
+        await carts.identify_customer(shop, cart_id, CustomerInfo(email=f"{cart_id}@example.com"))
+
+    async def abandoned() -> bool:
+        record = await get_cart_record(api.sessions, shop, gone)
+        return record is not None and record.state is CartState.ABANDONED
+
+    await eventually(abandoned)
+    url = f"/shops/{shop}/campaign/reminders/saved-cart/send"
+    body = {"cart_ids": [gone, active], "note": "by hand"}
+    refused(await api.post(url, {**body, "dry_run": True}, user=api.viewer), 403, "forbidden")
+    dry = ok(await api.post(url, {**body, "dry_run": True}))
+    assert [(r["cart_id"], r["status"], r["reason"]) for r in dry["results"]] == [
+        (gone, "would_send", None),
+        (active, "not_sent", "not_abandoned"),
+    ]
+    before = await quiet.get_cart(shop, gone)
+    assert not any(step.manual for step in before.reminders), "a dry run sends nothing"
+
+    sent = ok(await api.post(url, body))
+    assert sent["dry_run"] is False
+    outcome = {r["cart_id"]: r["status"] for r in sent["results"]}
+    assert outcome[active] == "not_sent" and outcome[gone] in ("sent", "skipped", "sending")
+    cart = await quiet.get_cart(shop, gone)
+    step = next(s for s in cart.reminders if s.reminder_id == "saved-cart")
+    assert step.manual and step.requested_by == api.admin
+    again = ok(await api.post(url, {**body, "dry_run": True}))
+    assert again["results"][0]["reason"] == "reminder_already_sent"

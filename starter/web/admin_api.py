@@ -16,14 +16,27 @@ The routes, by concern:
   refunds, notes);
 - ``admin_api_settings``: order statuses, shipping methods, stock levels, order
   numbering;
-- ``admin_api_shop``: the reminder campaign, storefront API keys, recovery statistics.
+- ``admin_api_shop``: the reminder campaign, storefront API keys, recovery statistics;
+- ``admin_api_reminders``: one reminder of the campaign (set, remove, preview for a cart);
+- ``admin_api_sending``: a reminder sent by hand to many carts, with a dry run;
+- ``admin_api_coupons``: a coupon by its code;
+- ``admin_api_users``: the console's and this API's users (admins only, reads too).
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from starter.web import admin_api_carts, admin_api_orders, admin_api_settings, admin_api_shop
+from starter.web import (
+    admin_api_carts,
+    admin_api_coupons,
+    admin_api_orders,
+    admin_api_reminders,
+    admin_api_sending,
+    admin_api_settings,
+    admin_api_shop,
+    admin_api_users,
+)
 from starter.web.admin_api_auth import STATE_ATTRIBUTE, VerifiedCredentials
 
 ROUTERS = (
@@ -31,6 +44,10 @@ ROUTERS = (
     admin_api_orders.router,
     admin_api_settings.router,
     admin_api_shop.router,
+    admin_api_reminders.router,
+    admin_api_sending.router,
+    admin_api_coupons.router,
+    admin_api_users.router,
 )
 
 

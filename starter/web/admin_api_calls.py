@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from activities.campaign_checks import CampaignRefused
+from activities.coupons import CouponRefused
 from activities.journal_query import JournalQueryRefused
 from activities.order_numbering import NumberingRefused
 from activities.order_status_rules import StatusRefused
@@ -34,7 +35,7 @@ from activities.stock import StockRefused
 from starter.output import jsonable
 from starter.web.admin_api_auth import Caller, database, guard
 from starter.web.admin_cart_query import CartQueryRefused
-from starter.web.admin_users import Account
+from starter.web.admin_users import Account, UserRefused
 from starter.web.api_errors import ERROR_RESPONSES, ErrorResponse, error_response
 from starter.web.api_keys import ApiKeyRefused
 from starter.web.deps import Context, WebContext
@@ -52,6 +53,9 @@ NOT_FOUND_CODES = frozenset(
         "shipping_method_not_found",
         "api_key_not_found",
         "campaign_not_found",
+        "reminder_not_found",
+        "coupon_not_found",
+        "user_not_found",
     }
 )
 CONFLICT_CODES = frozenset(
@@ -62,6 +66,8 @@ CONFLICT_CODES = frozenset(
         "shipping_method_exists",
         "order_number_start_too_low",
         "stock_movement_conflict",
+        "user_exists",
+        "empty_cart",
     }
 )
 
@@ -87,6 +93,8 @@ REFUSALS = (
     NumberingRefused,
     CampaignRefused,
     ApiKeyRefused,
+    CouponRefused,
+    UserRefused,
 )
 
 

@@ -45,7 +45,7 @@ router = admin_router("admin: shop")
 
 #: the recovery statistics' default range: this many days up to today
 DEFAULT_DAYS = 30
-_CAMPAIGN_EXAMPLE = {
+CAMPAIGN_EXAMPLE = {
     "shop_id": "demo",
     "version": 7,
     "enabled": True,
@@ -94,7 +94,7 @@ _KEY_EXAMPLE = {
     summary="Get the reminder campaign",
     description="The shop's campaign: its settings and reminders (removed ones too,"
     " `removed: true`), as `cartkeeper campaigns show --json`. 404 `campaign_not_found`.",
-    responses=answers("The campaign", {**_CAMPAIGN_EXAMPLE, "reminders": []}),
+    responses=answers("The campaign", {**CAMPAIGN_EXAMPLE, "reminders": []}),
 )
 async def get_campaign(shop_id: ShopId, call: Reader) -> Response:
     async def work() -> dict[str, Any]:
@@ -113,13 +113,13 @@ async def get_campaign(shop_id: ShopId, call: Reader) -> Response:
     " removed** (kept, flagged removed). `shop_id` and `version` in the document are"
     " ignored. A document that cannot be read: `invalid_document` 422; a bad value its"
     " code (`invalid_sender`, `unknown_template` ...) 422.",
-    responses=answers("The campaign as it is now", _CAMPAIGN_EXAMPLE),
+    responses=answers("The campaign as it is now", CAMPAIGN_EXAMPLE),
 )
 async def put_campaign(
     shop_id: ShopId,
     call: Writer,
     document: Annotated[
-        dict[str, Any], Body(openapi_examples={"a campaign": {"value": _CAMPAIGN_EXAMPLE}})
+        dict[str, Any], Body(openapi_examples={"a campaign": {"value": CAMPAIGN_EXAMPLE}})
     ],
 ) -> Response:
     async def work() -> dict[str, Any]:

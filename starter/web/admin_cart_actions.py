@@ -8,6 +8,9 @@ so the cart's journal records who acted:
     POST /admin/carts/{shop_id}/{cart_id}/resolve   item (one number; none: every open
                                                     item), note
     POST /admin/carts/{shop_id}/{cart_id}/remind    reminder_id, note
+    POST /admin/carts/{shop_id}/{cart_id}/status    status (a letter of the shop), note:
+                                                    a not finished order becomes an
+                                                    order with that status
 
 Each redirects (303) back to the cart's page with the workflow's answer ("Confirmed:
 order 1042 (P), paid") or its refusal (``not_locked: ...``) as the flash message. An
@@ -27,6 +30,7 @@ from starter.client import CartkeeperClient
 from starter.client_errors import CartkeeperError
 from starter.web.admin_auth import Admin, AdminSession
 from starter.web.admin_carts import CONFIRM_STATUSES, cart_path, not_found
+from starter.web.admin_order_actions import describe
 from starter.web.admin_render import answer_action, money, whole_number
 from starter.web.deps import Context
 from workflows.contract import CartView, ErrorCode
@@ -69,6 +73,21 @@ async def _act(
     return await answer_action(request, back, verb, f"cart {shop_id}/{cart_id}", admin, work())
 
 
+async def _numbered(
+    carts: CartkeeperClient, shop_id: str, cart_id: str, view: CartView
+) -> CartView:
+    """The cart once its new order has its number (the numbering activity gives it right
+    after), or ``view`` when that takes longer than ``NUMBER_WAIT``."""
+    try:
+        return await asyncio.wait_for(
+            carts.await_order(shop_id, cart_id, timeout_seconds=NUMBER_WAIT), NUMBER_WAIT * 1.5
+        )
+    except (TimeoutError, CartkeeperError) as error:
+        if isinstance(error, CartkeeperError) and error.code is not ErrorCode.UPDATE_PENDING:
+            raise
+    return view
+
+
 def _attention(view: CartView) -> str:
     return f"; needs an admin: {', '.join(view.attention)}" if view.attention else ""
 
@@ -84,13 +103,7 @@ async def _confirm(
     view = await carts.confirm(
         shop_id, cart_id, admin=admin.username, note=_text(form, "note"), status=status
     )
-    try:  # the number comes from the numbering activity, right after the confirmation
-        view = await asyncio.wait_for(
-            carts.await_order(shop_id, cart_id, timeout_seconds=NUMBER_WAIT), NUMBER_WAIT * 1.5
-        )
-    except (TimeoutError, CartkeeperError) as error:
-        if isinstance(error, CartkeeperError) and error.code is not ErrorCode.UPDATE_PENDING:
-            raise
+    view = await _numbered(carts, shop_id, cart_id, view)
     number = str(view.order_number) if view.order_number is not None else "(number pending)"
     paid = (
         "paid"
@@ -146,6 +159,18 @@ async def _remind(
     )
 
 
+async def _status(
+    carts: CartkeeperClient, shop_id: str, cart_id: str, admin: AdminSession, form: Form
+) -> str:
+    letter = form.get("status", "").strip()
+    view = await carts.set_order_status(
+        shop_id, cart_id, letter, admin=admin.username, note=_text(form, "note")
+    )
+    if view.order_status is not None and view.order_number is None:
+        view = await _numbered(carts, shop_id, cart_id, view)
+    return describe(view, "Status set") + _attention(view)
+
+
 @router.post("/admin/carts/{shop_id}/{cart_id}/confirm", summary="Confirm a locked cart")
 async def confirm(
     shop_id: str, cart_id: str, request: Request, admin: Admin, context: Context
@@ -179,3 +204,10 @@ async def remind(
     shop_id: str, cart_id: str, request: Request, admin: Admin, context: Context
 ) -> RedirectResponse:
     return await _act(request, context, admin, shop_id, cart_id, "reminder", _remind)
+
+
+@router.post("/admin/carts/{shop_id}/{cart_id}/status", summary="Set a not finished order's status")
+async def set_status(
+    shop_id: str, cart_id: str, request: Request, admin: Admin, context: Context
+) -> RedirectResponse:
+    return await _act(request, context, admin, shop_id, cart_id, "status change", _status)

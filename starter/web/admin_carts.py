@@ -11,6 +11,9 @@ attempts with amount, gateway, card's last four digits and time, to match the ga
 records, attention items, reminders, the journal as a timeline); when the workflow does
 not answer (Temporal down, the workflow retired), it shows the read model's last record
 and says so. It links the workflow in the Temporal UI (``Settings.temporal_ui_url``).
+A *not finished order* (a cart at the payment step, locked say, with lines and no order
+yet) gets the shop's order statuses an admin may set (``admin_cart_actions`` posts it):
+its status makes it an order with a number.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from activities.campaigns import load_campaign
+from activities.order_status_rules import OrderStatusDef, StatusRefused
+from activities.order_statuses import list_statuses
 from activities.read_model import get_cart_record
 from starter.client_errors import CartkeeperError
 from starter.web.admin_auth import AdminRefused, Viewer
@@ -39,6 +44,7 @@ from starter.web.admin_cart_query import (
 from starter.web.admin_render import render_admin, whole_number
 from starter.web.deps import Context, WebContext
 from workflows.contract import ADMIN_CONFIRM_STATUSES, Cart, CartState, ErrorCode, workflow_id
+from workflows.order_phase import NOT_FINISHED_STATES
 from workflows.validation import valid_id
 
 log = logging.getLogger("cartkeeper.web.admin")
@@ -225,6 +231,22 @@ async def _reminder_choices(context: WebContext, shop_id: str) -> list[tuple[str
     return [(r.reminder_id, r.name) for r in campaign.reminders if not r.removed]
 
 
+def not_finished_order(cart: Cart) -> bool:
+    """The cart is a not finished order: at the payment step with lines, no order yet
+    (an admin's status makes it one: ``set_order_status``)."""
+    return cart.order is None and cart.state in NOT_FINISHED_STATES and bool(cart.lines)
+
+
+async def settable_statuses(context: WebContext, shop_id: str) -> list[OrderStatusDef]:
+    """The shop's statuses an admin may set (not the hidden ``N``); none when the
+    registry cannot be read (the workflow checks the letter anyway)."""
+    try:
+        statuses = await list_statuses(context.sessions, shop_id)
+    except StatusRefused:
+        return []
+    return [status for status in statuses if not status.hidden]
+
+
 @router.get("/admin/carts/{shop_id}/{cart_id}", summary="One cart")
 async def cart_page(
     shop_id: str, cart_id: str, request: Request, admin: Viewer, context: Context
@@ -233,6 +255,7 @@ async def cart_page(
         raise not_found(shop_id, cart_id)
     found = await find_cart(context, shop_id, cart_id)
     cart = found.cart
+    unfinished = not_finished_order(cart)
     return render_admin(
         request,
         "admin/cart.html",
@@ -243,6 +266,8 @@ async def cart_page(
         workflow_link=workflow_link(context, shop_id, cart_id, found.namespace),
         reminders=await _reminder_choices(context, shop_id),
         confirm_statuses=CONFIRM_STATUSES,
+        not_finished=unfinished,
+        order_statuses=await settable_statuses(context, shop_id) if unfinished else [],
         journal=list(reversed(cart.journal)),
         final=cart.state.is_final,
     )
