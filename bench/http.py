@@ -14,11 +14,12 @@ the admin's orders list run in the bench process.
    on the read model), and the carts the webhooks pay, taken to the gateway through the
    client (``update_cart``, ``identify_customer``, ``start_checkout``, ``start_payment``).
 2. Shoppers: ``plan.http_shoppers`` asyncio tasks, each with a cart of its own for each
-   way (``http``: ``PUT /api/v1/carts/{id}/lines`` on one shared ``httpx.AsyncClient``
-   with keep-alive; ``client``: ``CartkeeperClient.update_cart``), alternating the two
-   ways update after update (which comes first alternates too), ``plan.pause_s`` between
-   updates, a new pair of carts every ``plan.http_updates_per_cart`` updates of each (the
-   first one of a cart is an update-with-start). So both ways see the same load. Each
+   way (``http``: ``PUT /api/v1/carts/{id}/lines`` on one shared aiohttp session with
+   keep-alive, ``bench.http_clients``; ``client``: ``CartkeeperClient.update_cart``),
+   alternating the two ways update after update (which comes first alternates too),
+   ``plan.pause_s`` between updates, a new pair of carts every
+   ``plan.http_updates_per_cart`` updates of each (the first one of a cart is an
+   update-with-start). So both ways see the same load. Each
    update's wall time is taken in the bench process, from the call to its answer.
 3. Webhooks: meanwhile the gateway posts a success for one waiting cart every
    ``1 / plan.http_webhooks_per_s`` s (``POST /api/v1/webhooks/payments/benchpay``, signed
@@ -76,6 +77,7 @@ from bench.http_check import (
     log_problems,
     server_side,
 )
+from bench.http_clients import AiohttpStorefront, HttpxStorefront, StorefrontHttp
 from bench.kinds import LINE_A, LINE_B, TOTAL
 from bench.mailsink import MailSink
 from bench.mailsink import worker_env as relay_env
@@ -240,29 +242,28 @@ class HttpRefused(Exception):
         self.code = code
 
 
-def _refusal(response: httpx.Response) -> HttpRefused:
+def _refusal(status: int, answer: Any) -> HttpRefused:
     try:
-        code = str(response.json()["error"]["code"])
-    except (ValueError, KeyError, TypeError):
-        code = response.text[:80]
-    return HttpRefused(response.status_code, code)
+        code = str(answer["error"]["code"])
+    except (KeyError, TypeError):
+        code = str(answer)[:80]
+    return HttpRefused(status, code)
 
 
 @dataclass
 class Shoppers:
     """The two ways of updating a cart, and what each update answered."""
 
-    http: httpx.AsyncClient
+    http: StorefrontHttp
     carts: CartkeeperClient
 
     async def update(self, via: str, cart_id: str, lines: list[CartLine]) -> tuple[str, int]:
         """One update; the cart id and total it answered."""
         if via == HTTP:
             body = {"lines": [dataclasses.asdict(line) for line in lines], "currency": "EUR"}
-            response = await self.http.put(LINES_PATH.format(cart_id=cart_id), json=body)
-            if response.status_code != 200:
-                raise _refusal(response)
-            answer = response.json()
+            status, answer = await self.http.put_json(LINES_PATH.format(cart_id=cart_id), body)
+            if status != 200:
+                raise _refusal(status, answer)
             return str(answer["cart_id"]), int(answer["total"])
         view = await self.carts.update_cart(HTTP_SHOP, cart_id, lines, "EUR")
         return view.cart_id, view.total
@@ -328,16 +329,16 @@ async def alone(shoppers: Shoppers, tag: str) -> dict[str, Any]:
     body = {"lines": [dataclasses.asdict(LINE_A)], "currency": "EUR"}
     for _ in range(ALONE_PAIRS):
         start = time.perf_counter()
-        answer = await shoppers.http.get("/healthz")
+        status, answer = await shoppers.http.get("/healthz")
         health.append((time.perf_counter() - start) * 1000)
-        if answer.status_code != 200:
-            probe.failed(HTTP, "GET /healthz", _refusal(answer))
+        if status != 200:
+            probe.failed(HTTP, "GET /healthz", _refusal(status, answer))
         start = time.perf_counter()
         path = LINES_PATH.format(cart_id=f"{tag}-x")
-        answer = await shoppers.http.put(path, json=body, headers=unknown)
+        status, answer = await shoppers.http.put_json(path, body, headers=unknown)
         refused.append((time.perf_counter() - start) * 1000)
-        if answer.status_code != 401:
-            probe.failed(HTTP, "PUT with an unknown key", _refusal(answer))
+        if status != 401:
+            probe.failed(HTTP, "PUT with an unknown key", _refusal(status, answer))
         await asyncio.sleep(ALONE_PAUSE_S)
     return {
         "updates": probe.summary(0.0),
@@ -460,17 +461,14 @@ async def http_phase(
         limits = httpx.Limits(
             max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
         )
+        auth = {"Authorization": f"Bearer {plain}"}
         watcher = OrderWatcher(sessions, HTTP_SHOP, settings)
         async with (
-            httpx.AsyncClient(
-                base_url=web.url,
-                headers={"Authorization": f"Bearer {plain}"},
-                limits=limits,
-                timeout=30.0,
-            ) as http,
+            AiohttpStorefront(web.url, auth, MAX_CONNECTIONS) as storefront,
+            httpx.AsyncClient(base_url=web.url, headers=auth, limits=limits, timeout=30.0) as http,
             httpx.AsyncClient(base_url=web.url, timeout=30.0) as gateway_http,
         ):
-            shoppers = Shoppers(http, carts)
+            shoppers = Shoppers(storefront, carts)
             gateway = Gateway(gateway_http, webhook_secret, watcher)
             watching = asyncio.create_task(watcher.run())
             try:
@@ -503,6 +501,8 @@ async def http_phase(
             before = await _metrics(http)
             out["alone"] = await alone(shoppers, f"{run_id}-a")
             out["alone"]["server_side"] = server_side(before, await _metrics(http))
+            say("http: the shopper alone again, through httpx (the client's own cost)")
+            out["alone_httpx"] = await alone(Shoppers(HttpxStorefront(http), carts), f"{run_id}-x")
         out["updates"] = updates.summary(seconds)
         out["seconds"] = round(seconds, 2)
         out["cpu_s"] = cpu

@@ -423,12 +423,15 @@ def print_http(results: dict[str, Any], details: dict[str, Any], mark: Any) -> N
             f"             a shopper's HTTP update minus its client update next to it: p50"
             f" {paired['p50_ms']} ms, mean {paired['mean_ms']} ms ({paired['n']} pairs)"
         )
-    alone = part.get("alone", {})
-    if alone:
+    for key, client in (("alone", "aiohttp"), ("alone_httpx", "httpx")):
+        alone = part.get(key, {})
+        if not alone:
+            continue
         quiet = alone["updates"]
         print(
-            f"             one shopper alone: HTTP p50 {quiet['by_way']['http']['p50_ms']} ms,"
-            f" client {quiet['by_way']['client']['p50_ms']} ms (pairs' difference p50"
+            f"             one shopper alone ({client}): HTTP p50"
+            f" {quiet['by_way']['http']['p50_ms']} ms, client"
+            f" {quiet['by_way']['client']['p50_ms']} ms (pairs' difference p50"
             f" {quiet['paired_http_minus_client_ms']['p50_ms']} ms); /healthz"
             f" {alone['healthz_ms']['p50_ms']} ms, unknown key (401)"
             f" {alone['unknown_key_401_ms']['p50_ms']} ms"

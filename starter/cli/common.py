@@ -99,16 +99,27 @@ def load_settings() -> Settings:
         raise Failure("invalid_settings", f"{variable}: {detail}", EXIT_USAGE) from None
 
 
-def run(ctx: click.Context, main: Callable[[], Awaitable[int | None]]) -> NoReturn:
-    """Run ``main`` on a fresh event loop and exit with its code (or the failure's)."""
-    code = run_async(main)
+def run(
+    ctx: click.Context,
+    main: Callable[[], Awaitable[int | None]],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> NoReturn:
+    """Run ``main`` on a fresh event loop (``loop_factory``'s, by default asyncio's) and
+    exit with its code (or the failure's)."""
+    code = run_async(main, loop_factory=loop_factory)
     ctx.exit(code)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def run_async(main: Callable[[], Awaitable[int | None]]) -> int:
+def run_async(
+    main: Callable[[], Awaitable[int | None]],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> int:
     try:
-        return asyncio.run(_main(main)) or 0
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_main(main)) or 0
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130

@@ -66,7 +66,7 @@ def web(
     import logging
 
     from starter.web.app import create_app
-    from starter.web.server import local_url, serve
+    from starter.web.server import fast_loop, local_url, serve
 
     settings = load_settings()
     host = host if host is not None else settings.web_host
@@ -96,7 +96,7 @@ def web(
         echo("stopped")
         return 0
 
-    run(ctx, main)
+    run(ctx, main, loop_factory=fast_loop())
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -78,14 +78,16 @@ def create_app(
         settings=settings,
     )
     api_errors.install(app)
-    admin_pages.install(app, settings)
     metrics.install(app)
-    app.include_router(links.router)
-    app.include_router(health.router)
+    # A request is matched against the routes in this order, one after the other: the
+    # storefront's and the gateways' calls, the most frequent, first.
+    app.include_router(storefront.router)
     app.include_router(webhooks.router)
+    app.include_router(health.router)
+    app.include_router(links.router)
     app.include_router(metrics.router)
     app.include_router(docs.router)
-    app.include_router(storefront.router)
+    admin_pages.install(app, settings)
     install_admin_api(app)
     return app
 

@@ -67,7 +67,9 @@ class WebContext:
         return self._carts
 
 
-def get_context(request: Request) -> WebContext:
+async def get_context(request: Request) -> WebContext:
+    """(``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a hop of
+    the whole request through the thread pool.)"""
     context: WebContext = request.app.state.context
     return context
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
@@ -146,7 +145,9 @@ class Storefront:
 
         async def action() -> JSONResponse:
             view = await event(await self.context.carts())
-            return JSONResponse(jsonable_encoder(view))
+            # a flat dataclass of JSON values (its enums are strings): no need for
+            # FastAPI's generic encoder, which walks it value by value
+            return JSONResponse(asdict(view))
 
         return await self.answer(body, action)
 
