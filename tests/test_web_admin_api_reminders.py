@@ -292,6 +292,12 @@ async def test_a_manual_send_to_a_filters_carts_has_a_dry_run_saying_why_not(
     assert {r["reason"] for r in unknown["results"]} == {"reminder_removed", "no_address"}
 
 
+async def test_ids_no_database_stores_are_refused_not_taken_for_an_outage(api: AdminApi) -> None:
+    refused(await as_viewer(api, "GET", f"{PREFIX}/shops/a%00b/campaign"), 422, "invalid_shop_id")
+    refused(await as_viewer(api, "GET", f"{PREFIX}/carts/a%00b/c-1"), 422, "invalid_id")
+    refused(await as_viewer(api, "GET", f"{PREFIX}/carts/shop-1/c%001"), 422, "invalid_id")
+
+
 # --------------------------------------------------------------------------- coupons
 
 

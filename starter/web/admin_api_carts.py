@@ -48,6 +48,7 @@ from starter.web.admin_api_calls import (
 )
 from starter.web.admin_cart_query import DEFAULT_LIMIT, MAX_LIMIT, CartFilters, list_cart_page
 from workflows.contract import ADMIN_CONFIRM_STATUSES, CartState, CartView, ErrorCode
+from workflows.validation import valid_id
 
 router = admin_router("admin: carts")
 
@@ -224,6 +225,8 @@ async def list_carts(
 )
 async def get_cart(shop_id: ShopId, cart_id: CartId, call: Reader) -> Response:
     async def work() -> dict[str, Any]:
+        if not (valid_id(shop_id) and valid_id(cart_id)):  # never asked of the database
+            raise CartkeeperError(ErrorCode.INVALID_ID, "the shop's or the cart's id is not an id")
         why: str
         try:
             carts = await call.context.carts()

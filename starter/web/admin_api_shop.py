@@ -23,6 +23,7 @@ from fastapi import Body, Path, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import ConfigDict, Field
 
+from activities.campaign_checks import check_shop_id
 from activities.stats import recovery_stats
 from starter.campaign_json import campaign_json
 from starter.campaigns import CampaignClient
@@ -98,6 +99,7 @@ _KEY_EXAMPLE = {
 )
 async def get_campaign(shop_id: ShopId, call: Reader) -> Response:
     async def work() -> dict[str, Any]:
+        check_shop_id(shop_id)  # never asked of the database (PostgreSQL stores no NUL)
         config = await CampaignClient(call.sessions, clock=call.context.now).show(shop_id)
         return campaign_json(config, include_removed=True)
 
