@@ -189,7 +189,9 @@ class WorkerChaos:
         for worker in self.workers:
             await self._start(worker)
 
-    async def _start(self, worker: WorkerProcess) -> None:
+    async def _start(self, worker: WorkerProcess, killed_at: datetime | None = None) -> None:
+        """Start ``worker`` (retried until it runs); after a kill at ``killed_at``, the
+        time it was down is the timeline's window ``worker_down``."""
         began = time.monotonic()
         backoff = 1.0
         self.starting = True
@@ -204,7 +206,9 @@ class WorkerChaos:
                     self.timeline.mark("worker_start_failed", reason=reason)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
-            self.timeline.mark("worker_started", pid=worker.pid, name=worker.name)
+            started_at = self.timeline.mark("worker_started", pid=worker.pid, name=worker.name)
+            if killed_at is not None:
+                self.timeline.window("worker_down", killed_at, started_at)
         finally:
             self.starting = False
             self.down_s += time.monotonic() - began
@@ -228,8 +232,8 @@ class WorkerChaos:
             victim = self.workers[self.kills % len(self.workers)]
             await victim.kill_and_wait()
             self.kills += 1
-            self.timeline.mark("worker_killed", name=victim.name)
-            restarting = asyncio.create_task(self._start(victim))
+            killed_at = self.timeline.mark("worker_killed", name=victim.name)
+            restarting = asyncio.create_task(self._start(victim, killed_at))
         if restarting is not None:
             await restarting
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client
 
 from activities.db import SessionFactory
@@ -308,6 +308,66 @@ def applied_times(events: Iterable[Any]) -> list[tuple[datetime, datetime]]:
     return tasks
 
 
+def _event_time(event: Any) -> datetime:
+    at: datetime = event.event_time.ToDatetime(tzinfo=UTC)
+    return at
+
+
+def lateness_breakdown(events: list[Any], deadline: datetime, done: datetime) -> dict[str, Any]:
+    """Where a late timer's time went, from the history between its deadline and the
+    completion of the task that applied it (seconds after the deadline): the server's
+    timer (``fired_s``), the applying task's scheduling, start and completion (its wait
+    for a worker and its replay and run), the tasks lost on the way (``timed_out``: a
+    killed worker's sticky queue, ``schedule_to_start``, or a task it had started,
+    ``start_to_close``), and the worker that applied it."""
+
+    def after(moment: datetime) -> float:
+        return round((moment - deadline).total_seconds(), 3)
+
+    out: dict[str, Any] = {"fired_s": None, "timed_out": [], "failed": 0}
+    scheduled: datetime | None = None
+    for event in events:
+        at = _event_time(event)
+        if at > done:
+            break
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            scheduled = at
+        if at < deadline:
+            continue
+        if kind == EventType.EVENT_TYPE_TIMER_FIRED and out["fired_s"] is None:
+            out["fired_s"] = after(at)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            timeout = event.workflow_task_timed_out_event_attributes.timeout_type
+            out["timed_out"].append(
+                {"at_s": after(at), "type": TimeoutType.Name(timeout).removeprefix("TIMEOUT_TYPE_")}
+            )
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            out["failed"] += 1
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            out["scheduled_s"] = after(scheduled) if scheduled is not None else None
+            out["started_s"] = after(at)
+            out["worker"] = event.workflow_task_started_event_attributes.identity
+    out["done_s"] = after(done)
+    return out
+
+
+def _parts(samples: list[dict[str, Any]], stats: Any) -> dict[str, Any]:
+    """The breakdowns summed up: how long after the deadline the applying task started
+    (the server's timer, the wait for a worker, tasks lost with killed workers), how long
+    that task took (a fresh worker's replay, and the run), and how many samples lost a
+    task of each kind of timeout on the way."""
+    parts = [s["breakdown"] for s in samples if "started_s" in s["breakdown"]]
+    lost: Counter[str] = Counter(t["type"] for p in parts for t in p["timed_out"])
+    return {
+        "until_task_started": stats([p["started_s"] for p in parts]),
+        "task_run": stats([round(p["done_s"] - p["started_s"], 3) for p in parts]),
+        "timer_fired": stats([p["fired_s"] for p in parts if p["fired_s"] is not None]),
+        "samples_with_lost_tasks": sum(1 for p in parts if p["timed_out"]),
+        "lost_tasks_by_timeout": dict(lost),
+    }
+
+
 async def timer_lateness(
     client: Client,
     shop_id: str,
@@ -338,7 +398,8 @@ async def timer_lateness(
         except Exception:
             unmeasured += len(deadlines)
             continue
-        tasks = applied_times(history.events)
+        events = list(history.events)
+        tasks = applied_times(events)
         for kind, deadline in deadlines:
             done = next((end for start, end in tasks if start >= deadline), None)
             if done is None:  # in an earlier run (continue-as-new): not measured here
@@ -357,6 +418,7 @@ async def timer_lateness(
                     "deadline": deadline.isoformat(),
                     "lateness_s": round((done - deadline).total_seconds(), 3),
                     "windows": inside,
+                    "breakdown": lateness_breakdown(events, deadline, done),
                 }
             )
     kept = [s["lateness_s"] for s in samples if exclude not in s["windows"]]
@@ -397,6 +459,7 @@ async def timer_lateness(
             kind: stats([s["lateness_s"] for s in samples if s["timer"] == kind])
             for kind in ("lock", "abandon")
         },
+        "parts": _parts(samples, stats),
         "unmeasured": unmeasured,
         "latest": sorted(samples, key=lambda s: -s["lateness_s"])[:10],
         "samples": samples,
