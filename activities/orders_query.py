@@ -18,10 +18,11 @@ its new time.
 - ``list_orders(sessions, shop_id, ...)`` -> ``OrderPage``: filters ``status`` (a letter,
   any case; ``N`` also selects the not finished ones, ``"not_finished"`` only them),
   ``since`` (included) / ``until`` (excluded) on the creation time, ``email`` (the
-  customer's, any case), ``number``; ``include_not_finished``; ``sort`` ``newest`` (the
-  default) or ``oldest``; ``limit`` (1-500) and ``after`` (the previous page's
-  ``next_cursor``). Pages are a keyset on (creation time, cart id), never an offset: rows
-  added between two pages never make a page skip or repeat a row.
+  customer's, any case; a control character in it is ``invalid_filter``:
+  ``activities.filter_text``), ``number``; ``include_not_finished``; ``sort``
+  ``newest`` (the default) or ``oldest``; ``limit`` (1-500) and ``after`` (the previous
+  page's ``next_cursor``). Pages are a keyset on (creation time, cart id), never an
+  offset: rows added between two pages never make a page skip or repeat a row.
 - ``count_by_status(sessions, shop_id, not_finished_when=...)``: orders per status
   letter (letters without orders left out), and the not finished ones under
   ``NOT_FINISHED`` (always there).
@@ -61,6 +62,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import cursors
 from activities.db import SessionFactory
+from activities.filter_text import filter_problem
 from activities.models import CartRecord, OrderNumber
 from activities.order_rows import (
     NOT_DEFINED,
@@ -220,6 +222,9 @@ def _filters(
         if not isinstance(email, str) or not email.strip():
             raise _refuse(f"an e-mail filter is a non-empty text, not {email!r}")
         address = email.strip()  # lowered by the database, as the stored address
+        problem = filter_problem(address, "email")
+        if problem is not None:  # NUL would fail the query on PostgreSQL
+            raise _refuse(problem)
     wanted = _number(number) if number is not None else None
     if wanted is not None:
         not_finished = False  # they have no number

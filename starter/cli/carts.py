@@ -22,6 +22,7 @@ from starter.cli.common import (
     no_worker,
     read_model,
     run,
+    shop_filter,
     shop_option,
     shop_or_default,
 )
@@ -90,6 +91,7 @@ def list_command(
     shop_id = None if all_shops else shop_or_default(shop, settings)
 
     async def main() -> int:
+        shop_filter(shop_id)
         engine, sessions = read_model(settings)
         try:
             rows = await list_carts(

@@ -222,6 +222,18 @@ def shop_or_default(shop: str | None, settings: Settings) -> str:
     return shop or settings.default_shop
 
 
+def shop_filter(shop: str | None) -> str | None:
+    """``--shop`` as a list's filter: ``None`` or a shop id. Anything else is
+    ``invalid_filter`` (exit 1), never sent to the database (a NUL fails a query on
+    PostgreSQL, an argument that is not UTF-8 on both). Call it inside the command's
+    event loop (``run``), which reports the refusal."""
+    from workflows.validation import valid_id
+
+    if shop is not None and not valid_id(shop):
+        raise Failure("invalid_filter", f"--shop: {shop[:70]!r} is not a shop id")
+    return shop
+
+
 def prog_name() -> str:
     """How the user invoked us, for the commands we suggest."""
     argv0 = sys.argv[0] if sys.argv else ""

@@ -17,6 +17,7 @@ from starter.cli.common import (
     load_settings,
     read_model,
     run,
+    shop_filter,
     shop_option,
     shop_or_default,
 )
@@ -129,7 +130,7 @@ def list_command(shop: str | None, as_json: bool) -> None:
     from starter.web.api_keys import list_keys
 
     async def work(sessions: SessionFactory) -> None:
-        found = await list_keys(sessions, shop)
+        found = await list_keys(sessions, shop_filter(shop))
         if as_json:
             echo(dumps([_json(key) for key in found]))
             return

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import cursors
 from activities.db import SessionFactory
+from activities.filter_text import filter_problem
 from activities.models import CartRecord
 from activities.read_model import CartRow
 from workflows.contract import CartState
@@ -92,7 +93,8 @@ def _by_code_point(column: Any, dialect: str) -> Any:
 
 
 def where_clauses(filters: CartFilters) -> list[ColumnElement[bool]]:
-    """The filters as SQL conditions on ``carts``."""
+    """The filters as SQL conditions on ``carts``; a shop that is not an id or an e-mail
+    holding a control character (``activities.filter_text``) is ``invalid_filter``."""
     if filters.shop_id is not None and not valid_id(filters.shop_id):
         raise CartQueryRefused("invalid_filter", f"{filters.shop_id!r} is not a shop id")
     clauses: list[ColumnElement[bool]] = []
@@ -101,10 +103,12 @@ def where_clauses(filters: CartFilters) -> list[ColumnElement[bool]]:
     if filters.shop_id is not None:
         clauses.append(CartRecord.shop_id == filters.shop_id)
     if filters.email:
+        email = filters.email.strip()
+        problem = filter_problem(email, "email")
+        if problem is not None:  # NUL would fail the query on PostgreSQL
+            raise CartQueryRefused("invalid_filter", problem)
         # lowered by the database on both sides, as the index is
-        clauses.append(
-            func.lower(CartRecord.customer_email) == func.lower(literal(filters.email.strip()))
-        )
+        clauses.append(func.lower(CartRecord.customer_email) == func.lower(literal(email)))
     if filters.needs_admin is not None:
         clauses.append(CartRecord.needs_admin == filters.needs_admin)
     for column, start, end in (
