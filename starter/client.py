@@ -21,6 +21,15 @@ policy with the closed run's id, and the client starts a new run that continues 
 run's state. Payment results do the
 same with signal-with-start, so a late result is never dropped. Admin actions never
 create a cart: they bring a closed one back only if it existed.
+
+Update ids. An update is sent with the SDK's random id, except within
+``idempotent_updates(base)`` (the HTTP API's ``Idempotency-Key``,
+``starter.web.idempotency``): there each update a cart is sent gets an id derived from
+``base``, the cart's workflow id, the update's name and its payload (``update_id``), so
+the same request sent again sends the same update id, and Temporal, which keeps one
+outcome per update id in a run, answers the first outcome instead of applying it again
+(an update still waiting for a worker included). ``await_order`` (a wait, it changes
+nothing) keeps random ids.
 """
 
 from __future__ import annotations
@@ -28,8 +37,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import json
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -85,7 +97,14 @@ from workflows.contract import (
 from workflows.order_parsing import ALL_MESSAGES_BY_NAME
 from workflows.parsing import parse_await_timeout
 
-__all__ = ["CartkeeperClient", "CartkeeperError", "check_ids", "normalize_customer"]
+__all__ = [
+    "CartkeeperClient",
+    "CartkeeperError",
+    "check_ids",
+    "idempotent_updates",
+    "normalize_customer",
+    "update_id",
+]
 
 T = TypeVar("T")
 
@@ -95,6 +114,44 @@ TASK_TIMEOUT = timedelta(seconds=5)
 
 #: how many running carts a client remembers (to send them plain updates)
 RUNNING_CARTS_KEPT = 10_000
+
+
+#: the base of the update ids of this context's requests (``idempotent_updates``)
+_update_base: ContextVar[str | None] = ContextVar("cartkeeper_update_base", default=None)
+
+#: updates that change nothing (they wait): always the SDK's random id, so that each wait
+#: waits (one request may wait several times, and a repeat must wait again)
+_RANDOM_ID_UPDATES = frozenset({AWAIT_ORDER})
+
+
+@contextlib.contextmanager
+def idempotent_updates(base: str) -> Iterator[None]:
+    """Within it (this task and the tasks it starts), every update a ``CartkeeperClient``
+    sends has an id derived from ``base`` (``update_id``): a request that is sent again
+    with the same ``base`` sends the same update ids, and Temporal answers an update id
+    its run already has with that update's outcome instead of applying it twice.
+    ``base`` must name one request (an idempotency key and its request's digest)."""
+    token = _update_base.set(base)
+    try:
+        yield
+    finally:
+        _update_base.reset(token)
+
+
+def update_id(wid: str, update: str, payload: Any) -> str | None:
+    """The id of update ``update`` of ``payload`` to the cart ``wid``: derived from the
+    ``idempotent_updates`` base in force, else ``None`` (the SDK's random id)."""
+    base = _update_base.get()
+    if base is None or update in _RANDOM_ID_UPDATES:
+        return None
+    text = json.dumps(
+        [base, wid, update, payload],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return "idem-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def _edge(check: Callable[[], T]) -> T:
@@ -412,7 +469,11 @@ class CartkeeperClient(OrderActions):
             try:
                 return await self._view(
                     handle.execute_update(
-                        update, payload, result_type=dict, rpc_timeout=self._rpc_timeout
+                        update,
+                        payload,
+                        id=update_id(wid, update, payload),
+                        result_type=dict,
+                        rpc_timeout=self._rpc_timeout,
                     )
                 )
             except CartkeeperError as error:
@@ -501,6 +562,7 @@ class CartkeeperClient(OrderActions):
                     name,
                     payload,
                     start_workflow_operation=start,
+                    id=update_id(options["id"], name, payload),
                     result_type=dict,
                     rpc_timeout=self._rpc_timeout,
                 )
@@ -522,11 +584,16 @@ class CartkeeperClient(OrderActions):
     async def _admin_once(
         self, shop_id: str, cart_id: str, update: str, payload: dict[str, Any]
     ) -> CartView:
-        handle = self.client.get_workflow_handle(workflow_id(shop_id, cart_id))
+        wid = workflow_id(shop_id, cart_id)
+        handle = self.client.get_workflow_handle(wid)
         try:
             return await self._view(
                 handle.execute_update(
-                    update, payload, result_type=dict, rpc_timeout=self._rpc_timeout
+                    update,
+                    payload,
+                    id=update_id(wid, update, payload),
+                    result_type=dict,
+                    rpc_timeout=self._rpc_timeout,
                 )
             )
         except CartkeeperError as error:

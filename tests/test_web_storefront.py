@@ -574,7 +574,8 @@ async def test_a_5xx_is_not_kept_and_old_records_are_replaced(
         replay = await api.http.post(f"{base}/visits", json={"page": "/later"}, headers=headers)
         assert replay.headers["Idempotent-Replayed"] == "true"
 
-        # a claim whose request is still running: 409; one abandoned long ago: free
+        # a claim whose request is still running: 409; one whose answer was never kept
+        # (its process died): 409 outcome unknown, never run again
         scope = f"key:{await key_id(api, key)}"
         async with write_session(db.session_factory) as session:
             for name, age in (("running", 1), ("abandoned", 11)):
@@ -594,10 +595,15 @@ async def test_a_5xx_is_not_kept_and_old_records_are_replaced(
             409,
             "idempotency_key_in_use",
         )
-        taken = await api.http.post(
-            f"{base}/visits", json={}, headers=auth(key, **{"Idempotency-Key": "abandoned"})
+        unknown = refused(
+            await api.http.post(
+                f"{base}/visits", json={}, headers=auth(key, **{"Idempotency-Key": "abandoned"})
+            ),
+            409,
+            "idempotency_outcome_unknown",
         )
-        assert view(taken)["version"] == 3
+        assert "Read the cart" in unknown["message"]
+        assert view(await api.http.get(base, headers=auth(key)))["version"] == 2
 
         # records past their day are deleted (now and then)
         clock[0] += timedelta(days=2)

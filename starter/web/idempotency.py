@@ -15,9 +15,30 @@ the other finds the claim. Then:
 - an answer of 500 or more is not kept (the claim is released): the client may retry,
   and the retry runs (a ``CartkeeperError`` or ``ApiError`` of 5xx is re-raised for the
   app's handlers to answer);
-- a record older than ``RETENTION`` (24 h) is replaced by the next request with its key,
-  and a claim whose request never finished (its process died) is free again after
-  ``IN_FLIGHT_LIMIT``. Expired records are deleted now and then (``PURGE_EVERY``).
+- a record older than ``RETENTION`` (24 h) is replaced by the next request with its key;
+  expired records are deleted now and then (``PURGE_EVERY``).
+
+A cart event is never applied twice under one key. Two rules make it so (the rules of
+Stripe's keys: a request that may have changed something is never run again blindly,
+and the key goes with the request to the system that makes the change):
+
+- **The key goes to Temporal.** ``action`` runs within
+  ``starter.client.idempotent_updates``: each update it sends a cart has an id derived
+  from (scope, key, request digest), the cart, the update and its payload. The retry of
+  a 5xx (Temporal unavailable, ``update_pending``: the first attempt may have reached
+  the cart, or still be waiting for a worker) sends the same update id, and Temporal,
+  which keeps one outcome per update id in a run, answers the first attempt's outcome
+  instead of applying the event again.
+- **A request whose answer was not kept is never run again.** A claim whose answer was
+  never recorded (its process died, or the database failed as the answer was being
+  kept) is 409 ``idempotency_key_in_use`` for ``IN_FLIGHT_LIMIT`` (the longest request,
+  ``await_order``, waits 300 s), then 409 ``idempotency_outcome_unknown`` until the
+  record expires (``RETENTION``): the event may or may not have been applied, so the
+  client reads the cart (``GET``) and sends what is still needed under a new key. The
+  claim is never taken over by a retry (that retry could land on a later run of the
+  cart, after a continue-as-new or a closed cart brought back, where Temporal no longer
+  knows the first update id). An answer the database failed to keep is still given to
+  the client that asked.
 
 Keys are 1 to 255 printable ASCII characters (``check_key``), else 422 ``invalid_input``.
 """
@@ -34,10 +55,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 
 from activities.db import SessionFactory, insert_for, write_session
 from activities.web_models import CLIENT_KEY_LENGTH, IdempotencyRecord
+from starter.client import idempotent_updates
 from starter.client_errors import CartkeeperError
 from starter.web.api_errors import ApiError, WebErrorCode, error_response
 from workflows.codes import ErrorCode
@@ -48,9 +70,11 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 #: how long an answer is kept for its key
 RETENTION = timedelta(hours=24)
-#: a claim older than this whose request never finished is free again (the longest
-#: request, ``await_order``, waits 300 s)
+#: a claim older than this whose request never finished will not answer: its outcome is
+#: unknown (the longest request, ``await_order``, waits 300 s)
 IN_FLIGHT_LIMIT = timedelta(minutes=10)
+#: the code of a repeat of a request whose answer was never kept (409)
+OUTCOME_UNKNOWN = "idempotency_outcome_unknown"
 #: how often (per database, per process) expired records are deleted
 PURGE_EVERY = timedelta(minutes=10)
 
@@ -83,6 +107,7 @@ class _Found:
     request_digest: str
     status_code: int | None
     response_body: str | None
+    created_at: datetime
 
 
 async def idempotent(
@@ -102,9 +127,10 @@ async def idempotent(
     await _purge_now_and_then(sessions, now)
     found = await _claim(sessions, scope, key, digest, now)
     if found is not None:
-        return _answer_again(found, digest)
+        return _answer_again(found, digest, now)
     try:
-        response = await action()
+        with idempotent_updates(update_base(scope, key, digest)):
+            response = await action()
     except (ApiError, CartkeeperError) as error:
         status = error.status if isinstance(error, ApiError) else error.http_status
         if status >= 500:
@@ -120,20 +146,40 @@ async def idempotent(
     if response.status_code >= 500:
         await _release(sessions, scope, key, now)
     else:
-        await _complete(sessions, scope, key, now, clock(), response)
+        try:
+            await _complete(sessions, scope, key, now, clock(), response)
+        except Exception as error:
+            # The event is applied: its answer goes to the client all the same. The claim
+            # stays (a repeat is 409, never run again: see the module's doc).
+            log.error("could not keep the answer of an idempotency key: %r", error)
     return response
 
 
-def _answer_again(found: _Found, digest: str) -> Response:
+def update_base(scope: str, key: str, digest: str) -> str:
+    """What the Temporal update ids of a request under ``key`` derive from (hashed: the
+    client's key never shows in the cart's history)."""
+    return hashlib.sha256(f"{scope}\n{key}\n{digest}".encode()).hexdigest()
+
+
+def _answer_again(found: _Found, digest: str, now: datetime) -> Response:
     if found.request_digest != digest:
         raise ApiError(
             WebErrorCode.IDEMPOTENCY_KEY_REUSED,
             f"this {HEADER} was used for another request (method, path or body)",
         )
     if found.status_code is None or found.response_body is None:
-        raise ApiError(
-            WebErrorCode.IDEMPOTENCY_KEY_IN_USE,
-            f"a request with this {HEADER} is still running: try again when it has answered",
+        if now - found.created_at < IN_FLIGHT_LIMIT:
+            raise ApiError(
+                WebErrorCode.IDEMPOTENCY_KEY_IN_USE,
+                f"a request with this {HEADER} is still running: try again when it has answered",
+            )
+        return error_response(
+            409,
+            OUTCOME_UNKNOWN,
+            f"a request with this {HEADER} started but its answer was never recorded: it"
+            " may or may not have been applied. Read the cart, and send what is still"
+            f" needed with a new {HEADER}",
+            details={"started_at": found.created_at.isoformat()},
         )
     return Response(
         found.response_body,
@@ -144,12 +190,9 @@ def _answer_again(found: _Found, digest: str) -> Response:
 
 
 def _reclaimable(now: datetime) -> Any:
-    """The records a new request may take over: expired, or abandoned while running."""
-    return or_(
-        IdempotencyRecord.created_at <= now - RETENTION,
-        (IdempotencyRecord.completed_at.is_(None))
-        & (IdempotencyRecord.created_at <= now - IN_FLIGHT_LIMIT),
-    )
+    """The records a new request may take over: expired ones only (never a claim whose
+    answer was not kept: its request may have been applied)."""
+    return IdempotencyRecord.created_at <= now - RETENTION
 
 
 async def _claim(
@@ -187,6 +230,7 @@ async def _claim(
                         IdempotencyRecord.request_digest,
                         IdempotencyRecord.status_code,
                         IdempotencyRecord.response_body,
+                        IdempotencyRecord.created_at,
                     ).where(*where)
                 )
             ).one_or_none()
