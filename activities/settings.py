@@ -19,6 +19,8 @@ from workflows.contract import TASK_QUEUE, CartPolicy
 from workflows.validation import policy_problems, valid_id
 
 _POLICY_FIELDS = {f.name for f in dataclasses.fields(CartPolicy)}
+#: the length of ``CARTKEEPER_METRICS_TOKEN``
+MIN_METRICS_TOKEN, MAX_METRICS_TOKEN = 16, 512
 
 #: the environment variable of each setting (for error messages)
 ENV_NAMES = {
@@ -148,6 +150,24 @@ class Settings(BaseSettings):
     #: the Temporal UI as admins reach it (the admin console links each cart's workflow
     #: there: ``{temporal_ui_url}/namespaces/<ns>/workflows/<id>``)
     temporal_ui_url: str = "http://localhost:8233"
+    #: the bearer token ``/metrics`` asks for (``Authorization: Bearer <token>``,
+    #: ``starter.web.metrics``); unset, ``/metrics`` is open to anyone who reaches it: keep
+    #: it off the public network then (its labels name shops)
+    metrics_token: SecretStr | None = None
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            token = value.get_secret_value()
+            if not MIN_METRICS_TOKEN <= len(token) <= MAX_METRICS_TOKEN or not all(
+                "!" <= char <= "~" for char in token
+            ):
+                raise ValueError(
+                    f"must be {MIN_METRICS_TOKEN} to {MAX_METRICS_TOKEN} printable ASCII"
+                    " characters without spaces (e.g. `openssl rand -hex 32`)"
+                )
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -17,18 +17,30 @@ Two kinds of figures:
 ``cartkeeper_read_model_up`` says whether the read model answered: when it does not (or
 not within the readiness timeout), the scrape still answers, with the request figures
 and ``cartkeeper_read_model_up 0``.
+
+Who may scrape. With ``CARTKEEPER_METRICS_TOKEN`` set (``Settings.metrics_token``), a
+scrape must carry ``Authorization: Bearer <token>`` (Prometheus: ``authorization:
+{credentials: <token>}`` in the scrape config); anything else is 401 ``unauthenticated``
+with ``WWW-Authenticate: Bearer``, before the read model is asked. The token is compared
+in constant time (both sides hashed first, so not even its length shows). Unset,
+``/metrics`` is open to anyone who reaches it: keep it off the public network then (its
+labels name shops).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as CounterMetric
 from prometheus_client.exposition import choose_encoder
@@ -37,6 +49,7 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activities.models import CartRecord, ReminderSend
+from starter.web.api_errors import ERROR_RESPONSES, ApiError, WebErrorCode
 from starter.web.deps import Context, WebContext
 from workflows.codes import CartState, ReminderStatus
 
@@ -237,11 +250,53 @@ def _read_model_families(figures: ReadModelFigures) -> Iterable[Metric]:
     yield skipped
 
 
+# --------------------------------------------------------------------------- the scrape
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="MetricsBearer",
+    description="`CARTKEEPER_METRICS_TOKEN`, when it is set: `Authorization: Bearer <token>`.",
+)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def token_matches(presented: str, expected: str) -> bool:
+    """Whether ``presented`` is ``expected``, in constant time (hashed first: the
+    comparison takes as long whatever their lengths)."""
+    return hmac.compare_digest(_digest(presented), _digest(expected))
+
+
+async def scraper(
+    context: Context,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Let the scrape through: ``metrics_token`` unset, or presented as a bearer token;
+    else 401 ``unauthenticated``."""
+    expected = context.settings.metrics_token if context.settings is not None else None
+    if expected is None:
+        return
+    if bearer is None or not token_matches(bearer.credentials, expected.get_secret_value()):
+        raise ApiError(
+            WebErrorCode.UNAUTHENTICATED,
+            "/metrics needs its token: Authorization: Bearer <CARTKEEPER_METRICS_TOKEN>",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+
+
 @router.get(
     "/metrics",
     summary="Prometheus metrics: requests, latencies, carts, reminders, flagged payments",
+    description="With `CARTKEEPER_METRICS_TOKEN` set, only with `Authorization: Bearer"
+    " <token>` (else 401); unset, open: keep it off the public network.",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        401: ERROR_RESPONSES[401],
+    },
+    dependencies=[Depends(scraper)],
 )
 async def metrics(request: Request, context: Context) -> Response:
     figures: ReadModelFigures | None
