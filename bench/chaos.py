@@ -213,6 +213,22 @@ class WorkerChaos:
             self.starting = False
             self.down_s += time.monotonic() - began
 
+    @staticmethod
+    def _cpu_share(worker: WorkerProcess) -> dict[str, float]:
+        """The worker's CPU seconds in its life and the share of one core it used (1.0: one
+        core the whole time; a Python worker's workflow tasks cannot use more)."""
+        try:
+            process = worker.ps()
+            alive = max(time.time() - process.create_time(), 1e-3)
+            cpu = worker.cpu_s()
+        except Exception:  # it died by itself
+            return {}
+        return {
+            "alive_s": round(alive, 2),
+            "cpu_s": round(cpu, 2),
+            "core_share": round(cpu / alive, 2),
+        }
+
     async def run(self, stop: asyncio.Event) -> None:
         import random
 
@@ -230,9 +246,10 @@ class WorkerChaos:
                 self.skipped += 1  # still starting after the last kill
                 continue
             victim = self.workers[self.kills % len(self.workers)]
+            used = self._cpu_share(victim)
             await victim.kill_and_wait()
             self.kills += 1
-            killed_at = self.timeline.mark("worker_killed", name=victim.name)
+            killed_at = self.timeline.mark("worker_killed", name=victim.name, **used)
             restarting = asyncio.create_task(self._start(victim, killed_at))
         if restarting is not None:
             await restarting
