@@ -56,8 +56,16 @@ def decode_cart(snapshot: dict[str, Any]) -> Cart:
 
 
 def _text(value: str | None) -> str | None:
-    # PostgreSQL text cannot hold NUL; the snapshot (JSON) keeps the exact value.
-    return value.replace("\x00", "") if value is not None else None
+    """A text column's value. PostgreSQL text cannot hold NUL, and neither database takes
+    a lone surrogate (a query with one fails on every try: the projection, and the order
+    number written with it, would retry for ever). The workflow refuses both
+    (``invalid_text``), but a cart from before that rule may hold them: NUL is dropped and
+    a lone surrogate written as its escape (``\\ud800``) here; the snapshot (JSON) keeps
+    the exact value."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "")
+    return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode()
 
 
 def cart_values(cart: Cart, projected_at: datetime) -> dict[str, Any]:

@@ -212,7 +212,12 @@ class OrderActions:
         _edge(lambda: check_admin(event))
         _edge(
             lambda: check_text(
-                event.note, "note", required=True, code=ErrorCode.INVALID_INPUT, limit=MAX_NOTE
+                event.note,
+                "note",
+                required=True,
+                code=ErrorCode.INVALID_INPUT,
+                limit=MAX_NOTE,
+                multiline=True,
             )
         )
         return await self._order_admin(shop_id, cart_id, ADD_ORDER_NOTE, payload)

@@ -189,6 +189,32 @@ async def payment_for_an_unknown_cart(c: CartkeeperClient, cart: str) -> None:
     await _until_attention(c, cart)
 
 
+async def control_characters(c: CartkeeperClient, cart: str) -> None:
+    """Outside text with control characters and lone surrogates, as the workflow took it
+    before ``invalid_text`` (item names, a customer's name, a gateway, admin names and
+    notes, a garbled result): replayed today it makes the same cart (no text patch)."""
+    handle = c.client.get_workflow_handle(workflow_id(SHOP, cart))
+    lines = [CartLine("tea", "Green\ttea", 2, 450), CartLine("cup", "Cup\x00", 1, 1200)]
+    await c.update_cart(SHOP, cart, [*lines, CartLine("mug", "Mug\ud800", 1, 0)], "EUR")
+    await c.identify_customer(SHOP, cart, CustomerInfo(email="ann@example.com", name="Ann\x00"))
+    await c.start_checkout(SHOP, cart)
+    await c.start_payment(
+        SHOP, cart, attempt_id="a1", method="online", gateway="stripe\n", amount=2100
+    )
+    await handle.signal("confirm", {"admin": "o\x01ps"})  # not locked: refused, journaled
+    await handle.signal(PAYMENT_RESULT, {"attempt_id": "a1", "status": "ok\ud800", "amount": 1})
+    pending = {"attempt_id": "a1", "status": "pending", "amount": 2100, "gateway": "gw\x00"}
+    await handle.signal(PAYMENT_RESULT, pending)
+    await _until(c, cart, CartState.LOCKED)
+    await handle.signal("unlock", {"admin": "op\x00s", "note": "called\x07her"})
+    await _until(c, cart, CartState.ACTIVE)
+    await c.start_payment(SHOP, cart, attempt_id="a2", method="online", gateway="b\x00", amount=9)
+    await handle.signal(PAYMENT_RESULT, {**pending, "attempt_id": "a2", "gateway": "\ud800"})
+    await _until(c, cart, CartState.LOCKED)
+    await handle.signal("confirm", {"admin": "ops", "note": "paid\x00", "status": "P"})
+    await c.await_order(SHOP, cart, 10)
+
+
 #: the recording's read model (scenarios that need rows, e.g. a campaign, write them)
 _SESSIONS: list[Any] = []
 
@@ -375,6 +401,7 @@ SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
     "operated_from_the_ui": (operated_from_the_ui, replace(FAST, lock_after_seconds=60)),
     "cancelled_from_the_ui": (cancelled_from_the_ui, CartPolicy()),
     "payment_for_an_unknown_cart": (payment_for_an_unknown_cart, CartPolicy()),
+    "control_characters": (control_characters, CartPolicy(projection_interval_seconds=0.2)),
     "lock_alert": (lock_alert, replace(FAST, lock_alert_after_seconds=1, lifetime_seconds=3600)),
     "reminder_sequence": (
         reminder_sequence,

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +32,22 @@ from temporalio.testing import WorkflowEnvironment
 from activities.cart_activities import CartActivities
 from activities.read_model import get_cart_record
 from activities.settings import Settings
-from starter.client import CartkeeperClient
+from starter.client import CartkeeperClient, CartkeeperError
 from tests.conftest import FAST, new_id
+from workflows import machine
 from workflows.contract import (
-    IDENTIFY_CUSTOMER,
     Cart,
     CartLine,
     CartState,
-    CartView,
+    CartUpdated,
+    CustomerIdentified,
     CustomerInfo,
     JournalKind,
     LockReason,
+    ProjectCartInput,
     workflow_id,
 )
+from workflows.validation import legacy_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "cartkeeper"
@@ -608,33 +611,30 @@ async def test_show_falls_back_to_the_read_model_when_the_workflow_is_gone(
 #: an item name that would colour the terminal, set its title, overwrite its line, forge
 #: an output line and reverse the text after it, were it printed as it is
 EVIL_NAME = "Tea\x1b[31m red\x1b]0;pwned\x07\rerror: forged\nline\u202eright"
-#: an e-mail address the workflow's own check lets through (a storefront that sends raw
-#: JSON, not the Python client, whose validator would refuse it)
+#: an e-mail address the workflow's own check let through before ``invalid_text`` (a
+#: storefront that sent raw JSON, not the Python client, whose validator would refuse it)
 EVIL_EMAIL = "ann\x1b[2J\u202e@example.com"
 RAW_CONTROLS = (b"\x1b", b"\x07", b"\r", "\u202e".encode())
 
 
 async def test_control_characters_are_shown_escaped(
-    cartkeeper: Cartkeeper,
-    carts: CartkeeperClient,
-    session_factory: Any,
-    dev_env: WorkflowEnvironment,
+    cartkeeper: Cartkeeper, carts: CartkeeperClient, session_factory: Any
 ) -> None:
     """Text from outside is printed with its control characters escaped. `carts list`
     shows no item names: the customer's e-mail is its outside text. (click itself drops
     CSI sequences such as ``\\x1b[31m`` when stdout is not a terminal, so the name also
-    carries an OSC sequence and a BEL, which it would let through.)"""
+    carries an OSC sequence and a BEL, which it would let through.) The workflow refuses
+    such text now (``invalid_text``); a cart that took it before keeps it: here its read
+    model row, as the replay of its history under ``legacy_text`` writes it."""
     shop, cart_id = new_id("shop"), new_id()
-    await carts.update_cart(shop, cart_id, [CartLine("tea", EVIL_NAME, 1, 650)], "EUR")
-    handle = dev_env.client.get_workflow_handle(workflow_id(shop, cart_id))
-    customer = {"email": EVIL_EMAIL, "name": EVIL_NAME}
-    await handle.execute_update(IDENTIFY_CUSTOMER, {"customer": customer}, result_type=CartView)
-
-    async def identified() -> Cart | None:
-        record = await get_cart_record(session_factory, shop, cart_id)
-        return record if record is not None and record.customer is not None else None
-
-    await eventually(identified)
+    with pytest.raises(CartkeeperError, match="invalid_text"):
+        await carts.update_cart(shop, cart_id, [CartLine("tea", EVIL_NAME, 1, 650)], "EUR")
+    cart, now = Cart(shop_id=shop, cart_id=cart_id), datetime.now(UTC)
+    with legacy_text():
+        machine.apply(cart, CartUpdated([CartLine("tea", EVIL_NAME, 1, 650)], "EUR"), now)
+        evil = CustomerInfo(email=EVIL_EMAIL, name=EVIL_NAME)
+        machine.apply(cart, CustomerIdentified(evil), now)
+    await CartActivities(session_factory).project_cart(ProjectCartInput(cart))
     show, listing, as_json = await asyncio.gather(
         cartkeeper("carts", "show", cart_id, "--shop", shop),
         cartkeeper("carts", "list", "--shop", shop),

@@ -73,6 +73,7 @@ from workflows.machine import (
 )
 from workflows.machine import apply as machine_apply
 from workflows.machine import tick as machine_tick
+from workflows.parsing import parse_payment_result
 from workflows.timers import reschedule as machine_reschedule
 from workflows.validation import MAX_AMOUNT, MAX_LINES, MAX_QUANTITY
 
@@ -1240,8 +1241,31 @@ def is_reflected(cart: Cart, attempt_id: str) -> bool:
     return counted or bool(flagged & MONEY_FLAGS)
 
 
+def unstorable(value: Any, path: str = "cart") -> list[str]:
+    """Where ``value`` (a cart) holds text no database stores or reads back whole: a
+    control character other than tab and line breaks (which notes may have), or a lone
+    surrogate."""
+    if isinstance(value, str):
+        bad = [c for c in value if c in UNSTORABLE or "\ud800" <= c <= "\udfff"]
+        return [f"{path}: {value!r}"] if bad else []
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in unstorable(item, f"{path}[{i}]")]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in unstorable(k, path) + unstorable(v, path)]
+    if hasattr(value, "__dataclass_fields__"):
+        return [p for f in value.__dataclass_fields__ for p in unstorable(getattr(value, f), f)]
+    return []
+
+
+#: control characters no cart keeps (tab, LF and CR: only where a note has lines)
+UNSTORABLE = frozenset(chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]) - set("\t\n\r")
+
+
 def check_static_invariants(cart: Cart, policy: CartPolicy) -> None:
     """What holds for every cart, whatever happened before."""
+    # Outside text is refused with a control character or a lone surrogate, or (what a
+    # gateway sent) kept escaped: every text of the cart can be stored and read back.
+    assert not unstorable(cart), unstorable(cart)[:3]
     assert cart.total == sum(ln.quantity * ln.unit_price for ln in cart.lines)
     assert cart.item_count == sum(ln.quantity for ln in cart.lines)
     assert len({ln.sku for ln in cart.lines}) == len(cart.lines)
@@ -1421,6 +1445,24 @@ BAD_ATTEMPT = "bad id!"
 SKUS = ["A", "B", "C"]
 VALID_CURRENCY = "EUR"
 
+#: text as a storefront, an admin or a gateway may send it: mostly plain, sometimes with
+#: a control character (NUL, tab, line break, ESC, DEL, C1) or a lone surrogate
+UNSAFE_CHARS = ["\x00", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\ud800", "\udfff"]
+texts = st.text(st.sampled_from(["a", "Z", " ", "é", "€", "\u2028", *UNSAFE_CHARS]), max_size=5)
+names = st.one_of(st.sampled_from(["Mug", "T-shirt"]), st.sampled_from(["Mug"]), texts)
+notes = st.one_of(st.none(), st.none(), st.sampled_from(["called", "a\r\nb\tc"]), texts)
+
+
+def unsafe(text: object, *, multiline: bool = False) -> bool:
+    """The model of the text rules: a control character (but tab and line breaks in a
+    note) or a lone surrogate."""
+    allowed = set("\t\n\r") if multiline else set()
+    return isinstance(text, str) and any(
+        (c in UNSTORABLE or c in "\t\n\r" or "\ud800" <= c <= "\udfff") and c not in allowed
+        for c in text
+    )
+
+
 valid_lines = st.lists(
     st.builds(
         CartLine,
@@ -1454,6 +1496,16 @@ bad_line = st.one_of(
         quantity=st.just(1),
         unit_price=st.just(1),
     ),
+    st.builds(
+        CartLine, sku=st.sampled_from(SKUS), name=names, quantity=st.just(1), unit_price=st.just(1)
+    ),
+    st.builds(
+        CartLine,
+        sku=st.sampled_from(["A\x00", "\ud800"]),
+        name=names,
+        quantity=st.just(1),
+        unit_price=st.just(1),
+    ),
 )
 #: mostly valid carts; sometimes an invalid line or a duplicated sku
 lines_strategy = st.one_of(
@@ -1467,10 +1519,13 @@ lines_strategy = st.one_of(
     ),
 )
 currencies = st.sampled_from(["EUR", "EUR", "EUR", "EUR", "USD", "XYZ", "eur"])
-emails = st.sampled_from(["ann@example.com", "bob@shop.test", "not-an-email", "a b@c.de", "@x.y"])
+emails = st.sampled_from(
+    ["ann@example.com", "bob@shop.test", "not-an-email", "a b@c.de", "@x.y", "a\x00@b.de"]
+)
 customers = st.builds(
     CustomerInfo,
     email=emails,
+    name=st.one_of(st.none(), st.just("Ann"), texts),
     logged_in=st.booleans(),
     customer_id=st.sampled_from([None, None, "c-1", "bad id"]),
 )
@@ -1497,17 +1552,24 @@ POLICIES = [
 ]
 
 
-def _valid_lines(lines: list[Any]) -> bool:
-    skus = [ln.sku for ln in lines]
-    return len(skus) == len(set(skus)) and all(
-        isinstance(ln.sku, str)
-        and ln.sku.strip()
-        and type(ln.quantity) is int
-        and 0 < ln.quantity <= MAX_QUANTITY
-        and type(ln.unit_price) is int
-        and 0 <= ln.unit_price <= MAX_AMOUNT
-        for ln in lines
-    )
+def _lines_refusal(lines: list[Any]) -> ErrorCode | None:
+    """The model of ``check_lines`` (3 lines at most here): the first line's first problem,
+    texts first (their characters, then blank), then the sku's repeat, quantity, price."""
+    seen: set[str] = set()
+    for ln in lines:
+        for text in (ln.sku, ln.name):
+            if unsafe(text):
+                return ErrorCode.INVALID_TEXT
+            if not text.strip():
+                return ErrorCode.INVALID_LINE
+        if ln.sku in seen:
+            return ErrorCode.DUPLICATE_SKU
+        seen.add(ln.sku)
+        if not (type(ln.quantity) is int and 0 < ln.quantity <= MAX_QUANTITY):
+            return ErrorCode.INVALID_QUANTITY
+        if not (type(ln.unit_price) is int and 0 <= ln.unit_price <= MAX_AMOUNT):
+            return ErrorCode.INVALID_PRICE
+    return None
 
 
 def _valid_result(event: PaymentResultReported) -> bool:
@@ -1528,7 +1590,7 @@ def _sanitized(event: PaymentResultReported) -> tuple[PaymentResultReported, int
         len(event.card_last4) == 4 and event.card_last4.isdigit()
     ):
         bad["card_last4"] = None
-    if event.gateway is not None and not event.gateway.strip():
+    if event.gateway is not None and (not event.gateway.strip() or unsafe(event.gateway)):
         bad["gateway"] = None
     return replace(event, **bad), len(bad)  # type: ignore[arg-type]
 
@@ -1685,13 +1747,8 @@ class CartMachine(RuleBasedStateMachine):
             assert outcome is ErrorCode.INVALID_CURRENCY
         elif before.currency is not None and currency != before.currency:
             assert outcome is ErrorCode.CURRENCY_MISMATCH
-        elif not _valid_lines(lines):
-            assert outcome in (
-                ErrorCode.INVALID_LINE,
-                ErrorCode.INVALID_QUANTITY,
-                ErrorCode.INVALID_PRICE,
-                ErrorCode.DUPLICATE_SKU,
-            )
+        elif (refusal := _lines_refusal(lines)) is not None:
+            assert outcome is refusal
         else:
             assert outcome is True
             assert self.cart.lines == lines and self.cart.lines is not lines
@@ -1708,9 +1765,13 @@ class CartMachine(RuleBasedStateMachine):
         before, outcome = self._apply(CustomerIdentified(info))
         if before.state in STOREFRONT_REFUSAL:
             assert outcome is STOREFRONT_REFUSAL[before.state]
+        elif unsafe(info.email):
+            assert outcome is ErrorCode.INVALID_TEXT
         elif "@" not in info.email or info.email.startswith("@") or " " in info.email:
             assert outcome is ErrorCode.INVALID_EMAIL
-        elif info.customer_id == "bad id":
+        elif unsafe(info.name):
+            assert outcome is ErrorCode.INVALID_TEXT
+        elif (info.name is not None and not info.name.strip()) or info.customer_id == "bad id":
             assert outcome is ErrorCode.INVALID_CUSTOMER
         else:
             assert outcome is True
@@ -1793,6 +1854,7 @@ class CartMachine(RuleBasedStateMachine):
         amount=st.sampled_from([1000, 1000, 0, 250, -1]),
         currency=st.sampled_from([None, None, None, "EUR", "USD", "XYZ"]),
         card_last4=st.sampled_from([None, "4242", "42"]),
+        gateway=st.one_of(st.none(), st.none(), st.just("stripe"), texts),
     )
     def payment_result(
         self,
@@ -1801,8 +1863,45 @@ class CartMachine(RuleBasedStateMachine):
         amount: int,
         currency: str | None,
         card_last4: str | None,
+        gateway: str | None,
     ) -> None:
-        self._result(PaymentResultReported(attempt_id, status, amount, currency, card_last4))
+        self._result(
+            PaymentResultReported(attempt_id, status, amount, currency, card_last4, gateway)
+        )
+
+    @rule(
+        attempt_id=st.one_of(st.sampled_from(ATTEMPTS), texts),
+        status=st.one_of(st.sampled_from(["succeeded", "pending", "failed"]), texts),
+        extra=st.dictionaries(texts, texts, max_size=2),
+        gateway=st.one_of(st.none(), texts),
+    )
+    def gateway_sends_raw_text(
+        self, attempt_id: str, status: str, extra: dict[str, str], gateway: str | None
+    ) -> None:
+        """A webhook's JSON as it came (``parse_payment_result``), its text perhaps with
+        control characters or lone surrogates: never refused, and what the cart keeps of
+        it is storable (the invariant), flagged for an admin when it could not be read."""
+        raw: dict[str, Any] = {**extra, "attempt_id": attempt_id, "status": status}
+        raw.update(amount=1000, gateway=gateway)
+        event = parse_payment_result(raw)
+        before, outcome = self._apply(event)
+        assert isinstance(outcome, bool), "a payment result is never refused"
+        if isinstance(event, PaymentResultUnreadable):
+            hypothesis_event("raw result unreadable")
+            assert unstorable(event) == [], "what is kept of an unreadable result is escaped"
+            new = self.cart.attention[len(before.attention) :]
+            assert [a.kind for a in new] in ([AttentionKind.INVALID_PAYMENT_RESULT], [])
+        elif unsafe(gateway) and (attempt := self.cart.attempt(attempt_id)) is not None:
+            hypothesis_event("raw result applied without its gateway")
+            assert attempt.gateway != gateway, "a gateway name with such text is dropped"
+            assert (
+                any(
+                    a.kind is AttentionKind.INVALID_PAYMENT_RESULT
+                    and "gateway holds" in (a.detail or "")
+                    for a in self.cart.attention[len(before.attention) :]
+                )
+                or not outcome
+            )
 
     @precondition(lambda self: self.cart.current_attempt_id is not None)
     @rule(
@@ -2106,10 +2205,14 @@ class CartMachine(RuleBasedStateMachine):
         else:
             assert self.cart.state is CartState.DELETED
 
-    @rule()
-    def admin_unlocks(self) -> None:
-        before, outcome = self._apply(UnlockCart(admin="root"))
-        if before.state is not CartState.LOCKED:
+    @rule(note=notes, admin=st.sampled_from(["root"] * 6 + ["ro\x00ot", "\ud800"]))
+    def admin_unlocks(self, note: str | None, admin: str) -> None:
+        before, outcome = self._apply(UnlockCart(admin=admin, note=note))
+        if unsafe(admin) or unsafe(note, multiline=True):
+            assert outcome is ErrorCode.INVALID_TEXT, "checked before the cart's state"
+        elif note is not None and not note.strip():
+            assert outcome is ErrorCode.INVALID_INPUT
+        elif before.state is not CartState.LOCKED:
             assert outcome is ADMIN_REFUSAL[before.state]
         else:
             assert outcome is True

@@ -73,6 +73,7 @@ from workflows.message_handlers import (
     decode,
     refusal,
     summary,
+    text_rules,
     with_messages,
 )
 from workflows.order_effects import OrderEffects
@@ -396,8 +397,7 @@ class CartWorkflow(CartMail, OrderEffects):
         if wake_at is not None and (self._sleeping_until is None or wake_at < self._sleeping_until):
             self._wake = True
 
-    def _parse(self, spec: MessageSpec, payload: RawValue) -> object:
-        raw = decode(payload)
+    def _parse(self, spec: MessageSpec, raw: object) -> object:
         if raw is MISSING:
             raise machine.CartRefused(ErrorCode.INVALID_INPUT, f"{spec.name} takes a JSON object")
         return spec.parse(raw)
@@ -409,7 +409,7 @@ class CartWorkflow(CartMail, OrderEffects):
         if not self._ready:
             return
         try:
-            machine.check(self._cart, self._parse(spec, payload))
+            machine.check(self._cart, self._parse(spec, decode(payload)))
         except machine.CartRefused as refused:
             raise refusal(refused) from None
 
@@ -419,12 +419,14 @@ class CartWorkflow(CartMail, OrderEffects):
             await self._status_turn()
         elif not self._ready:
             await workflow.wait_condition(lambda: self._ready)
+        raw = decode(payload)
         try:
-            event = self._parse(spec, payload)
-            if spec.needs_statuses and isinstance(event, SetOrderStatus):
-                machine.check(self._cart, event)  # before the registry is read
-                event.statuses = await self._read_statuses()
-            self._apply(event)
+            with text_rules(raw):
+                event = self._parse(spec, raw)
+                if spec.needs_statuses and isinstance(event, SetOrderStatus):
+                    machine.check(self._cart, event)  # before the registry is read
+                    event.statuses = await self._read_statuses()
+                self._apply(event)
         except machine.CartRefused as refused:
             raise refusal(refused) from None
         finally:
@@ -466,20 +468,20 @@ class CartWorkflow(CartMail, OrderEffects):
         await self._status_turn()
         raw = decode(payload)
         try:
-            if raw is MISSING:
-                raise machine.CartRefused(
-                    ErrorCode.INVALID_INPUT, f"{spec.name} takes a JSON object"
-                )
-            event = spec.parse(raw)
-            assert isinstance(event, SetOrderStatus)
-            machine.check(self._cart, event)
-            try:
-                event.statuses = await self._read_statuses()
-            except ApplicationError as error:
-                raise machine.CartRefused(ErrorCode.STATUSES_UNAVAILABLE, str(error)) from None
-            self._apply(event)
-        except machine.CartRefused as refused:
-            self._signal_refused(spec, raw, refused)
+            with text_rules(raw):
+                try:
+                    event = self._parse(spec, raw)
+                    assert isinstance(event, SetOrderStatus)
+                    machine.check(self._cart, event)
+                    try:
+                        event.statuses = await self._read_statuses()
+                    except ApplicationError as error:
+                        raise machine.CartRefused(
+                            ErrorCode.STATUSES_UNAVAILABLE, str(error)
+                        ) from None
+                    self._apply(event)
+                except machine.CartRefused as refused:
+                    self._signal_refused(spec, raw, refused)
         finally:
             self._status_done()
 
@@ -490,14 +492,11 @@ class CartWorkflow(CartMail, OrderEffects):
             self._pending_signals.append(lambda: self._on_signal(spec, payload))
             return
         raw = decode(payload)
-        try:
-            if raw is MISSING:
-                raise machine.CartRefused(
-                    ErrorCode.INVALID_INPUT, f"{spec.name} takes a JSON object"
-                )
-            self._apply(spec.parse(raw))
-        except machine.CartRefused as refused:
-            self._signal_refused(spec, raw, refused)
+        with text_rules(raw):
+            try:
+                self._apply(self._parse(spec, raw))
+            except machine.CartRefused as refused:
+                self._signal_refused(spec, raw, refused)
 
     def _signal_refused(self, spec: MessageSpec, raw: object, refused: machine.CartRefused) -> None:
         """A refused signal is kept in the journal with its reason."""
@@ -575,7 +574,8 @@ class CartWorkflow(CartMail, OrderEffects):
                 )
             )
             return
-        self._apply(parse_payment_result(raw))
+        with text_rules(raw):
+            self._apply(parse_payment_result(raw))
 
     # ------------------------------------------------------------------ reads
 

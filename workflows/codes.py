@@ -208,6 +208,9 @@ class ErrorCode(StrEnum):
     """Why a request was refused. Each code carries the HTTP status an API answers with."""
 
     INVALID_INPUT = "invalid_input"
+    #: outside text holding a control character (tab and line breaks only in notes and
+    #: addresses) or a lone surrogate: no database stores every one of them
+    INVALID_TEXT = "invalid_text"
     INVALID_ID = "invalid_id"
     INVALID_CURRENCY = "invalid_currency"
     CURRENCY_MISMATCH = "currency_mismatch"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from temporalio import workflow
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import Cart, CartView
     from workflows.order_parsing import ALL_MESSAGES
     from workflows.parsing import MessageSpec
+    from workflows.validation import TEXT_PATCH, has_unsafe_text, legacy_text
 
 MISSING = object()
 
@@ -52,6 +54,19 @@ def decode(payload: RawValue) -> object:
     if encoding == b"binary/null":
         return None
     return MISSING
+
+
+def text_rules(raw: object) -> AbstractContextManager[None]:
+    """How a handler reads and applies the message ``raw`` (decoded): by today's text
+    rules (``workflows.validation``: control characters and lone surrogates refused, or
+    escaped in what a payment result keeps), unless ``raw`` holds such a character and the
+    history was recorded before the rules (no ``TEXT_PATCH`` marker): then as it was
+    (``legacy_text``), so that it makes the cart it made. The patch is asked only for such
+    a message: the histories of other carts get no marker. Never from a validator (it
+    issues a command); validators run for new messages only, by today's rules."""
+    if raw is MISSING or not has_unsafe_text(raw) or workflow.patched(TEXT_PATCH):
+        return nullcontext()
+    return legacy_text()
 
 
 def being_evicted() -> bool:

@@ -9,7 +9,8 @@ Python; refusals are ``CartRefused`` with an ``ErrorCode``; nothing is changed.
   total (``payment_required``: record the payment first).
 - ``edit_delivery``: an order; the tracking code and the comment in any status, the other
   fields only while the status has editable contents (``contents_not_editable``); each
-  value checked (``invalid_delivery``).
+  value checked (``invalid_delivery``; a control character, but tab and line breaks in
+  the address and comment, or a lone surrogate: ``invalid_text``).
 - ``edit_order_lines``: an order whose status has editable contents; lines as the
   storefront's (``workflows.validation.check_lines``), at least one.
 - ``record_payment``: an order; a payment or a refund of a positive amount in the order's
@@ -74,6 +75,8 @@ _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ().\-/]{2,39}\Z")
 #: the longest text of each delivery field (others: ``MAX_TEXT``)
 _DELIVERY_LIMITS = {"address": 500, "comment": MAX_NOTE, "tracking_code": 100, "postal_code": 20}
 DELIVERY_FIELDS = tuple(Delivery.__dataclass_fields__)
+#: the delivery fields that may have lines (tab, CR and LF allowed)
+_MULTILINE_FIELDS = frozenset({"address", "comment"})
 
 
 def check_order_event(cart: Cart, event: object) -> None:
@@ -107,7 +110,12 @@ def check_order_event(cart: Cart, event: object) -> None:
         case AddOrderNote():
             check_admin(event)
             check_text(
-                event.note, "note", required=True, code=ErrorCode.INVALID_INPUT, limit=MAX_NOTE
+                event.note,
+                "note",
+                required=True,
+                code=ErrorCode.INVALID_INPUT,
+                limit=MAX_NOTE,
+                multiline=True,
             )
             if cart.state not in NOT_FINISHED_STATES:
                 _require_order(cart)
@@ -184,6 +192,7 @@ def check_delivery(changes: object) -> None:
             required=True,
             code=ErrorCode.INVALID_DELIVERY,
             limit=_DELIVERY_LIMITS.get(name, 200),
+            multiline=name in _MULTILINE_FIELDS,
         )
         assert isinstance(value, str)
         pattern = {"email": _EMAIL_RE, "country": _COUNTRY_RE, "phone": _PHONE_RE}.get(name)

@@ -11,6 +11,17 @@ dataclasses of ``workflows.events``:
   read it becomes ``PaymentResultUnreadable``, which keeps what could be read and an
   excerpt of the payload with card numbers masked, for an admin.
 
+Text with a control character or a lone surrogate is refused (``invalid_text``,
+``workflows.validation.check_text``), except where refusing would lose something: a
+payment result (the money) and the record of a refused signal (who sent it). There, and
+only there, text is altered: what is kept of the raw payload (the excerpt, the problem,
+the sender's name) has each such character written as its escape (``\\u0000``,
+``\\ud800``; ``workflows.validation.escape_text``), so that the cart stays storable in
+either database and readable, and the result is flagged for an admin as an unreadable one
+is (a gateway name with such characters is dropped from the result, shown escaped in the
+flag, as any malformed detail is). Histories recorded before kept the raw text
+(``legacy_text``).
+
 Statuses are read exactly as ``PaymentStatus`` spells them (``"succeeded"``, not
 ``"SUCCEEDED"``). A status added later must be read only under a ``workflow.patched``
 branch, so that recorded histories keep replaying to the same carts.
@@ -60,7 +71,14 @@ from workflows.events import (
     SendReminder,
     UnlockCart,
 )
-from workflows.validation import MAX_AMOUNT, CartRefused, check_attempt_id, is_int
+from workflows.validation import (
+    MAX_AMOUNT,
+    CartRefused,
+    check_attempt_id,
+    escape_text,
+    is_int,
+    text_rules_apply,
+)
 
 #: how much of an unreadable payload is kept on the cart
 EXCERPT_LIMIT = 500
@@ -80,13 +98,21 @@ def mask_card_numbers(text: str) -> str:
 
 
 def excerpt(raw: object) -> str:
-    """A short, safe rendering of a raw payload: JSON, card numbers masked, truncated."""
+    """A short, safe rendering of a raw payload: JSON, card numbers masked, truncated;
+    control characters and lone surrogates escaped (``storable``)."""
     try:
         text = json.dumps(raw, ensure_ascii=False, sort_keys=False, default=repr)
     except (TypeError, ValueError):  # pragma: no cover - json.loads output always dumps
         text = repr(raw)
-    text = mask_card_numbers(text)
+    text = mask_card_numbers(storable(text, as_json=True))
     return text if len(text) <= EXCERPT_LIMIT else text[: EXCERPT_LIMIT - 3] + "..."
+
+
+def storable(text: str, *, as_json: bool = False) -> str:
+    """``text`` as a record of outside input keeps it: with its control characters and
+    lone surrogates escaped (``as_json``: as JSON escapes; inside ``legacy_text``, as before
+    the text rules: unchanged)."""
+    return escape_text(text, as_json=as_json) if text_rules_apply() else text
 
 
 # --------------------------------------------------------------------------- strict reading
@@ -303,7 +329,7 @@ def parse_recovery_link_clicked(raw: object) -> RecoveryLinkClicked:
 def admin_name(raw: object) -> str:
     """Who sent an admin message, as far as it can be read (for the refusal's record)."""
     if isinstance(raw, dict) and isinstance(raw.get("admin"), str) and raw["admin"].strip():
-        return str(raw["admin"])[:200]
+        return storable(str(raw["admin"])[:200])
     return "unknown"
 
 
@@ -373,7 +399,7 @@ def parse_payment_result(raw: object) -> PaymentResultReported | PaymentResultUn
             problem="; ".join(problems),
             excerpt=excerpt(raw),
             attempt_id=readable_attempt,
-            status=mask_card_numbers(status[:40]) if isinstance(status, str) else None,
+            status=storable(mask_card_numbers(status[:40])) if isinstance(status, str) else None,
             amount=amount if is_int(amount) else None,
         )
     return PaymentResultReported(
@@ -387,7 +413,8 @@ def parse_payment_result(raw: object) -> PaymentResultReported | PaymentResultUn
 
 
 def _short(value: object) -> str:
-    text = mask_card_numbers(json.dumps(value, ensure_ascii=False, default=repr))
+    dumped = json.dumps(value, ensure_ascii=False, default=repr)
+    text = mask_card_numbers(storable(dumped, as_json=True))
     return text if len(text) <= 40 else text[:37] + "..."
 
 

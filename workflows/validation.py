@@ -5,11 +5,21 @@ applied to ``cart`` and changes nothing. The value checks (``check_lines``,
 ``check_customer`` ...) need no cart: the client runs them at the edge before sending.
 Events built in Python are checked as strictly as events parsed from JSON: a value of the
 wrong type is refused here, never coerced.
+
+Outside text (``check_text``, e-mail addresses) holding a control character (Unicode
+``Cc``: C0, DEL, C1; tab, CR and LF only where ``multiline``: notes, addresses) or a lone
+surrogate is refused with ``invalid_text``, never cleaned: PostgreSQL stores no NUL in
+text, reads no ``\\u0000`` back out of JSON, and neither database (nor UTF-8 output)
+takes a lone surrogate. Histories recorded before this rule replay under it
+(``legacy_text``, asked by the workflow through the patch ``TEXT_PATCH``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from workflows.codes import (
     ADMIN_CONFIRM_STATUSES,
@@ -57,6 +67,13 @@ _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+\Z")
 _LAST4_RE = re.compile(r"^[0-9]{4}\Z")
 _TZ_RE = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*\Z")
 _LOCALE_RE = re.compile(r"^[a-zA-Z]{2,3}([_-][A-Za-z0-9]{2,8})*\Z")
+#: what no outside text may hold: control characters (``Cc``) and lone surrogates
+_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: the same where a text may have lines (a note, an address): tab, LF and CR allowed
+_UNSAFE_MULTILINE_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: the name of the patch under which the workflow applies the text rules (``legacy_text``)
+TEXT_PATCH = "outside-text-checked"
+_LEGACY_TEXT: ContextVar[bool] = ContextVar("cartkeeper_legacy_text", default=False)
 
 
 class CartRefused(Exception):  # not "...Error": a refusal is an outcome, not a bug
@@ -79,11 +96,83 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@contextmanager
+def legacy_text() -> Iterator[None]:
+    """Within it, text is read as before ``invalid_text``: control characters and lone
+    surrogates pass, records of raw payloads keep them. Only for the workflow replaying a
+    message of a history recorded before the rule (``TEXT_PATCH`` absent): that history
+    must make the cart it made."""
+    token = _LEGACY_TEXT.set(True)
+    try:
+        yield
+    finally:
+        _LEGACY_TEXT.reset(token)
+
+
+def text_rules_apply() -> bool:
+    """Whether the text rules apply (everywhere but inside ``legacy_text``)."""
+    return not _LEGACY_TEXT.get()
+
+
+def has_unsafe_text(value: object) -> bool:
+    """Whether a decoded JSON value holds, in a string or a key, a character the text rules
+    refuse anywhere (a tab or line break included): what the workflow asks ``TEXT_PATCH``
+    for, a message the rules may treat otherwise than before them."""
+    if isinstance(value, str):
+        return _UNSAFE_RE.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_unsafe_text(k) or has_unsafe_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_unsafe_text(item) for item in value)
+    return False
+
+
+def escape_text(value: str, *, as_json: bool = False) -> str:
+    """``value`` with each control character and lone surrogate written as its escape
+    (``\\x00``, ``\\ud800``; ``as_json``: always ``\\u0000``, so JSON text stays JSON):
+    storable and readable; for records of what was refused or could not be read, never
+    for what the cart acts on."""
+    return _UNSAFE_RE.sub(lambda m: _escape(m.group(0), as_json), value)
+
+
+def _escape(char: str, as_json: bool) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 and not as_json else f"\\u{code:04x}"
+
+
+def text_problem(value: str, what: str, *, multiline: bool = False) -> str | None:
+    """Why ``value`` is not acceptable outside text (``None`` when it is, and always
+    inside ``legacy_text``)."""
+    if _LEGACY_TEXT.get():
+        return None
+    found = (_UNSAFE_MULTILINE_RE if multiline else _UNSAFE_RE).search(value)
+    if found is None:
+        return None
+    char = found.group(0)
+    kind = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+    shown = escape_text(value[:60]) + ("..." if len(value) > 60 else "")
+    allowed = " other than tab and line breaks" if multiline else ""
+    return (
+        f"{what} holds {kind} (U+{ord(char):04X} at character {found.start() + 1}:"
+        f" '{shown}'): text takes no control characters{allowed} and no lone surrogates"
+    )
+
+
 def check_text(
-    value: object, what: str, *, required: bool, code: ErrorCode, limit: int = MAX_TEXT
+    value: object,
+    what: str,
+    *,
+    required: bool,
+    code: ErrorCode,
+    limit: int = MAX_TEXT,
+    multiline: bool = False,
 ) -> None:
+    """A text of at most ``limit`` characters, not blank, without control characters
+    (``multiline``: but tab, CR and LF) or lone surrogates (``invalid_text``)."""
     if value is None and not required:
         return
+    if isinstance(value, str) and (problem := text_problem(value, what, multiline=multiline)):
+        raise CartRefused(ErrorCode.INVALID_TEXT, problem)
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise CartRefused(code, f"{what} must be a non-empty text of at most {limit} characters")
 
@@ -130,6 +219,8 @@ def check_lines(lines: object) -> list[CartLine]:
 def check_customer(customer: object) -> CustomerInfo:
     if not isinstance(customer, CustomerInfo):
         raise CartRefused(ErrorCode.INVALID_CUSTOMER, "customer details are missing")
+    if isinstance(customer.email, str) and (problem := text_problem(customer.email, "email")):
+        raise CartRefused(ErrorCode.INVALID_TEXT, problem)
     if not isinstance(customer.email, str) or not _EMAIL_RE.match(customer.email):
         raise CartRefused(ErrorCode.INVALID_EMAIL, f"{customer.email!r} is not an e-mail address")
     for what, value in (("name", customer.name), ("phone", customer.phone)):
@@ -206,7 +297,14 @@ PAYMENT_RESULT_DETAILS = ("currency", "card_last4", "gateway")
 
 def check_admin(event: AdminAction) -> None:
     check_text(event.admin, "admin", required=True, code=ErrorCode.INVALID_INPUT)
-    check_text(event.note, "note", required=False, code=ErrorCode.INVALID_INPUT, limit=MAX_NOTE)
+    check_text(
+        event.note,
+        "note",
+        required=False,
+        code=ErrorCode.INVALID_INPUT,
+        limit=MAX_NOTE,
+        multiline=True,
+    )
 
 
 # --------------------------------------------------------------------------- state rules

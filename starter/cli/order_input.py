@@ -105,7 +105,12 @@ def check_admin_fields(admin: str, note: str | None, *, note_required: bool = Fa
     edge(lambda: check_text(admin, "admin", required=True, code=ErrorCode.INVALID_INPUT))
     edge(
         lambda: check_text(
-            note, "note", required=note_required, code=ErrorCode.INVALID_INPUT, limit=MAX_NOTE
+            note,
+            "note",
+            required=note_required,
+            code=ErrorCode.INVALID_INPUT,
+            limit=MAX_NOTE,
+            multiline=True,
         )
     )
 

@@ -95,9 +95,11 @@ def check_key(key: str) -> str:
 def request_digest(method: str, path: str, body: Any) -> str:
     """The hex SHA-256 of a request: its method, path (with the query) and JSON body,
     written canonically (key order and spacing do not count, types do: ``2`` is not
-    ``2.0``)."""
+    ``2.0``). A lone surrogate (valid JSON, ``"\\ud800"``) is hashed as it came
+    (``surrogatepass``): the request is answered (``invalid_text``), never a 500."""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{method.upper()}\n{path}\n{text}".encode()).hexdigest()
+    data = f"{method.upper()}\n{path}\n{text}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
