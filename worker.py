@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
-from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.alerts import admin_alert_activities
@@ -89,9 +89,6 @@ def build_worker(
         # A task sent to a worker that died waits this long on its sticky queue before
         # any worker may take it (the SDK's default is 10 s).
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_timeout_seconds),
-        # Enough polls on the task queue to cover its partitions (``Settings``).
-        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
-        nonsticky_to_sticky_poll_ratio=settings.nonsticky_poll_ratio,
         **options,
     )
 

@@ -82,14 +82,6 @@ class Settings(BaseSettings):
     #: 0.3-1.2 s. A busy worker that leaves a task waiting longer sends it to the task
     #: queue, where it costs a full replay (see ``bench/README.md``).
     sticky_timeout_seconds: float = Field(default=1.0, ge=0.1, le=60)
-    #: long polls a worker keeps open for workflow tasks (the SDK's default is 5), and the
-    #: share of them on the task queue rather than the worker's sticky queue (the SDK's
-    #: default is 0.2: one poll). A task queue has 4 partitions on the server by default;
-    #: with one poll, a task handed to the task queue (every cart's first task after a
-    #: worker restart, each task a killed worker left) can wait in a partition nobody
-    #: polls: in ``make chaos`` ~10 s after each kill (``bench/README.md``).
-    workflow_task_pollers: int = Field(default=10, ge=2, le=100)
-    nonsticky_poll_ratio: float = Field(default=0.5, gt=0, le=1)
     log_level: str = "INFO"
     #: outgoing mail: an SMTP relay (default: the local mail catcher of ``cartkeeper dev``)
     smtp_host: str = "127.0.0.1"
