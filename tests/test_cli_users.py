@@ -85,8 +85,11 @@ def test_add_list_passwd_remove(cartkeeper: Cartkeeper, db: ScratchDatabase) -> 
         stored(db, lambda s: admin_users.verify_password(s, "ann", "a new passphrase")) is not None
     )
 
+    last = cartkeeper("remove", "ann")  # the only admin: the console would have nobody
+    assert last.exit_code != 0 and "last_admin" in last.stderr, last.stderr
+    ok(cartkeeper("add", "bea", "--password-stdin", input=PASSWORD + "\n"))
     assert ok(cartkeeper("remove", "ann")).strip() == "user ann removed"
-    assert [u["username"] for u in json.loads(ok(cartkeeper("list", "--json")))] == ["vic"]
+    assert [u["username"] for u in json.loads(ok(cartkeeper("list", "--json")))] == ["bea", "vic"]
 
 
 def test_refusals_exit_with_their_codes(cartkeeper: Cartkeeper, db: ScratchDatabase) -> None:

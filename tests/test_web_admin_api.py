@@ -206,6 +206,7 @@ async def test_viewers_read_and_admins_write(api: AdminApi) -> None:
     assert (await api.http.get(url, headers=basic("vic"))).json() == {"methods": []}
     made = await api.http.post(url, json=method, headers=basic("ann"))
     assert made.status_code == 201, made.text
+    await admin_users.add_user(api.sessions, "bea", PASSWORD, role="admin")  # never none
     await admin_users.set_role(api.sessions, "ann", "viewer")  # read at every request
     refused(await api.http.delete(f"{url}/courier", headers=basic("ann")), 403, "forbidden")
     assert len((await api.http.get(url, headers=basic("vic"))).json()["methods"]) == 1
@@ -239,6 +240,7 @@ async def test_verified_credentials_are_remembered_until_the_password_changes(
         await api.http.get(url, headers=basic("ann", "a new long passphrase"))
     ).status_code == 200
 
+    await admin_users.add_user(api.sessions, "bea", PASSWORD, role="admin")  # never none
     await admin_users.remove_user(api.sessions, "ann")
     refused(
         await api.http.get(url, headers=basic("ann", "a new long passphrase")),

@@ -427,6 +427,9 @@ async def test_users_are_admins_business_and_never_show_a_password(api: AdminApi
     )
     refused(await as_admin(api, "DELETE", f"{url}/bob"), 404, "user_not_found")
     refused(await as_admin(api, "DELETE", f"{url}/a%00b"), 422, "invalid_username")
+    # ann is the only admin left: never removed, never demoted (the console would have
+    # nobody who can act)
+    refused(await as_admin(api, "DELETE", f"{url}/ann"), 409, "last_admin")
     everyone = ok(await as_admin(api, "GET", url))["users"]
     assert [u["username"] for u in everyone] == ["ann", "vic"]
     assert PASSWORD not in str(everyone) and "argon2" not in str(everyone)

@@ -137,6 +137,32 @@ async def test_invalid_users_are_refused(
     assert await admin_users.list_users(db.session_factory) == []
 
 
+async def test_the_only_admin_is_never_removed_nor_demoted(db: ScratchDatabase) -> None:
+    """Else the console would have nobody who can act; with two admins removing each
+    other at once, one of them stays."""
+    sessions = db.session_factory
+    await admin_users.add_user(sessions, "ann", PASSWORD, role="admin", now=NOW)
+    await admin_users.add_user(sessions, "vic", PASSWORD, role="viewer", now=NOW)
+    for call in (
+        admin_users.remove_user(sessions, "ann"),
+        admin_users.set_role(sessions, "ann", "viewer", now=NOW),
+    ):
+        with pytest.raises(UserRefused) as last:
+            await call
+        assert last.value.code == "last_admin"
+    await admin_users.set_role(sessions, "ann", "admin", now=NOW)  # staying admin is fine
+    await admin_users.remove_user(sessions, "vic")  # a viewer may go
+    await admin_users.add_user(sessions, "bea", PASSWORD, role="admin", now=NOW)
+    outcomes = await asyncio.gather(
+        admin_users.remove_user(sessions, "ann"),
+        admin_users.remove_user(sessions, "bea"),
+        return_exceptions=True,
+    )
+    refusals = [o for o in outcomes if isinstance(o, UserRefused)]
+    assert [r.code for r in refusals] == ["last_admin"], outcomes
+    assert [a.role for a in await admin_users.list_users(sessions)] == ["admin"]
+
+
 async def test_a_name_is_one_user_and_unknown_users_are_refused(db: ScratchDatabase) -> None:
     sessions = db.session_factory
     await admin_users.add_user(sessions, "ann", PASSWORD, now=NOW)
@@ -325,6 +351,7 @@ async def test_a_removed_users_session_ends(app: FastAPI, db: ScratchDatabase) -
     async with browser(app) as client:
         assert (await sign_in(client, "ann")).status_code == 303
         token = await page_token(client)
+        await admin_users.add_user(db.session_factory, "bea", PASSWORD, role="admin", now=NOW)
         await admin_users.remove_user(db.session_factory, "ann")
         assert (await client.get("/admin")).status_code == 303
         gone = await client.post("/admin/logout", data={"csrf_token": token})

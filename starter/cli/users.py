@@ -178,7 +178,8 @@ def passwd(name: str, password_stdin: bool) -> None:
 @users.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("name")
 def remove(name: str) -> None:
-    """Remove user NAME; their sessions end. An unknown user exits 3.
+    """Remove user NAME; their sessions end. An unknown user exits 3; the only admin is
+    never removed (last_admin: add another admin first).
 
     The carts' journals keep the name of what they did.
     """

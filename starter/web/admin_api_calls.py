@@ -67,6 +67,7 @@ CONFLICT_CODES = frozenset(
         "order_number_start_too_low",
         "stock_movement_conflict",
         "user_exists",
+        "last_admin",
         "empty_cart",
     }
 )

@@ -164,7 +164,8 @@ async def set_password(username: Username, call: Writer, body: NewPassword) -> R
     "/users/{username}",
     summary="Remove a user",
     description="As `cartkeeper users remove`: their sessions end at their next request;"
-    " carts' journals keep their name. 404 `user_not_found`; 422 `invalid_username`.",
+    " carts' journals keep their name. 404 `user_not_found`; 409 `last_admin` (the only"
+    " admin: add another first); 422 `invalid_username`.",
     responses=answers("The removed user's name", {"username": "vic", "removed": True}),
 )
 async def remove_user(username: Username, call: Writer) -> Response:

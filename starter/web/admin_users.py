@@ -19,7 +19,8 @@ Failed sign-ins are counted per user name (existing or not: the count never tell
 names exist) and per client address over a window (``failures``); ``verify_password``
 takes as long for an unknown user as for a wrong password. Refusals raise
 ``UserRefused`` with a code: ``invalid_username``, ``invalid_role``, ``invalid_password``,
-``user_exists``, ``user_not_found``.
+``user_exists``, ``user_not_found``, ``last_admin`` (the only admin is never removed or
+demoted).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.checks import aware_utc
 from activities.db import SessionFactory, write_session
@@ -223,22 +225,52 @@ async def set_role(
     name = check_username(username)
     role = check_role(role)
     async with write_session(sessions) as session:
+        admins = await _admins_locked(session)
         row = await session.get(AdminUser, name, with_for_update=True)
         if row is None:
             raise _not_found(name)
+        if role != ADMIN:
+            _keep_an_admin(admins, row)
         row.role = role
         row.updated_at = aware_utc(now, "user")
         account = _account(row)
     return account
 
 
+async def _admins_locked(session: AsyncSession) -> list[str]:
+    """The admins' names, their rows locked (always in the same order, before any other
+    user's row: two admins removing each other at once wait for one another instead of
+    deadlocking, and the second sees the first's change)."""
+    admins = await session.scalars(
+        select(AdminUser.username)
+        .where(AdminUser.role == ADMIN)
+        .order_by(AdminUser.username)
+        .with_for_update()
+    )
+    return list(admins)
+
+
+def _keep_an_admin(admins: list[str], row: AdminUser) -> None:
+    """``last_admin`` if ``row`` is the only admin: removing or demoting it would leave
+    the console without anyone who can act."""
+    if row.role == ADMIN and admins == [row.username]:
+        raise UserRefused(
+            "last_admin",
+            f"{row.username!r} is the only admin: add another admin first",
+        )
+
+
 async def remove_user(sessions: SessionFactory, username: str) -> None:
-    """Remove a user: their sessions end at their next request."""
+    """Remove a user: their sessions end at their next request (``last_admin``: never
+    the only admin)."""
     name = check_username(username)
     async with write_session(sessions) as session:
-        removed = await session.execute(delete(AdminUser).where(AdminUser.username == name))
-        if not removed.rowcount:  # type: ignore[attr-defined]
+        admins = await _admins_locked(session)
+        row = await session.get(AdminUser, name, with_for_update=True)
+        if row is None:
             raise _not_found(name)
+        _keep_an_admin(admins, row)
+        await session.delete(row)
 
 
 async def get_user(sessions: SessionFactory, username: str) -> Account | None:

@@ -38,6 +38,9 @@ class WebErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     #: the same ``Idempotency-Key`` while the first request still runs
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
+    #: the same ``Idempotency-Key`` as a request whose answer was never kept: it may or
+    #: may not have been applied, and it is never run again
+    IDEMPOTENCY_OUTCOME_UNKNOWN = "idempotency_outcome_unknown"
     NOT_FOUND = "not_found"
     TOO_MANY_ATTEMPTS = "too_many_login_attempts"
     DATABASE_UNAVAILABLE = "database_unavailable"
@@ -53,6 +56,7 @@ _STATUS = {
     WebErrorCode.INVALID_SIGNATURE: 401,
     WebErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
     WebErrorCode.IDEMPOTENCY_KEY_IN_USE: 409,
+    WebErrorCode.IDEMPOTENCY_OUTCOME_UNKNOWN: 409,
     WebErrorCode.NOT_FOUND: 404,
     WebErrorCode.TOO_MANY_ATTEMPTS: 429,
     WebErrorCode.DATABASE_UNAVAILABLE: 503,
@@ -114,7 +118,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "Unauthenticated"),
         (403, "Forbidden"),
         (404, "Not found"),
-        (409, "Conflict with the cart's state"),
+        (
+            409,
+            "Conflict with the cart's state; or `idempotency_key_in_use` (a request with"
+            " this `Idempotency-Key` still runs), `idempotency_outcome_unknown` (its answer"
+            " was never kept: read the cart, send what is needed with a new key)",
+        ),
         (410, "Gone (expired or deleted)"),
         (422, "Invalid input"),
         (503, "Temporal or the database is unavailable"),

@@ -74,7 +74,7 @@ RETENTION = timedelta(hours=24)
 #: unknown (the longest request, ``await_order``, waits 300 s)
 IN_FLIGHT_LIMIT = timedelta(minutes=10)
 #: the code of a repeat of a request whose answer was never kept (409)
-OUTCOME_UNKNOWN = "idempotency_outcome_unknown"
+OUTCOME_UNKNOWN = WebErrorCode.IDEMPOTENCY_OUTCOME_UNKNOWN
 #: how often (per database, per process) expired records are deleted
 PURGE_EVERY = timedelta(minutes=10)
 
@@ -176,8 +176,8 @@ def _answer_again(found: _Found, digest: str, now: datetime) -> Response:
                 f"a request with this {HEADER} is still running: try again when it has answered",
             )
         return error_response(
-            409,
-            OUTCOME_UNKNOWN,
+            OUTCOME_UNKNOWN.http_status,
+            str(OUTCOME_UNKNOWN),
             f"a request with this {HEADER} started but its answer was never recorded: it"
             " may or may not have been applied. Read the cart, and send what is still"
             f" needed with a new {HEADER}",
