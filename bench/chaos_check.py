@@ -289,6 +289,11 @@ def timer_deadlines(cart: Cart) -> list[tuple[str, datetime]]:
     return out
 
 
+def _event_time(event: Any) -> datetime:
+    at: datetime = event.event_time.ToDatetime(tzinfo=UTC)
+    return at
+
+
 def applied_times(events: Iterable[Any]) -> list[tuple[datetime, datetime]]:
     """(started, completed) of every completed workflow task, from a history."""
     tasks = []
@@ -296,9 +301,9 @@ def applied_times(events: Iterable[Any]) -> list[tuple[datetime, datetime]]:
     for event in events:
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-            started = event.event_time.ToDatetime(tzinfo=UTC)
+            started = _event_time(event)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and started is not None:
-            tasks.append((started, event.event_time.ToDatetime(tzinfo=UTC)))
+            tasks.append((started, _event_time(event)))
             started = None
         elif kind in (
             EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
@@ -306,11 +311,6 @@ def applied_times(events: Iterable[Any]) -> list[tuple[datetime, datetime]]:
         ):
             started = None
     return tasks
-
-
-def _event_time(event: Any) -> datetime:
-    at: datetime = event.event_time.ToDatetime(tzinfo=UTC)
-    return at
 
 
 def lateness_breakdown(events: list[Any], deadline: datetime, done: datetime) -> dict[str, Any]:

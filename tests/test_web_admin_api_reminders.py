@@ -8,9 +8,7 @@ idempotency records); each refusal with its code, viewers never writing."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,9 +25,9 @@ from starter.campaign_json import campaign_json
 from starter.campaigns import PREVIEW_COUPON_CODE, default_campaign
 from starter.web import admin_users
 from starter.web.idempotency import request_digest
+from tests import test_web_admin_api_settings as settings_tests
 from tests.admin_fixtures import NOW, PASSWORD
-from tests.conftest_db import ScratchDatabase, scratch_database
-from tests.test_web_admin_api import BACKENDS, AdminApi, admin_api_on, basic, refused
+from tests.test_web_admin_api import AdminApi, basic, refused
 from tests.test_web_admin_carts import row_of
 from workflows.contract import CartState, CustomerInfo
 
@@ -47,19 +45,9 @@ NUDGE = {
 }
 
 
-@pytest.fixture(params=BACKENDS)
-async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AdminApi]:
-    database: ScratchDatabase
-    async with (
-        scratch_database(request.param, tmp_path) as database,
-        admin_api_on(database, tmp_path) as made,
-    ):
-        yield made
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, (response.status_code, response.text)
-    return response.json()
+#: the admin API on each database, and a 2xx answer's JSON: the settings tests'
+api = settings_tests.api
+ok = settings_tests.ok
 
 
 async def as_admin(

@@ -7,22 +7,13 @@ nor can post it; a cart that is no not finished order has no such form."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
-from pydantic import SecretStr
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.settings import Settings
-from starter.web import admin_users
-from starter.web.app import create_app
-from tests.admin_fixtures import PASSWORD, browser, page_token, sign_in
-from tests.conftest import TASK_QUEUE, new_id
+from tests import test_web_admin_carts as carts_tests
+from tests.admin_fixtures import browser, page_token, sign_in
+from tests.conftest import new_id
 from tests.test_web_admin_carts import (
     FAST_LOCK,
     Console,
@@ -34,34 +25,9 @@ from tests.test_web_admin_carts import (
 from tests.test_workflow_dev import LINES
 from workflows.contract import CartState
 
-
-@pytest.fixture
-async def console(
-    dev_env: WorkflowEnvironment, dev_worker: Worker, session_factory: Any, tmp_path: Path
-) -> Console:
-    """The app on the dev server and the worker's read model; an admin and a viewer."""
-
-    async def temporal() -> Client:
-        return dev_env.client
-
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
-        task_queue=TASK_QUEUE,
-        secret_key=SecretStr("c" * 40),
-    )
-    app = create_app(settings, temporal_client_factory=temporal, session_factory=session_factory)
-    admin, viewer = new_id("ann"), new_id("vic")
-    await admin_users.add_user(session_factory, admin, PASSWORD, role="admin")
-    await admin_users.add_user(session_factory, viewer, PASSWORD, role="viewer")
-    return Console(app, admin, viewer, new_id("shop"), session_factory)
-
-
-@pytest.fixture
-async def signed_in(console: Console) -> AsyncIterator[httpx.AsyncClient]:
-    async with browser(console.app) as client:
-        assert (await sign_in(client, console.admin)).status_code == 303
-        yield client
+#: the console on the dev server with an admin and a viewer, and the admin signed in
+console = carts_tests.console
+signed_in = carts_tests.signed_in
 
 
 async def test_a_not_finished_order_gets_its_status_from_the_carts_page(
