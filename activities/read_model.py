@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DataConverter
 
 from activities.db import SessionFactory
 from activities.models import CartRecord
 from activities.order_rows import listing_of
 from workflows.contract import Cart, CartState, LockReason, ReminderStatus
+from workflows.converter import DATA_CONVERTER
 
 #: The largest integer the ``total`` column holds (BIGINT); larger totals are clamped.
 MAX_DB_INT = 2**63 - 1
@@ -33,8 +33,8 @@ _JSON_ENCODING = b"json/plain"
 
 
 def encode_cart(cart: Cart) -> dict[str, Any]:
-    """The cart as Temporal's default payload converter encodes it (JSON), as a dict."""
-    (payload,) = DataConverter.default.payload_converter.to_payloads([cart])
+    """The cart as Temporal's payload converter encodes it (JSON), as a dict."""
+    (payload,) = DATA_CONVERTER.payload_converter.to_payloads([cart])
     if payload.metadata.get("encoding") != _JSON_ENCODING:  # pragma: no cover - defensive
         raise TypeError(f"a Cart encodes as {payload.metadata.get('encoding')!r}, not JSON")
     encoded = json.loads(payload.data)
@@ -49,7 +49,7 @@ def decode_cart(snapshot: dict[str, Any]) -> Cart:
         metadata={"encoding": _JSON_ENCODING},
         data=json.dumps(snapshot, separators=(",", ":")).encode(),
     )
-    (cart,) = DataConverter.default.payload_converter.from_payloads([payload], [Cart])
+    (cart,) = DATA_CONVERTER.payload_converter.from_payloads([payload], [Cart])
     if not isinstance(cart, Cart):  # pragma: no cover - defensive
         raise TypeError("the snapshot does not decode to a Cart")
     return cart

@@ -62,6 +62,7 @@ from workflows.contract import (
     Cart,
     workflow_id,
 )
+from workflows.converter import DATA_CONVERTER
 
 STEPS = (
     "abandon_applied_s",
@@ -450,7 +451,9 @@ async def replay_probe(
     from worker import SANDBOX
     from workflows.cart_workflow import CartWorkflow
 
-    replayer = Replayer(workflows=[CartWorkflow], workflow_runner=SANDBOX)
+    replayer = Replayer(
+        workflows=[CartWorkflow], workflow_runner=SANDBOX, data_converter=DATA_CONVERTER
+    )
 
     async def per_history(shop: str, ids: Sequence[str]) -> dict[str, Any]:
         histories = [

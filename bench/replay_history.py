@@ -12,6 +12,8 @@ from pathlib import Path
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from workflows.converter import DATA_CONVERTER
+
 
 async def replay(paths: list[Path]) -> int:
     from bench.processes import quiet_sdk_logs
@@ -20,7 +22,9 @@ async def replay(paths: list[Path]) -> int:
 
     quiet_sdk_logs()
 
-    replayer = Replayer(workflows=[CartWorkflow], workflow_runner=SANDBOX)
+    replayer = Replayer(
+        workflows=[CartWorkflow], workflow_runner=SANDBOX, data_converter=DATA_CONVERTER
+    )
     failed = 0
     for path in paths:
         history = WorkflowHistory.from_json(path.stem, path.read_text())

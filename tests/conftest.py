@@ -29,6 +29,7 @@ from activities.settings import Settings
 from starter.client import CartkeeperClient
 from workflows import search_attributes as sa
 from workflows.contract import WORKFLOW_NAME, Cart, CartInput, CartPolicy, workflow_id
+from workflows.converter import DATA_CONVERTER
 
 BIN = Path(sys.executable).parent
 
@@ -72,6 +73,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=_binary("temporal"),
         search_attributes=sa.ALL_KEYS,
         dev_server_log_level="error",
+        data_converter=DATA_CONVERTER,
     )
     async with env:
         yield env
@@ -80,7 +82,8 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_binary("temporal-test-server")
+        test_server_existing_path=_binary("temporal-test-server"),
+        data_converter=DATA_CONVERTER,
     )
     async with env:
         await env.client.operator_service.add_search_attributes(

@@ -28,6 +28,7 @@ from temporalio.worker import (
 from activities.read_model import encode_cart
 from worker import SANDBOX
 from workflows.cart_workflow import CartWorkflow
+from workflows.converter import DATA_CONVERTER
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -50,7 +51,10 @@ class _KeepInstances(Interceptor):
 
 async def replayed_carts() -> dict[str, Any]:
     replayer = Replayer(
-        workflows=[CartWorkflow], workflow_runner=SANDBOX, interceptors=[_KeepInstances()]
+        workflows=[CartWorkflow],
+        workflow_runner=SANDBOX,
+        interceptors=[_KeepInstances()],
+        data_converter=DATA_CONVERTER,
     )
     carts: dict[str, Any] = {}
     for path in HISTORIES:

@@ -16,6 +16,7 @@ from temporalio.worker import Replayer
 
 from worker import SANDBOX
 from workflows.cart_workflow import CartWorkflow
+from workflows.converter import DATA_CONVERTER
 
 COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -35,7 +36,9 @@ async def _histories(replayed: list[str]) -> AsyncIterator[WorkflowHistory]:
 
 
 async def test_recorded_histories_replay() -> None:
-    replayer = Replayer(workflows=[CartWorkflow], workflow_runner=SANDBOX)
+    replayer = Replayer(
+        workflows=[CartWorkflow], workflow_runner=SANDBOX, data_converter=DATA_CONVERTER
+    )
     replayed: list[str] = []
     results = await replayer.replay_workflows(_histories(replayed), raise_on_replay_failure=False)
     failures = {run_id: str(failure) for run_id, failure in results.replay_failures.items()}
