@@ -78,6 +78,7 @@ from bench.http_check import (
     server_side,
 )
 from bench.http_clients import AiohttpStorefront, HttpxStorefront, StorefrontHttp
+from bench.http_webhooks import breakdown
 from bench.kinds import LINE_A, LINE_B, TOTAL
 from bench.mailsink import MailSink
 from bench.mailsink import worker_env as relay_env
@@ -503,6 +504,8 @@ async def http_phase(
             out["alone"]["server_side"] = server_side(before, await _metrics(http))
             say("http: the shopper alone again, through httpx (the client's own cost)")
             out["alone_httpx"] = await alone(Shoppers(HttpxStorefront(http), carts), f"{run_id}-x")
+        say("http: where the webhooks' time went (their carts' histories)")
+        webhook_parts = await breakdown(client, HTTP_SHOP, watcher.accepted_at, watcher.visible_ms)
         out["updates"] = updates.summary(seconds)
         out["seconds"] = round(seconds, 2)
         out["cpu_s"] = cpu
@@ -517,6 +520,7 @@ async def http_phase(
             "answers": dict(gateway.answers),
             "examples": gateway.examples,
             "response_ms": Updates.figures(gateway.response_ms),
+            "breakdown": webhook_parts,
         }
         out["server_side"] = server_side(metrics_before, metrics_after)
         out["web_rss_mb"] = round(web.rss_mb(), 1)

@@ -131,6 +131,8 @@ class OrderWatcher:
         #: cart id -> (accepted at, the customer's address)
         self.pending: dict[str, tuple[float, str]] = {}
         self.visible_ms: dict[str, float] = {}
+        #: cart id -> the wall time its webhook was accepted (``bench.http_webhooks``)
+        self.accepted_at: dict[str, datetime] = {}
         self.not_visible: list[str] = []
         self.read_ms: list[float] = []
         self.found_by_address = 0
@@ -254,6 +256,7 @@ class Gateway:
             self._note(f"{type(error).__name__}", f"{cart_id}: {error!r}")
             return
         accepted = time.perf_counter()
+        accepted_at = datetime.now(UTC)
         status = response.json().get("status") if response.status_code == 200 else None
         if status != "delivered":
             self._note(f"{response.status_code} {status}", f"{cart_id}: {response.text[:200]}")
@@ -262,6 +265,7 @@ class Gateway:
             self.answers["delivered"] += 1
             self.response_ms.append((accepted - start) * 1000)
             self.watcher.expect(cart_id, email_of(cart_id), accepted)
+            self.watcher.accepted_at[cart_id] = accepted_at
 
     def _note(self, answer: str, example: str) -> None:
         self.answers[answer] += 1
