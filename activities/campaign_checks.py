@@ -13,6 +13,7 @@ changed (no trimming, no clamping, no coercion of types):
 ``invalid_admin``            ``by`` is not a name of 1-64 characters
 ``invalid_setting``          a flag that is not a boolean, a setting that does not exist
 ``invalid_shop_name``        empty, longer than 200 characters, or with control characters
+                             (line breaks, lone surrogates)
 ``invalid_sender``           not an e-mail address (``email-validator``, no deliverability)
 ``invalid_restore_url``      not an absolute http(s) URL, or placeholders other than
                              ``{cart_id}`` and ``{coupon}``
@@ -22,7 +23,9 @@ changed (no trimming, no clamping, no coercion of types):
 ``invalid_cap``              count outside 1-100 or period outside 1-365 days
 ``invalid_reminder_id``      not a valid id (``workflows.validation.valid_id``)
 ``invalid_name``             empty, longer than 200 characters, or with control characters
+                             (line breaks, lone surrogates)
 ``invalid_subject``          empty, longer than 300 characters, or with control characters
+                             (line breaks, lone surrogates)
 ``invalid_position``         not an integer from 0 to 9999
 ``duplicate_position``       another active reminder of the campaign has that position
 ``duplicate_reminder``       a campaign lists the same reminder id twice
@@ -176,8 +179,9 @@ SETTING_FIELDS: tuple[str, ...] = tuple(
 
 
 def _has_control(value: str) -> bool:
-    """Control characters and line/paragraph separators (a subject is a mail header)."""
-    return any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value)
+    """Control characters and line/paragraph separators (a subject is a mail header), and
+    lone surrogates (``Cs``: no database stores them, no mail can carry them)."""
+    return any(unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") for char in value)
 
 
 def _check_text(value: object, what: str, code: str, limit: int) -> None:
@@ -186,7 +190,9 @@ def _check_text(value: object, what: str, code: str, limit: int) -> None:
     if len(value) > limit:
         raise CampaignRefused(code, f"{what} has {len(value)} characters; at most {limit}")
     if _has_control(value):
-        raise CampaignRefused(code, f"{what} must not contain control characters or line breaks")
+        raise CampaignRefused(
+            code, f"{what} must not contain control characters, lone surrogates or line breaks"
+        )
 
 
 def _check_int(value: object, what: str, code: str, low: int, high: int, unit: str = "") -> None:

@@ -24,7 +24,8 @@ colour lower-cased (``#A0B1C2`` is ``#a0b1c2``).
                             flags stay off, and it stays hidden)
 ``invalid_status``          a letter that is not exactly one ASCII letter; a name that is
                             empty, longer than 64 characters, starts or ends with a space
-                            or holds control characters; a colour not ``#rrggbb``; a
+                            or holds control characters (lone surrogates, line
+                            breaks); a colour not ``#rrggbb``; a
                             position not an integer from 0 to 1,000,000; a flag not a
                             boolean; an inventory effect not ``decrease`` / ``increase`` /
                             ``none``; an edit naming no field or a field that cannot be
@@ -204,9 +205,10 @@ def check_name(name: object) -> str:
         )
     if name != name.strip():
         raise StatusRefused("invalid_status", "the name must not start or end with a space")
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") for char in name):
         raise StatusRefused(
-            "invalid_status", "the name must not hold control characters or line breaks"
+            "invalid_status",
+            "the name must not hold control characters, lone surrogates or line breaks",
         )
     return name
 

@@ -13,11 +13,11 @@ and gets its cost, which the admin may then edit on the order).
 
 A method: ``method_id`` the admin gives (a slug: lower-case letters and digits, words
 joined by ``_`` or ``-``, e.g. ``courier``, ``pick-up``, ``post_express``; at most 64
-characters), ``name`` (1-128 characters, no control characters or line breaks), ``cost``
-(whole minor units of ``currency``, 0 to ``workflows.validation.MAX_AMOUNT``; 0 is free
-shipping), ``currency`` (ISO 4217, checked by ``workflows.validation.check_currency``, as
-the cart's), ``position`` (0-9999; by default 10 after the shop's last method) and
-``enabled``.
+characters), ``name`` (1-128 characters, no control characters, lone surrogates or line
+breaks), ``cost`` (whole minor units of ``currency``, 0 to
+``workflows.validation.MAX_AMOUNT``; 0 is free shipping), ``currency`` (ISO 4217,
+checked by ``workflows.validation.check_currency``, as the cart's), ``position``
+(0-9999; by default 10 after the shop's last method) and ``enabled``.
 
 Every refusal is a ``ShippingMethodRefused`` with a ``lower_snake`` code; nothing is
 silently changed (no trimming, no lower-casing, no coercion of types):
@@ -152,8 +152,11 @@ def check_name(name: object) -> str:
         raise _refuse(f"the name has {len(name)} characters; at most {METHOD_NAME_LENGTH}")
     if name != name.strip():
         raise _refuse("the name must not start or end with a space")
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
-        raise _refuse("the name must not contain control or formatting characters or line breaks")
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") for char in name):
+        raise _refuse(
+            "the name must not contain control or formatting characters, lone surrogates or"
+            " line breaks"
+        )
     return name
 
 

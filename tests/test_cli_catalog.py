@@ -130,6 +130,12 @@ def test_shipping_refusals_and_exit_codes(cartkeeper: Cartkeeper) -> None:
         "invalid_shipping_method",
     )
     failed(cartkeeper(*methods, "edit", "courier"), 1, "invalid_shipping_method")
+    # a byte that is not UTF-8 in an argument is a lone surrogate (no database takes one)
+    assert "lone surrogates" in failed(
+        cartkeeper(*methods, "edit", "courier", "--name", "Caf\udce9"),
+        1,
+        "invalid_shipping_method",
+    )
     failed(cartkeeper(*methods, "edit", "sea", "--cost", "1"), 3, "shipping_method_not_found")
     failed(cartkeeper(*methods, "delete", "sea"), 3, "shipping_method_not_found")
     failed(cartkeeper(*methods, "list", "--shop", "bad shop"), 1, "invalid_shop_id")

@@ -182,6 +182,9 @@ def test_refusals_and_exit_codes(cartkeeper: Cartkeeper) -> None:
     failed(cartkeeper("add", "X", "Red", "--colour", "red"), 1, "invalid_status")
     failed(cartkeeper("add", "X", "Far", "--position", "-1"), 1, "invalid_status")
     failed(cartkeeper("add", "X", "Bad shop", "--shop", "no shop!"), 1, "invalid_shop_id")
+    # a byte that is not UTF-8 in an argument is a lone surrogate (no database takes one)
+    failed(cartkeeper("add", "X", "Caf\udce9"), 1, "invalid_status")
+    failed(cartkeeper("edit", "G", "--name", "G\udce9"), 1, "invalid_status")
     usage = cartkeeper("add", "X", "Up", "--inventory", "up")
     assert usage.exit_code == 2 and "'up' is not one of" in usage.stderr
     usage = cartkeeper("add", "X")

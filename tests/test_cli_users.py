@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,43 @@ def test_refusals_exit_with_their_codes(cartkeeper: Cartkeeper, db: ScratchDatab
     bad_role = cartkeeper("add", "bob", "--role", "root", "--password-stdin", input=PASSWORD + "\n")
     assert bad_role.exit_code == 2
     assert [u.username for u in stored(db, admin_users.list_users)] == ["ann"]
+
+
+def test_a_password_with_a_lone_surrogate_is_invalid_password(
+    cartkeeper: Cartkeeper, db: ScratchDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte that is not UTF-8 on standard input or at the prompt is read as a lone
+    surrogate (Python's UTF-8 mode, a C locale): no UTF-8 form to hash. Refused
+    ``invalid_password`` (exit 1), not an ``internal`` UnicodeEncodeError."""
+    ok(cartkeeper("add", "ann", "--password-stdin", input=PASSWORD + "\n"))
+    monkeypatch.setattr(cli_users, "read_password", lambda _stdin: "a long pass\udcffphrase")
+    failed(cartkeeper("add", "bob", "--password-stdin"), 1, "invalid_password")
+    failed(cartkeeper("passwd", "ann", "--password-stdin"), 1, "invalid_password")
+    assert [u.username for u in stored(db, admin_users.list_users)] == ["ann"]
+    assert stored(db, lambda s: admin_users.verify_password(s, "ann", PASSWORD)) is not None
+
+
+def test_a_byte_that_is_not_utf8_on_standard_input(db: ScratchDatabase, tmp_path: Path) -> None:
+    """The same from a real process in UTF-8 mode (``surrogateescape`` on stdin)."""
+    if db.backend != "sqlite":
+        pytest.skip("the process opens the read model by its URL: SQLite's file")
+    env = {
+        **os.environ,
+        "PYTHONUTF8": "1",
+        "CARTKEEPER_DATABASE_URL": db.url,
+        "CARTKEEPER_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "starter.cli", "users", "add", "bob", "--password-stdin"],
+        input=b"a long pass\xffphrase\n",
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.decode().startswith("error: invalid_password: "), done.stderr
+    assert stored(db, admin_users.list_users) == []
 
 
 def test_the_prompt_asks_twice_and_refuses_a_mismatch(

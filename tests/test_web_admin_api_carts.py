@@ -9,6 +9,7 @@ with the admin as who requested it."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,3 +431,105 @@ async def test_a_reminder_sent_by_hand_to_many_carts_after_its_dry_run(
     assert step.manual and step.requested_by == api.admin
     again = ok(await api.post(url, {**body, "dry_run": True}))
     assert again["results"][0]["reason"] == "reminder_already_sent"
+
+
+# --------------------------------------------------------------------------- text
+
+
+async def test_a_nul_or_a_lone_surrogate_in_an_actions_text_is_refused_and_changes_nothing(
+    api: AdminApi,
+) -> None:
+    """Every text field of the actions on a cart and on an order (notes, the reminder,
+    the status letter, delivery fields, lines, payments) sent a NUL and a lone surrogate
+    (JSON ``"\\u0000"``, ``"\\ud800"``): 422 with its code, nothing applied."""
+    shop = api.shop
+    locked = await locked_cart(api.carts, shop)
+    cart_id, number = await paid_order(api)
+    ok(await api.post(f"{order_path(shop, number)}/status", {"status": "A"}))
+    order = order_path(shop, number)
+    cart = f"/carts/{shop}/{locked}"
+    bodies: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+        (f"{cart}/confirm", {"status": "P", "note": "n"}, {"status": "invalid_status"}),
+        (f"{cart}/unlock", {"note": "n"}, {}),
+        (f"{cart}/delete", {"note": "n"}, {}),
+        (f"{cart}/resolve", {"note": "n"}, {}),
+        (
+            f"{cart}/remind",
+            {"reminder_id": "first", "note": "n"},
+            {"reminder_id": "invalid_reminder"},
+        ),
+        (f"{cart}/status", {"status": "A", "note": "n"}, {"status": "invalid_status"}),
+        (f"{order}/status", {"status": "A", "note": "n"}, {"status": "invalid_status"}),
+        (
+            f"{order}/delivery",
+            {
+                "tracking_code": "t",
+                "recipient_name": "r",
+                "email": "ann@example.com",
+                "phone": "+49 30 1234567",
+                "country": "DE",
+                "city": "c",
+                "postal_code": "1",
+                "address": "a",
+                "comment": "c",
+                "note": "n",
+            },
+            {},
+        ),
+        (f"{order}/delivery", {"method": "courier"}, {"method": "invalid_shipping_method"}),
+        (
+            f"{order}/lines",
+            {"lines": [{"sku": "sku-1", "name": "Tea", "quantity": 1, "unit_price": 450}]},
+            {},
+        ),
+        (
+            f"{order}/payments",
+            {"kind": "payment", "amount": 1, "currency": "EUR", "reference": "r", "note": "n"},
+            {"kind": "invalid_input", "currency": "invalid_currency"},
+        ),
+        (f"{order}/notes", {"note": "n"}, {}),
+    ]
+    before = (
+        (await api.carts.get_cart(shop, locked)).version,
+        (await api.carts.get_cart(shop, cart_id)).version,
+    )
+    for path, body, special in bodies:
+        for field in _texts(body):
+            for bad in ("a\x00b", "a\ud800b"):
+                answer = await api.http.post(
+                    PREFIX + path,
+                    content=json.dumps(_with(body, field, bad)),
+                    headers=api.auth(**{"content-type": "application/json"}),
+                )
+                assert answer.status_code == 422, (path, field, bad, answer.text)
+                code = special.get(str(field[-1]), "invalid_text")
+                assert answer.json()["error"]["code"] == code, (path, field, bad, answer.text)
+    after = (
+        (await api.carts.get_cart(shop, locked)).version,
+        (await api.carts.get_cart(shop, cart_id)).version,
+    )
+    assert after == before, "nothing was applied"
+
+
+def order_path(shop: str, number: int) -> str:
+    return f"/shops/{shop}/orders/{number}"
+
+
+def _texts(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path of every text in a JSON value."""
+    if isinstance(value, str):
+        return [path]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _texts(item, (*path, key))]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _texts(item, (*path, index))]
+    return []
+
+
+def _with(body: Any, path: tuple[Any, ...], value: str) -> Any:
+    changed = json.loads(json.dumps(body))
+    holder = changed
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
+    return changed

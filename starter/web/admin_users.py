@@ -8,9 +8,12 @@
 A user name is 1-64 characters: letters, digits, ``.``, ``_``, ``-``, ``@``, starting
 with a letter or digit; it is kept in lower case (``Ann`` and ``ann`` are one user) and it
 is what the carts' journals record as the admin who acted. A role is ``admin`` (reads and
-acts) or ``viewer`` (reads). A password is 8-1024 characters; only its argon2 hash
-(argon2-cffi's ``PasswordHasher``, with its parameters) is stored, and a hash made with
-older parameters is replaced by a new one at the next successful sign-in.
+acts) or ``viewer`` (reads). A password is 8-1024 characters of Unicode text: a lone
+surrogate (JSON's ``"\\ud800"``, a byte that is not UTF-8 read from standard input) has no
+UTF-8 form to hash and is ``invalid_password``; any other character is taken (a NUL or a
+control character hashes and is sent as any other: only the hash is stored). Only its
+argon2 hash (argon2-cffi's ``PasswordHasher``, with its parameters) is stored, and a hash
+made with older parameters is replaced by a new one at the next successful sign-in.
 
 ``session_epoch`` grows when the password changes: a session remembers the epoch it
 began in, and a session of an older epoch (or of a removed user) is over.
@@ -72,6 +75,8 @@ MAX_PASSWORD = 1024
 ADDRESS_LENGTH = 64
 
 _USERNAME_RE = re.compile(rf"^[a-z0-9][a-z0-9._@-]{{0,{USERNAME_LENGTH - 1}}}\Z")
+#: what no password may hold: a lone surrogate (no UTF-8 form: argon2 cannot hash it)
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class UserRefused(Exception):
@@ -136,6 +141,12 @@ def check_password(password: object) -> str:
         )
     if not password.strip():
         raise UserRefused("invalid_password", "a password cannot be only spaces")
+    if _SURROGATE_RE.search(password):
+        raise UserRefused(
+            "invalid_password",
+            "a password is Unicode text: it holds a lone surrogate (U+D800-U+DFFF), which"
+            " no one could type or send",
+        )
     return password
 
 
@@ -302,7 +313,11 @@ async def verify_password(
     async with sessions() as session:
         row = await session.get(AdminUser, name) if name is not None else None
         stored = row.password_hash if row is not None else None
-    usable = isinstance(password, str) and 0 < len(password) <= MAX_PASSWORD
+    usable = (
+        isinstance(password, str)
+        and 0 < len(password) <= MAX_PASSWORD
+        and not _SURROGATE_RE.search(password)  # no password holds one (nor can argon2)
+    )
     candidate = password if usable else ""
     try:
         await asyncio.to_thread(hasher().verify, stored or _decoy_hash(), candidate)
