@@ -57,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import cursors
 from activities.db import SessionFactory
+from activities.filter_text import filter_problem
 from activities.models import CartRecord, RecoveryClick, ReminderSend
 from activities.read_model import normalize_email
 from workflows.validation import valid_id
@@ -159,8 +160,11 @@ def _email(email: object) -> str:
     at = text.find("@")
     if not text or len(text) > MAX_EMAIL or at <= 0 or at == len(text) - 1:
         raise _refuse(f"an e-mail is a non-empty address like ann@example.com, not {email!r}")
-    if not text.isprintable() or " " in text:
-        raise _refuse(f"an e-mail holds no spaces or control characters, not {email!r}")
+    problem = filter_problem(text, "email")  # a NUL would fail the query on PostgreSQL
+    if problem is not None:
+        raise _refuse(problem)
+    if " " in text:
+        raise _refuse(f"an e-mail holds no spaces, not {email!r}")
     return text
 
 

@@ -145,6 +145,12 @@ def text_problem(value: str, what: str, *, multiline: bool = False) -> str | Non
     inside ``legacy_text``)."""
     if _LEGACY_TEXT.get():
         return None
+    return outside_text_problem(value, what, multiline=multiline)
+
+
+def outside_text_problem(value: str, what: str, *, multiline: bool = False) -> str | None:
+    """``text_problem`` whatever the context (``legacy_text`` too): for the read model's
+    text filters, which must take every text a cart can hold and nothing else."""
     found = (_UNSAFE_MULTILINE_RE if multiline else _UNSAFE_RE).search(value)
     if found is None:
         return None

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from activities.campaign_checks import CampaignRefused
 from activities.coupons import CouponRefused
+from activities.filter_text import filter_problem
 from activities.journal_query import JournalQueryRefused
 from activities.order_numbering import NumberingRefused
 from activities.order_status_rules import StatusRefused
@@ -245,12 +246,15 @@ def dumped(body: BaseModel | None) -> Any:
 
 def text_filter(value: str | None, name: str, *, strip: bool = True) -> str | None:
     """A text filter (stripped unless ``strip`` is false; ``None`` when empty): control
-    characters, which no stored text holds, are ``invalid_filter``."""
+    characters and lone surrogates, which no cart's text holds, are ``invalid_filter``
+    (``activities.filter_text``); any other text a cart may hold is taken."""
     if value is None or not value.strip():
         return None
-    if not value.isprintable():
-        raise Refused("invalid_filter", f"{name}: control characters are not allowed")
-    return value.strip() if strip else value
+    text = value.strip() if strip else value
+    problem = filter_problem(text, name)
+    if problem is not None:
+        raise Refused("invalid_filter", problem)
+    return text
 
 
 def when(value: str | None, name: str, *, end: bool = False) -> datetime | None:
