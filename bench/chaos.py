@@ -100,8 +100,6 @@ def worker_log_problems(log_paths: list[Path]) -> dict[str, Any]:
         "failing_workflow_tasks": failing_tasks,
         "nondeterminism_runs": nondeterminism,
         "activity_failures_logged": text.count("Completing activity as failed"),
-        # tasks failed by the workflow's guard against a stale clock (workflows.clock)
-        "stale_clock_tasks": text.count("StaleWorkflowClock: the live"),
     }
 
 

@@ -23,7 +23,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from workflows import machine
     from workflows import search_attributes as sa
-    from workflows.clock import ClockGuard
     from workflows.contract import (
         ACTIVITY_PROJECT_CART,
         ACTIVITY_RESTORE_CART,
@@ -107,7 +106,6 @@ class CartWorkflow(CartMail, OrderEffects):
         self._alarm: tuple[datetime, asyncio.Task[None]] | None = None
         #: the latest deadline of a timer that fired (see ``_now``)
         self._clock_floor = workflow.now()
-        self._clock = ClockGuard()
         # Search attributes as published (carried across continue-as-new by Temporal).
         self._search = self._published_search_fields()
         self._search_since: datetime | None = None
@@ -202,12 +200,7 @@ class CartWorkflow(CartMail, OrderEffects):
         self._sleeping_until = wake_at
         try:
             await workflow.wait_condition(
-                lambda: (
-                    self._replayed_clock()
-                    or self._wake
-                    or self._effect_finished()
-                    or self._alarm_rang()
-                )
+                lambda: self._wake or self._effect_finished() or self._alarm_rang()
             )
         finally:
             self._sleeping_until = None
@@ -237,18 +230,7 @@ class CartWorkflow(CartMail, OrderEffects):
         if alarm is not None and alarm[1].done() and alarm[0] > self._clock_floor:
             self._clock_floor = alarm[0]
         now = workflow.now()
-        self._clock.note(
-            now, workflow.unsafe.is_replaying_history_events(), workflow.unsafe.is_read_only()
-        )
         return now if now >= self._clock_floor else self._clock_floor
-
-    def _replayed_clock(self) -> bool:
-        """Note a replayed activation's time (``workflows.clock``: every activation
-        evaluates the loop's condition, so the last replayed time is known even when
-        nothing reads the clock); never true."""
-        if workflow.unsafe.is_replaying_history_events():
-            self._clock.note(workflow.now(), True, False)
-        return False
 
     def _may_retire(self, now: datetime) -> bool:
         """Finished: the wait for late events is over and every effect is done."""
