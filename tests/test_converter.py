@@ -94,6 +94,9 @@ HINTS: list[Any] = [
     Outer,
 ]
 
+#: the fields of ``Outer`` and ``Inner``, and one neither has
+KEYS = [f.name for f in dataclasses.fields(Outer)] + ["name", "at", "other"]
+
 JSON = st.recursive(
     st.none()
     | st.booleans()
@@ -101,14 +104,13 @@ JSON = st.recursive(
     | st.floats(allow_nan=False)
     | st.sampled_from(["red", "blue", "x", "2026-11-22T14:02:44+00:00", "2026-13-01", ""])
     | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(
-            ["count", "ratio", "flag", "colour", "size", "inner", "inners", "name", "at",
-             "tags", "extra", "anything", "maybe", "later", "other"]  # fmt: skip
-        ),
-        children,
-        max_size=12,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(KEYS),
+            children,
+            max_size=12,
+        )
     ),
     max_leaves=20,
 )
