@@ -2,8 +2,8 @@
 webhook deliveries, admin users and their login attempts (``starter.web``).
 
 Registered on ``activities.models.Base.metadata`` whenever ``activities.models`` is
-imported (its last line imports this module). Schema changes go through Alembic (migration
-0012); ``tests/test_read_model.py`` checks that the two agree.
+imported (its last line imports this module). Schema changes go through Alembic (migrations
+0012, 0013); ``tests/test_read_model.py`` checks that the two agree.
 
 Secrets are never stored: an API key is kept as the SHA-256 of the key (the key is 32
 random bytes, so a fast hash is enough: nothing to brute-force), a password as an argon2
@@ -54,7 +54,9 @@ class ApiKeyRecord(Base):
 class IdempotencyRecord(Base):
     """One POST under an ``Idempotency-Key``: claimed before the request runs
     (``completed_at`` NULL), then the answer kept, so a repeat gets the same answer and a
-    repeat with another body is refused (``request_digest``)."""
+    repeat with another body is refused (``request_digest``). An attempt that failed with
+    a 5xx gives the key back: the record is deleted, or kept released (``released_at``)
+    when the next attempt must send new update ids (``update_generation``)."""
 
     __tablename__ = "idempotency_keys"
 
@@ -68,6 +70,12 @@ class IdempotencyRecord(Base):
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+    #: when its last attempt failed with a 5xx and gave the key back (migration 0013)
+    released_at: Mapped[datetime | None]
+    #: the generation of the Temporal update ids the request's attempts send
+    #: (``starter.web.idempotency.update_base``): 0, then one more after each attempt
+    #: whose updates all failed for sure
+    update_generation: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (Index(None, "created_at"),)
 

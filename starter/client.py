@@ -24,12 +24,16 @@ create a cart: they bring a closed one back only if it existed.
 
 Update ids. An update is sent with the SDK's random id, except within
 ``idempotent_updates(base)`` (the HTTP API's ``Idempotency-Key``,
-``starter.web.idempotency``): there each update a cart is sent gets an id derived from
-``base``, the cart's workflow id, the update's name and its payload (``update_id``), so
-the same request sent again sends the same update id, and Temporal, which keeps one
-outcome per update id in a run, answers the first outcome instead of applying it again
-(an update still waiting for a worker included). ``await_order`` (a wait, it changes
-nothing) keeps random ids.
+``starter.web.idempotency``): there each update a cart is sent gets an id
+``idem-<hex>`` derived from ``base``, the cart's workflow id, the update's name and its
+payload (``update_id``), so the same request sent again sends the same update id.
+Temporal, which keeps one outcome per update id in a run, answers the first outcome
+instead of applying it again (an update still waiting for a worker included); in a later
+run of the cart (after a continue-as-new, or a closed cart brought back) the cart itself
+answers an ``idem-`` id it applied (``workflows.keyed_updates``). ``await_order`` (a
+wait, it changes nothing) keeps random ids. What became of each keyed update is noted on
+the ``KeyedUpdates`` the context gives: whether every one failed for sure (then a retry
+may send new ids, ``starter.web.idempotency``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -100,6 +105,7 @@ from workflows.parsing import parse_await_timeout
 __all__ = [
     "CartkeeperClient",
     "CartkeeperError",
+    "KeyedUpdates",
     "check_ids",
     "idempotent_updates",
     "normalize_customer",
@@ -116,8 +122,27 @@ TASK_TIMEOUT = timedelta(seconds=5)
 RUNNING_CARTS_KEPT = 10_000
 
 
-#: the base of the update ids of this context's requests (``idempotent_updates``)
-_update_base: ContextVar[str | None] = ContextVar("cartkeeper_update_base", default=None)
+@dataclass
+class KeyedUpdates:
+    """The updates one request sends within ``idempotent_updates``: the base of their
+    ids, and what became of each."""
+
+    base: str
+    #: each update id sent -> whether it was applied or may have been (``False``: its
+    #: latest answer was a failure of the update itself, ``CartkeeperError.update_failed``:
+    #: nothing applied). A later answer of the same id replaces an earlier one (a run
+    #: that was closing, then the next run's answer).
+    outcomes: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def all_failed(self) -> bool:
+        """Updates were sent, and every one failed for sure: the request changed no cart,
+        and Temporal would answer a retry of these ids with the same failures."""
+        return bool(self.outcomes) and not any(self.outcomes.values())
+
+
+#: the updates of this context's request (``idempotent_updates``)
+_keyed: ContextVar[KeyedUpdates | None] = ContextVar("cartkeeper_keyed_updates", default=None)
 
 #: updates that change nothing (they wait): always the SDK's random id, so that each wait
 #: waits (one request may wait several times, and a repeat must wait again)
@@ -125,25 +150,29 @@ _RANDOM_ID_UPDATES = frozenset({AWAIT_ORDER})
 
 
 @contextlib.contextmanager
-def idempotent_updates(base: str) -> Iterator[None]:
+def idempotent_updates(base: str | KeyedUpdates) -> Iterator[KeyedUpdates]:
     """Within it (this task and the tasks it starts), every update a ``CartkeeperClient``
     sends has an id derived from ``base`` (``update_id``): a request that is sent again
-    with the same ``base`` sends the same update ids, and Temporal answers an update id
-    its run already has with that update's outcome instead of applying it twice.
-    ``base`` must name one request (an idempotency key and its request's digest)."""
-    token = _update_base.set(base)
+    with the same ``base`` sends the same update ids, and Temporal (or, in a later run,
+    the cart: ``workflows.keyed_updates``) answers an update id the cart already has with
+    that update's outcome instead of applying it twice. ``base`` must name one request
+    (an idempotency key and its request's digest). Gives the ``KeyedUpdates`` where the
+    outcome of each update sent is noted (``base`` itself, when it is one)."""
+    updates = base if isinstance(base, KeyedUpdates) else KeyedUpdates(base)
+    token = _keyed.set(updates)
     try:
-        yield
+        yield updates
     finally:
-        _update_base.reset(token)
+        _keyed.reset(token)
 
 
 def update_id(wid: str, update: str, payload: Any) -> str | None:
     """The id of update ``update`` of ``payload`` to the cart ``wid``: derived from the
     ``idempotent_updates`` base in force, else ``None`` (the SDK's random id)."""
-    base = _update_base.get()
-    if base is None or update in _RANDOM_ID_UPDATES:
+    keyed = _keyed.get()
+    if keyed is None or update in _RANDOM_ID_UPDATES:
         return None
+    base = keyed.base
     text = json.dumps(
         [base, wid, update, payload],
         sort_keys=True,
@@ -466,15 +495,17 @@ class CartkeeperClient(OrderActions):
         if wid in self._running:
             self._running.move_to_end(wid)
             handle = self.client.get_workflow_handle(wid)
+            uid = update_id(wid, update, payload)
             try:
-                return await self._view(
+                return await self._sent(
+                    uid,
                     handle.execute_update(
                         update,
                         payload,
-                        id=update_id(wid, update, payload),
+                        id=uid,
                         result_type=dict,
                         rpc_timeout=self._rpc_timeout,
-                    )
+                    ),
                 )
             except CartkeeperError as error:
                 if error.code is not ErrorCode.CART_NOT_FOUND:
@@ -556,16 +587,18 @@ class CartkeeperClient(OrderActions):
             result_type=Cart,
             **options,
         )
+        uid = update_id(options["id"], name, payload)
         try:
-            return await self._view(
+            return await self._sent(
+                uid,
                 self.client.execute_update_with_start_workflow(
                     name,
                     payload,
                     start_workflow_operation=start,
-                    id=update_id(options["id"], name, payload),
+                    id=uid,
                     result_type=dict,
                     rpc_timeout=self._rpc_timeout,
-                )
+                ),
             )
         finally:
             # The start's own future holds the same outcome: consume it (no warning).
@@ -586,15 +619,17 @@ class CartkeeperClient(OrderActions):
     ) -> CartView:
         wid = workflow_id(shop_id, cart_id)
         handle = self.client.get_workflow_handle(wid)
+        uid = update_id(wid, update, payload)
         try:
-            return await self._view(
+            return await self._sent(
+                uid,
                 handle.execute_update(
                     update,
                     payload,
-                    id=update_id(wid, update, payload),
+                    id=uid,
                     result_type=dict,
                     rpc_timeout=self._rpc_timeout,
-                )
+                ),
             )
         except CartkeeperError as error:
             if error.code is not ErrorCode.CART_NOT_FOUND:
@@ -604,6 +639,24 @@ class CartkeeperClient(OrderActions):
             shop_id, cart_id, update=(update, payload), restore_run_id=description.run_id
         )
         assert view is not None
+        return view
+
+    async def _sent(self, uid: str | None, awaitable: Awaitable[Any]) -> CartView:
+        """An update's answer (``_view``); for an update sent under ``idempotent_updates``
+        (``uid`` not ``None``), what became of it is noted on the request's
+        ``KeyedUpdates``."""
+        keyed = _keyed.get()
+        if uid is None or keyed is None:
+            return await self._view(awaitable)
+        try:
+            view = await self._view(awaitable)
+        except CartkeeperError as error:
+            keyed.outcomes[uid] = not error.update_failed
+            raise
+        except BaseException:
+            keyed.outcomes[uid] = True  # it may have reached the cart
+            raise
+        keyed.outcomes[uid] = True
         return view
 
     @classmethod

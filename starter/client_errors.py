@@ -21,12 +21,16 @@ T = TypeVar("T")
 
 
 class CartkeeperError(Exception):
-    """A request was refused or could not be carried out."""
+    """A request was refused or could not be carried out. ``update_failed``: the error is
+    the outcome of a cart's update (it completed with it, or its validator refused it):
+    the update applied nothing, for sure (unlike ``update_pending`` or a failed call to
+    Temporal, whose update may or may not have been applied)."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, update_failed: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.update_failed = update_failed
 
     @property
     def http_status(self) -> int:
@@ -47,7 +51,9 @@ async def call(awaitable: Awaitable[T]) -> T:
     try:
         return await awaitable
     except WorkflowUpdateFailedError as error:
-        raise _from_failure(error.cause) from None
+        failure = _from_failure(error.cause)
+        failure.update_failed = True
+        raise failure from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         raise CartkeeperError(
             ErrorCode.UPDATE_PENDING,

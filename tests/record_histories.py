@@ -40,6 +40,7 @@ from workflows.contract import (
     CustomerInfo,
     workflow_id,
 )
+from workflows.converter import DATA_CONVERTER
 
 HERE = Path(__file__).parent / "histories"
 #: the cart each recorded history ends with, as replayed when it was recorded
@@ -213,6 +214,34 @@ async def control_characters(c: CartkeeperClient, cart: str) -> None:
     await _until(c, cart, CartState.LOCKED)
     await handle.signal("confirm", {"admin": "ops", "note": "paid\x00", "status": "P"})
     await c.await_order(SHOP, cart, 10)
+
+
+async def keyed_updates(c: CartkeeperClient, cart: str) -> None:
+    """Updates sent under an ``Idempotency-Key`` (ids ``idem-...``): the cart remembers
+    those it applied (patch ``keyed-updates-remembered``), not the one it refused, carries
+    them across a continue-as-new, and answers their retries in the next run with the
+    cart as it is, without applying them again."""
+    from starter.client import idempotent_updates
+
+    await c.update_cart(SHOP, cart, LINES, "EUR")
+    with idempotent_updates("replay-visit"):
+        await c.record_visit(SHOP, cart, page="/keyed")
+    with idempotent_updates("replay-checkout"):
+        await c.start_checkout(SHOP, cart)
+    with idempotent_updates("replay-refused"):
+        await _refused(c.update_cart(SHOP, cart, LINES, "USD"), "currency_mismatch")
+    handle = c.client.get_workflow_handle(workflow_id(SHOP, cart))
+    first = (await handle.describe()).run_id
+    for n in range(100):
+        if (await handle.describe()).run_id != first:
+            break
+        await c.record_visit(SHOP, cart, page=f"/p{n}")
+    with idempotent_updates("replay-visit"):
+        await c.record_visit(SHOP, cart, page="/keyed")  # answered, not applied
+    with idempotent_updates("replay-checkout"):
+        await c.start_checkout(SHOP, cart)  # answered, not applied
+    with idempotent_updates("replay-next"):
+        await c.record_visit(SHOP, cart, page="/next")
 
 
 #: the recording's read model (scenarios that need rows, e.g. a campaign, write them)
@@ -419,6 +448,7 @@ SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
         offline_order_statuses,
         CartPolicy(projection_interval_seconds=0.2, retire_after_seconds=1),
     ),
+    "keyed_updates": (keyed_updates, CartPolicy(continue_as_new_after_events=25)),
 }
 
 
@@ -496,6 +526,7 @@ async def main() -> None:
             dev_server_existing_path=temporal,
             search_attributes=sa.ALL_KEYS,
             dev_server_log_level="error",
+            data_converter=DATA_CONVERTER,
         )
         async with env:
             activities = CartActivities(make_session_factory(engine), env.client)

@@ -9,27 +9,58 @@ server and worker:
   retries): the retry sends the same Temporal update id and gets the first outcome, for
   a new cart (update-with-start) and a running one (a plain update), over HTTP and for
   an admin's update;
-- without ``idempotent_updates`` the client sends random update ids, as before."""
+- without ``idempotent_updates`` the client sends random update ids, as before;
+- in a later run of the cart (a continue-as-new, a closed cart brought back), where
+  Temporal no longer knows the first update id, the cart answers a retry of a keyed update
+  it applied with its current view instead of applying it again
+  (``workflows.keyed_updates``, patch ``keyed-updates-remembered``);
+- an attempt whose update failed for sure (``statuses_unavailable``: nothing applied)
+  lets the retry send new update ids, so it succeeds once the statuses can be read; an
+  attempt of unknown outcome (``update_pending``) makes the retry send the same ids."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
 
+from activities.cart_activities import CartActivities
 from activities.db import SessionFactory
-from starter.client import CartkeeperClient, idempotent_updates, update_id
+from activities.web_models import IdempotencyRecord
+from starter.client import CartkeeperClient, KeyedUpdates, idempotent_updates, update_id
 from starter.client_errors import CartkeeperError
 from starter.web import idempotency
-from tests.conftest import new_id
+from tests.conftest import FAST, new_id
 from tests.conftest_db import ScratchDatabase, scratch_database
+from tests.test_order_workflow import StandIns, paid_order, stand_in_worker
 from tests.test_web_admin_carts import locked_cart
 from tests.test_web_storefront import BACKENDS, LINES, Api, api_on, auth, refused, view
-from workflows.contract import AWAIT_ORDER, RECORD_VISIT, UNLOCK, CartState, ErrorCode
+from tests.test_workflow_dev import SHOP, TOTAL, eventually
+from tests.test_workflow_text import patch_markers
+from workflows.contract import (
+    AWAIT_ORDER,
+    RECORD_VISIT,
+    UNLOCK,
+    CartLine,
+    CartPolicy,
+    CartState,
+    ErrorCode,
+    JournalKind,
+    workflow_id,
+)
+from workflows.keyed_updates import KEYED_UPDATES_PATCH
+from workflows.order_contract import SET_ORDER_STATUS
 
 
 @pytest.fixture(params=BACKENDS)
@@ -215,3 +246,276 @@ def test_update_id() -> None:
             assert update_id("w", RECORD_VISIT, {"page": "/"}) != made
         assert update_id("w", RECORD_VISIT, {"page": "/"}) == made
     assert update_id("w", RECORD_VISIT, {"page": "/"}) is None
+
+
+def test_keyed_updates_note_what_became_of_each_update() -> None:
+    updates = KeyedUpdates("base")
+    assert not updates.all_failed, "nothing sent: nothing to tell"
+    updates.outcomes["idem-a"] = False
+    assert updates.all_failed
+    updates.outcomes["idem-b"] = True  # applied, or it may have been
+    assert not updates.all_failed
+    updates.outcomes["idem-b"] = False  # the same id answered again: its last answer counts
+    assert updates.all_failed
+    # generation 0 is the base the ids always had; each later one another
+    digest = "d" * 64
+    bases = [idempotency.update_base("key:1", "k", digest, g) for g in range(3)]
+    assert bases[0] == idempotency.update_base("key:1", "k", digest)
+    assert len(set(bases)) == 3
+
+
+# --------------------------------------------------------------------------- later runs
+
+
+def visits_of(journal: list[Any], page: str) -> int:
+    return sum(1 for e in journal if e.kind is JournalKind.CUSTOMER_VISITED and e.detail == page)
+
+
+async def run_id_of(handle: WorkflowHandle[Any, Any]) -> str:
+    return (await handle.describe()).run_id
+
+
+async def markers_of_every_run(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The patch markers of the cart's runs, from the current one back to the first."""
+    markers: list[str] = []
+    run_id: str | None = await run_id_of(handle)
+    while run_id:
+        run = handle._client.get_workflow_handle(handle.id, run_id=run_id)
+        markers += await patch_markers(run)
+        started = await anext(aiter(run.fetch_history_events()))
+        run_id = started.workflow_execution_started_event_attributes.continued_execution_run_id
+    return markers
+
+
+async def test_a_keyed_update_is_not_applied_again_after_a_continue_as_new(
+    carts_with: Callable[[CartPolicy], CartkeeperClient],
+) -> None:
+    """The request's first attempt reached the cart (its answer was lost, or it was
+    ``update_pending``), the cart continued as new, and the retry sends the same update
+    ids to the new run: answered with the cart as it is, nothing applied twice."""
+    carts = carts_with(CartPolicy(continue_as_new_after_events=40, projection_interval_seconds=0))
+    cart_id = new_id()
+    handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+    await carts.update_cart(SHOP, cart_id, [CartLine("tea", "Tea", 1, TOTAL)], "EUR")
+    await carts.start_checkout(SHOP, cart_id)
+
+    async def visit() -> Any:
+        with idempotent_updates("visit-request"):
+            return await carts.record_visit(SHOP, cart_id, "/keyed")
+
+    async def pay() -> Any:
+        with idempotent_updates("payment-request"):
+            return await carts.start_payment(
+                SHOP, cart_id, attempt_id="att-1", method="online", gateway="s", amount=TOTAL
+            )
+
+    await visit()
+    paying = await pay()
+    assert paying.state is CartState.PAYMENT_PENDING
+    # a keyed update refused is not remembered (its retry is checked again)
+    with idempotent_updates("refused-request"), pytest.raises(CartkeeperError) as refusal:
+        await carts.start_payment(
+            SHOP, cart_id, attempt_id="att-1", method="online", gateway="s", amount=TOTAL + 1
+        )
+    assert refusal.value.code is ErrorCode.DUPLICATE_ATTEMPT
+    first_run = await run_id_of(handle)
+    before = await carts.get_cart(SHOP, cart_id)
+    assert len(before.keyed_updates) == 2
+    assert KEYED_UPDATES_PATCH in await markers_of_every_run(handle)
+
+    for n in range(60):  # other events, until the cart continues as new
+        await carts.record_visit(SHOP, cart_id, f"/p{n}")
+        if await run_id_of(handle) != first_run:
+            break
+    assert await run_id_of(handle) != first_run, "the cart should have continued as new"
+    current = await carts.get_cart(SHOP, cart_id)
+    assert current.keyed_updates == before.keyed_updates, "carried to the new run"
+
+    # the retries: the same update ids, to a run that never saw them
+    again = await visit()
+    assert again.version == current.version, "not applied again"
+    paid_again = await pay()
+    assert paid_again.state is CartState.PAYMENT_PENDING, "answered, not refused"
+    assert paid_again.version == current.version
+    after = await carts.get_cart(SHOP, cart_id)
+    assert after.version == current.version
+    assert visits_of(after.journal, "/keyed") == 1
+    assert [p.attempt_id for p in after.payments] == ["att-1"]
+    assert after.keyed_updates == before.keyed_updates, "an answered retry changes nothing"
+    assert KEYED_UPDATES_PATCH in await patch_markers(handle)
+    # another request is applied as ever
+    with idempotent_updates("another-request"):
+        assert (await carts.record_visit(SHOP, cart_id, "/keyed")).version == after.version + 1
+
+
+async def test_a_keyed_update_is_not_applied_again_in_a_cart_brought_back(
+    carts_with: Callable[[CartPolicy], CartkeeperClient],
+) -> None:
+    """The cart closed (deleted, retired) and a late event brought it back before the
+    retry: the new run restored the closed run's state, the keys it applied included, and
+    answers the retry with the cart as it is (deleted), not with a refusal nor a second
+    event. (Sent to the closed run itself, Temporal answers the first outcome.)"""
+    carts = carts_with(CartPolicy(retire_after_seconds=1, projection_interval_seconds=0))
+    cart_id = new_id()
+    handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+    await carts.update_cart(SHOP, cart_id, [CartLine("tea", "Tea", 1, TOTAL)], "EUR")
+    with idempotent_updates("visit-request"):
+        visited = await carts.record_visit(SHOP, cart_id, "/keyed")
+    await carts.delete(SHOP, cart_id, admin="ann")
+    await carts.handle(SHOP, cart_id).result()  # retired: the run closed
+    closed_run = await run_id_of(handle)
+    await carts.report_payment_result(
+        SHOP, cart_id, attempt_id="late", status="failed", amount=TOTAL
+    )
+
+    async def restored() -> bool:
+        cart = await carts.get_cart(SHOP, cart_id)
+        return any(e.kind is JournalKind.CART_RESTORED for e in cart.journal)
+
+    await eventually(restored)
+    assert await run_id_of(handle) != closed_run
+    before = await carts.get_cart(SHOP, cart_id)
+    assert before.keyed_updates, "restored with the closed run's state"
+
+    with idempotent_updates("visit-request"):
+        again = await carts.record_visit(SHOP, cart_id, "/keyed")
+    assert again.state is CartState.DELETED and again.version > visited.version
+    cart = await carts.get_cart(SHOP, cart_id)
+    assert cart.version == before.version == again.version
+    assert visits_of(cart.journal, "/keyed") == 1
+    # without the key, the same event is refused (the cart is deleted)
+    with pytest.raises(CartkeeperError) as refusal:
+        await carts.record_visit(SHOP, cart_id, "/keyed")
+    assert refusal.value.code is ErrorCode.CART_DELETED
+
+
+# --------------------------------------------------------------------------- new ids
+
+
+async def accepted_update_ids(handle: WorkflowHandle[Any, Any], name: str) -> list[str]:
+    """The ids of the updates ``name`` the run accepted, in order."""
+    ids = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            if request.input.name == name:
+                ids.append(request.meta.update_id)
+    return ids
+
+
+async def idempotency_record(db: ScratchDatabase, scope: str, key: str) -> Any:
+    async with db.session_factory() as session:
+        return (
+            await session.execute(
+                select(
+                    IdempotencyRecord.status_code,
+                    IdempotencyRecord.released_at,
+                    IdempotencyRecord.update_generation,
+                ).where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+            )
+        ).one_or_none()
+
+
+def answered(view: Any) -> JSONResponse:
+    return JSONResponse(asdict(view))
+
+
+async def test_a_retry_after_an_update_that_failed_sends_new_update_ids(
+    db: ScratchDatabase, dev_env: Any, session_factory: SessionFactory
+) -> None:
+    """``set_order_status`` answered 503 ``statuses_unavailable``: the update completed
+    with that failure, nothing applied. Its retry under the same key sends new update ids
+    (Temporal would answer the old ones with the stored failure for the rest of the run),
+    so it succeeds once the statuses can be read."""
+    stand_ins = StandIns()
+    queue = f"keys-{uuid.uuid4().hex[:8]}"
+    activities = CartActivities(session_factory, dev_env.client).all()
+    policy = CartPolicy(projection_interval_seconds=0)
+    async with stand_in_worker(dev_env, queue, stand_ins, activities):
+        carts = CartkeeperClient(dev_env.client, task_queue=queue, policy_for=lambda _s: policy)
+        cart_id = new_id()
+        await paid_order(carts, cart_id)
+        handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+        scope, key, clock = "admin:ann", "status-1", [datetime.now(UTC)]
+        digest = idempotency.request_digest("POST", f"/orders/{cart_id}/status", {"status": "A"})
+
+        async def attempt() -> Response:
+            async def set_status() -> JSONResponse:
+                return answered(await carts.set_order_status(SHOP, cart_id, "A", admin="ann"))
+
+            return await idempotency.idempotent(
+                db.session_factory, scope, key, digest, lambda: clock[0], set_status
+            )
+
+        stand_ins.registry_down = True
+        for generation in (1, 2):
+            with pytest.raises(CartkeeperError) as failed:
+                await attempt()
+            assert failed.value.code is ErrorCode.STATUSES_UNAVAILABLE
+            assert failed.value.update_failed
+            status, released_at, kept = await idempotency_record(db, scope, key)
+            assert status is None and released_at is not None, "released: the key is free"
+            assert kept == generation
+            clock[0] += timedelta(seconds=5)
+
+        stand_ins.registry_down = False
+        done = await attempt()
+        assert done.status_code == 200 and "Idempotent-Replayed" not in done.headers
+        assert json.loads(bytes(done.body))["order_status"] == "A"
+        again = await attempt()
+        assert again.headers["Idempotent-Replayed"] == "true" and again.body == done.body
+        ids = await accepted_update_ids(handle, SET_ORDER_STATUS)
+        assert len(ids) == len(set(ids)) == 3, ids
+        assert all(uid.startswith("idem-") for uid in ids)
+        status, released_at, _ = await idempotency_record(db, scope, key)
+        assert status == 200 and released_at is None
+
+        # the same request under another key, or a new request: the generations are its own
+        other = idempotency.request_digest("POST", f"/orders/{cart_id}/status", {"status": "R"})
+        assert idempotency.update_base(scope, key, other) != idempotency.update_base(
+            scope, key, digest
+        )
+
+
+async def test_a_retry_after_update_pending_sends_the_same_update_ids(
+    db: ScratchDatabase, dev_env: Any, session_factory: SessionFactory
+) -> None:
+    """No worker applied the first attempt in time (504 ``update_pending``: it is queued
+    and may still apply). Its retry sends the same update id: a worker applied the first
+    meanwhile, and the retry gets its outcome, the event applied once."""
+    queue = f"pending-{uuid.uuid4().hex[:8]}"
+    carts = CartkeeperClient(
+        dev_env.client, task_queue=queue, policy_for=lambda _s: FAST, update_timeout=1
+    )
+    cart_id = new_id()
+    scope, key = "key:1", "visit-1"
+    digest = idempotency.request_digest("POST", f"/api/v1/carts/{cart_id}/visits", {"page": "/"})
+
+    async def attempt() -> Response:
+        async def visit() -> JSONResponse:
+            return answered(await carts.record_visit(SHOP, cart_id, "/"))
+
+        return await idempotency.idempotent(
+            db.session_factory, scope, key, digest, lambda: datetime.now(UTC), visit
+        )
+
+    with pytest.raises(CartkeeperError) as pending:
+        await attempt()  # no worker on the queue yet
+    assert pending.value.code in (ErrorCode.UPDATE_PENDING, ErrorCode.TEMPORAL_UNAVAILABLE)
+    assert not pending.value.update_failed
+    assert await idempotency_record(db, scope, key) is None, "released, the same ids next"
+
+    activities = CartActivities(session_factory, dev_env.client).all()
+    async with stand_in_worker(dev_env, queue, StandIns(), activities):
+
+        async def applied() -> bool:
+            return (await carts.get_cart(SHOP, cart_id)).version == 1
+
+        await eventually(applied)
+        retried = await attempt()
+        assert retried.status_code == 200, bytes(retried.body)
+        assert json.loads(bytes(retried.body))["version"] == 1, "the first outcome"
+        cart = await carts.get_cart(SHOP, cart_id)
+        assert cart.version == 1 and visits_of(cart.journal, "/") == 1
+        handle = carts.client.get_workflow_handle(workflow_id(SHOP, cart_id))
+        assert len(await accepted_update_ids(handle, RECORD_VISIT)) == 1

@@ -21,7 +21,7 @@ from temporalio.common import RawValue, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import machine
+    from workflows import keyed_updates, machine
     from workflows import search_attributes as sa
     from workflows.contract import (
         ACTIVITY_PROJECT_CART,
@@ -408,6 +408,9 @@ class CartWorkflow(CartMail, OrderEffects):
         once it is loaded."""
         if not self._ready:
             return
+        key = keyed_updates.key_of(self._update_id())
+        if key is not None and keyed_updates.applied(self._cart, key, workflow.now()):
+            return  # a retry of a keyed update the cart applied: answered, not checked
         try:
             machine.check(self._cart, self._parse(spec, decode(payload)))
         except machine.CartRefused as refused:
@@ -421,18 +424,40 @@ class CartWorkflow(CartMail, OrderEffects):
             await workflow.wait_condition(lambda: self._ready)
         raw = decode(payload)
         try:
+            key = self._keyed_update()
+            if key is not None and keyed_updates.applied(self._cart, key, self._now()):
+                # A retry of a keyed update an earlier run applied (Temporal knows an
+                # update id within one run only): the cart as it is, nothing applied.
+                return view_of(self._cart)
             with text_rules(raw):
                 event = self._parse(spec, raw)
                 if spec.needs_statuses and isinstance(event, SetOrderStatus):
                     machine.check(self._cart, event)  # before the registry is read
                     event.statuses = await self._read_statuses()
                 self._apply(event)
+            if key is not None:
+                keyed_updates.remember(self._cart, key, self._now())
         except machine.CartRefused as refused:
             raise refusal(refused) from None
         finally:
             if spec.needs_statuses:
                 self._status_done()
         return view_of(self._cart)
+
+    @staticmethod
+    def _update_id() -> str | None:
+        info = workflow.current_update_info()
+        return info.id if info is not None else None
+
+    def _keyed_update(self) -> str | None:
+        """What the cart keeps of this update's id if it was sent under an
+        ``Idempotency-Key`` (``workflows.keyed_updates``), else ``None``. The patch is
+        asked for keyed updates only: other carts' histories get no marker; a history
+        recorded before it replays as it was (no keyed update remembered or answered)."""
+        key = keyed_updates.key_of(self._update_id())
+        if key is None or not workflow.patched(keyed_updates.KEYED_UPDATES_PATCH):
+            return None
+        return key
 
     # An admin's status reads the registry before it applies; the signals sent after it
     # wait (``_pending_signals``), so that signals apply in the order they came.

@@ -181,6 +181,17 @@ class ReminderStep:
 
 
 @dataclass
+class KeyedUpdate:
+    """An update sent under an ``Idempotency-Key`` that the cart applied
+    (``workflows.keyed_updates``)."""
+
+    #: the first 16 hex digits of its update id after ``idem-``
+    key: str
+    #: when it was applied (workflow time, to the second)
+    at: datetime
+
+
+@dataclass
 class Cart:
     """The whole state of one cart. Carried across continue-as-new and returned by queries."""
 
@@ -240,6 +251,10 @@ class Cart:
     coupon_code: str | None = None
     #: the lock (its ``locked_at``) the admins were alerted about
     lock_alert_sent_for: datetime | None = None
+    #: the updates sent under an ``Idempotency-Key`` it applied lately, oldest first (at
+    #: most 64, none older than 24 h): a retry of one in a later run is answered, not
+    #: applied again (``workflows.keyed_updates``)
+    keyed_updates: list[KeyedUpdate] = field(default_factory=list)
 
     @property
     def total(self) -> int:
