@@ -1894,6 +1894,10 @@ class CartMachine(RuleBasedStateMachine):
         elif unsafe(gateway) and (attempt := self.cart.attempt(attempt_id)) is not None:
             hypothesis_event("raw result applied without its gateway")
             assert attempt.gateway != gateway, "a gateway name with such text is dropped"
+            earlier = before.attempt(attempt_id)
+            # A result the attempt already had is a repeat (``_repeated_result``): nothing
+            # of it is kept, so its gateway needs no admin; a new one's gateway is flagged.
+            repeat = earlier is not None and status in [str(r) for r in earlier.results]
             assert (
                 any(
                     a.kind is AttentionKind.INVALID_PAYMENT_RESULT
@@ -1901,6 +1905,7 @@ class CartMachine(RuleBasedStateMachine):
                     for a in self.cart.attention[len(before.attention) :]
                 )
                 or not outcome
+                or repeat
             )
 
     @precondition(lambda self: self.cart.current_attempt_id is not None)
