@@ -12,7 +12,8 @@ order is visible at the end of the next read of the orders list. So, per webhook
 - ``to_activity``: the projection scheduled -> started (it waits for a worker);
 - ``activity``: the projection's run (the read model's write, the order's number);
 - ``to_visible``: the projection completed -> the list showed the order (the list's
-  polling, ``POLL_S``, and its read);
+  polling, ``POLL_S``, and its read; below 0 when the list showed the order before the
+  server recorded the completion, which the worker reports after its commit);
 - ``retries``: the projection's attempts after the first (a failed write is retried).
 
 Times are the server's event times and the bench's wall clock (one machine: the same
@@ -23,6 +24,7 @@ right after it).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -51,7 +53,8 @@ def _ms(start: datetime, end: datetime) -> float:
 
 def parts_of(events: Iterable[Any], visible_at: datetime) -> dict[str, float] | None:
     """The parts of one webhook's path, from its cart's history (``None`` when the
-    history has no payment signal followed by a completed projection)."""
+    history has no payment signal followed by a completed projection): the first
+    projection scheduled after the signal numbers the order."""
     signal_at: datetime | None = None
     task_started: datetime | None = None
     task_done: datetime | None = None
@@ -80,7 +83,7 @@ def parts_of(events: Iterable[Any], visible_at: datetime) -> dict[str, float] | 
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             attrs = event.activity_task_completed_event_attributes
             first = attrs.scheduled_event_id
-            if first in scheduled and first in started and _at(event) <= visible_at:
+            if first in scheduled and first in started:
                 assert signal_at is not None and task_started is not None
                 assert task_done is not None
                 start, attempt = started[first]
@@ -108,11 +111,10 @@ async def breakdown(
     client: Client, shop: str, accepted_at: dict[str, datetime], visible_ms: dict[str, float]
 ) -> dict[str, Any]:
     """Each visible order's parts, and their percentiles (``parts``); the slowest
-    webhooks with theirs (``slowest``); how many histories could not be read
-    (``unread``)."""
+    webhooks with theirs (``slowest``); the histories not read, by reason (``unread``)."""
     limit = asyncio.Semaphore(CONCURRENCY)
     samples: dict[str, dict[str, float]] = {}
-    unread: list[str] = []
+    unread: Counter[str] = Counter()
 
     async def one(cart_id: str) -> None:
         visible_at = accepted_at[cart_id].timestamp() + visible_ms[cart_id] / 1000
@@ -120,12 +122,12 @@ async def breakdown(
             handle = client.get_workflow_handle(workflow_id(shop, cart_id))
             try:
                 history = await handle.fetch_history()
-            except Exception:  # (counted: the breakdown is a diagnosis, not a figure)
-                unread.append(cart_id)
+            except Exception as error:  # (counted: the breakdown is a diagnosis)
+                unread[f"fetch: {type(error).__name__}"] += 1
                 return
         parts = parts_of(history.events, datetime.fromtimestamp(visible_at, UTC))
         if parts is None:
-            unread.append(cart_id)
+            unread["no projection completed after the signal"] += 1
         else:
             samples[cart_id] = parts
 
@@ -133,7 +135,7 @@ async def breakdown(
     slowest = sorted(samples, key=lambda c: -visible_ms[c])[:SLOWEST]
     return {
         "n": len(samples),
-        "unread": len(unread),
+        "unread": dict(unread),
         "parts": {p: _figures([s[p] for s in samples.values()]) for p in PARTS},
         "retried": sum(1 for s in samples.values() if s["retries"]),
         "slowest": [
