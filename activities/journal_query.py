@@ -52,7 +52,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, literal, select
+from sqlalchemy import ColumnElement, Select, func, literal, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import cursors
@@ -307,16 +308,22 @@ def click_item(row: Mapping[str, Any]) -> JournalItem:
 # --------------------------------------------------------------------------- reading
 
 
-_CART_COLUMNS = (
+_CART_BASE = (
     CartRecord.shop_id,
     CartRecord.cart_id,
     CartRecord.state,
     CartRecord.lineage,
     CartRecord.customer_email,
     CartRecord.created_at,
+)
+_CART_COLUMNS = (
+    *_CART_BASE,
     CartRecord.snapshot["journal"].label("journal"),
     CartRecord.snapshot["journal_dropped"].label("journal_dropped"),
 )
+#: PostgreSQL's refusals of a ``json`` document holding ``\\u0000`` (22P05: it cannot be
+#: converted to text) or a lone surrogate's escape (22P02: invalid input syntax)
+_UNREADABLE_JSON = frozenset({"22P05", "22P02"})
 _LEDGER_COLUMNS = tuple(
     ReminderSend.__table__.c[name]
     for name in (
@@ -418,16 +425,52 @@ def _extra_items(
     return items
 
 
+def _customer_carts(
+    shop_id: str, email: str, before: datetime | None = None
+) -> list[ColumnElement[bool]]:
+    where = [
+        CartRecord.shop_id == shop_id,
+        func.lower(CartRecord.customer_email) == func.lower(literal(email)),
+    ]
+    if before is not None:
+        where.append(CartRecord.created_at <= before)
+    return where
+
+
 def customer_statement(shop_id: str, email: str, before: datetime | None = None) -> Select[Any]:
     """The carts of the customer (``email`` as given, any case) in the shop: their ids,
     lineages and journals; with ``before``, only those created at or before it."""
-    query = select(*_CART_COLUMNS).where(
-        CartRecord.shop_id == shop_id,
-        func.lower(CartRecord.customer_email) == func.lower(literal(email)),
-    )
-    if before is not None:
-        query = query.where(CartRecord.created_at <= before)
-    return query
+    return select(*_CART_COLUMNS).where(*_customer_carts(shop_id, email, before))
+
+
+async def _cart_rows(
+    session: AsyncSession, where: Sequence[ColumnElement[bool]]
+) -> list[dict[str, Any]]:
+    """The carts ``where`` selects, with their journals, read out of their snapshots by
+    the database. A cart stored before the text rules (``outside-text-checked``) may hold
+    a NUL or a lone surrogate: its snapshot keeps them as ``\\u0000`` and ``\\ud800``,
+    which PostgreSQL's ``json`` stores as written but whose ``->`` refuses the whole
+    document, for good (it answered 503 ``database_unavailable`` on every read). Then
+    the carts are read again with their whole snapshots and their journals taken out in
+    Python (slower, for such carts only); their texts are escaped where they are shown
+    (``starter.output.readable``)."""
+    try:
+        result = await session.execute(select(*_CART_COLUMNS).where(*where))
+        return [dict(row) for row in result.mappings()]
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) not in _UNREADABLE_JSON:
+            raise
+    await session.rollback()  # the failed statement ended the transaction
+    rows = []
+    result = await session.execute(select(*_CART_BASE, CartRecord.snapshot).where(*where))
+    for row in result.mappings():
+        values = dict(row)
+        snapshot = values.pop("snapshot")
+        whole = snapshot if isinstance(snapshot, dict) else {}
+        values["journal"] = whole.get("journal")
+        values["journal_dropped"] = whole.get("journal_dropped")
+        rows.append(values)
+    return rows
 
 
 # --------------------------------------------------------------------------- queries
@@ -437,11 +480,11 @@ async def cart_journal(sessions: SessionFactory, shop_id: str, cart_id: str) -> 
     """The cart's journal with its ledger rows and clicks, oldest first (see the
     module's doc); ``journal_not_found`` when the shop has no such cart."""
     shop, cart = _id(shop_id, "shop"), _id(cart_id, "cart")
-    statement = select(*_CART_COLUMNS).where(CartRecord.shop_id == shop, CartRecord.cart_id == cart)
     async with sessions() as session:
-        row = (await session.execute(statement)).mappings().first()
-        if row is None:
+        found = await _cart_rows(session, [CartRecord.shop_id == shop, CartRecord.cart_id == cart])
+        if not found:
             raise JournalQueryRefused("journal_not_found", f"shop {shop} has no cart {cart}")
+        row = found[0]
         ledger = await _ledger_rows(session, shop, [cart])
         clicks = await _click_rows(session, shop, [cart])
     dropped = _count(row["journal_dropped"])
@@ -473,12 +516,7 @@ async def customer_journal(
     position = decode_cursor(after, scope) if after is not None else None
     before = position[0] if position is not None else None
     async with sessions() as session:
-        carts = [
-            dict(row)
-            for row in (await session.execute(customer_statement(shop, address, before)))
-            .mappings()
-            .all()
-        ]
+        carts = await _cart_rows(session, _customer_carts(shop, address, before))
         lineages = {row["cart_id"]: row["lineage"] for row in carts}
         normalized = normalize_email(address)
         ledger = await _ledger_rows(session, shop, list(lineages), normalized)

@@ -3,13 +3,18 @@
 Pure functions of the contract's dataclasses and the read model's rows; no I/O. Text that
 came from outside (names, skus, notes, gateway details) is shown with its control
 characters escaped (``safe``): an item name cannot move the cursor, clear the screen or
-forge a line of the output.
+forge a line of the output. JSON (``jsonable``: the CLI's ``--json``, the admin API's
+answers) keeps the exact text, its own escaping makes it safe to print, but for a lone
+surrogate, which has no UTF-8 form (no answer or output could be written): a cart stored
+before the text rules may hold one, and JSON shows it escaped (``\\ud800``, as
+``readable`` does: the console's pages show their text ``readable``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -18,8 +23,28 @@ from typing import Any
 
 from workflows.codes import currency_exponent
 from workflows.contract import Cart, CartState, JournalEntry
+from workflows.validation import escape_text
+
+#: a lone surrogate: no UTF-8 form (``workflows.validation``'s rules refuse it in new text)
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 # --------------------------------------------------------------------------- safe text
+
+
+def readable(text: str) -> str:
+    """``text`` with its control characters but tab and line breaks, and its lone
+    surrogates, escaped (``\\x00``, ``\\x1b``, ``\\ud800``): the escaping of the payment
+    results the workflow keeps (``workflows.validation.escape_text``), for text a cart
+    took before the rules (``outside-text-checked``)."""
+    return escape_text(text, multiline=True)
+
+
+def encodable(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\ud800``, as
+    ``readable`` writes it), so it has a UTF-8 form; any other character kept."""
+    if text.isascii():
+        return text
+    return _SURROGATE_RE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def safe(text: object) -> str:
@@ -128,15 +153,18 @@ def order_label(number: int | None, status: str | None) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """Dataclasses, enums and datetimes as JSON values (datetimes in ISO 8601)."""
+    """Dataclasses, enums and datetimes as JSON values (datetimes in ISO 8601), every text
+    ``encodable``."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, str):
+        return encodable(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {encodable(str(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value

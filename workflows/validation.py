@@ -127,12 +127,14 @@ def has_unsafe_text(value: object) -> bool:
     return False
 
 
-def escape_text(value: str, *, as_json: bool = False) -> str:
+def escape_text(value: str, *, as_json: bool = False, multiline: bool = False) -> str:
     """``value`` with each control character and lone surrogate written as its escape
-    (``\\x00``, ``\\ud800``; ``as_json``: always ``\\u0000``, so JSON text stays JSON):
-    storable and readable; for records of what was refused or could not be read, never
-    for what the cart acts on."""
-    return _UNSAFE_RE.sub(lambda m: _escape(m.group(0), as_json), value)
+    (``\\x00``, ``\\ud800``; ``as_json``: always ``\\u0000``, so JSON text stays JSON;
+    ``multiline``: tab, LF and CR kept as they are): storable and readable; for records of
+    what was refused or could not be read, and for showing text stored before the rules,
+    never for what the cart acts on."""
+    unsafe = _UNSAFE_MULTILINE_RE if multiline else _UNSAFE_RE
+    return unsafe.sub(lambda m: _escape(m.group(0), as_json), value)
 
 
 def _escape(char: str, as_json: bool) -> str:

@@ -40,7 +40,7 @@ from starter.web.admin_auth import (
     keys_of,
     set_cookie,
 )
-from starter.web.pages import PAGE_HEADERS, TEMPLATES
+from starter.web.pages import PAGE_HEADERS, TEMPLATES, shown
 from workflows.codes import currency_exponent
 
 #: the console's pages: its own style sheet, scripts and images only; forms post here
@@ -93,6 +93,7 @@ ADMIN_PAGES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     auto_reload=False,
+    finalize=shown,  # text stored before the rules, escaped
 )
 ADMIN_PAGES.filters["money"] = money
 ADMIN_PAGES.filters["when"] = when

@@ -1,5 +1,8 @@
 """HTML pages from the Jinja2 templates in ``starter/web/templates`` (autoescaped; no
-external assets: styles are inline, nothing is loaded from elsewhere)."""
+external assets: styles are inline, nothing is loaded from elsewhere). Every value a page
+shows is ``shown``: a cart stored before the text rules may hold a NUL, another control
+character or a lone surrogate (no UTF-8 form: the page could not be sent), shown escaped
+(``\\x00``, ``\\ud800``; ``starter.output.readable``)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from starter.output import readable
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -25,6 +31,18 @@ PAGE_HEADERS = {
 }
 
 
+def shown(value: Any) -> Any:
+    """Each ``{{ ... }}``'s value as a page writes it (Jinja's ``finalize``, before the
+    autoescape): a text ``readable`` (markup stays markup: escaping those characters adds
+    no HTML)."""
+    if not isinstance(value, str):
+        return value
+    text = readable(value)
+    if text is value or text == value:
+        return value
+    return Markup(text) if isinstance(value, Markup) else text
+
+
 #: each template is read and compiled once (no ``auto_reload``: no file check per request)
 PAGES = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -33,6 +51,7 @@ PAGES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     auto_reload=False,
+    finalize=shown,
 )
 
 
