@@ -169,3 +169,25 @@ def test_a_state_the_enum_does_not_know_is_refused_as_by_the_sdk() -> None:
     with pytest.raises(Exception) as sdk:
         SDK.from_payloads([payload], [CartState])
     assert type(ours.value) is type(sdk.value)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "value"),
+    [
+        (float | int, int | float, 1.5),
+        (int | float, float | int, 1.5),
+        (str | datetime, datetime | str, "2026-11-22T14:02:44+00:00"),
+        (list[bool | int], list[int | bool], [1, True]),
+    ],
+)
+def test_unions_in_another_order_convert_in_their_own_order(
+    first: Any, second: Any, value: Any
+) -> None:
+    """``int | float == float | int`` (one hash), but the SDK tries the members in the
+    order written: each order converts as the SDK converts it, whichever came first."""
+    assert first == second
+    for hint in (first, second):
+        ours = decoder(hint)(value)
+        sdk = value_to_type(hint, value)
+        assert ours == sdk
+        assert type(ours) is type(sdk)

@@ -47,9 +47,9 @@ from temporalio.converter import (
 Decode = Callable[[Any], Any]
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
-_DECODERS: dict[Any, Decode] = {}
+_DECODERS: dict[tuple[Any, str], Decode] = {}
 #: hints being compiled (only by the thread that holds ``_COMPILING``)
-_PENDING: dict[Any, Decode] = {}
+_PENDING: dict[tuple[Any, str], Decode] = {}
 _COMPILING = threading.RLock()
 
 
@@ -68,26 +68,29 @@ class ContractJSONEncoder(AdvancedJSONEncoder):
 
 def decoder(hint: Any) -> Decode:
     """The compiled conversion of a JSON value to ``hint`` (see the module's text)."""
+    # Keyed by the hint and its text: ``int | float == float | int`` (one hash), but the
+    # SDK tries a union's members in the order written, so the two convert differently.
     try:
-        return _DECODERS[hint]
+        key = (hint, repr(hint))
+        return _DECODERS[key]
     except KeyError:
         pass
     except TypeError:  # an unhashable hint: not compiled
         return _fallback(hint)
     with _COMPILING:  # (workflow tasks decode in several threads)
-        if hint in _DECODERS:
-            return _DECODERS[hint]
-        if hint in _PENDING:  # a dataclass that refers to itself: compiled below
-            return _PENDING[hint]
+        if key in _DECODERS:
+            return _DECODERS[key]
+        if key in _PENDING:  # a dataclass that refers to itself: compiled below
+            return _PENDING[key]
         compiled: list[Decode] = []
-        _PENDING[hint] = lambda value: compiled[0](value)
+        _PENDING[key] = lambda value: compiled[0](value)
         try:
             compiled.append(_compile(hint))
         except Exception:  # (hints it cannot resolve, say): the SDK's conversion
             compiled.append(_fallback(hint))
         finally:
-            del _PENDING[hint]
-        _DECODERS[hint] = compiled[0]
+            del _PENDING[key]
+        _DECODERS[key] = compiled[0]
         return compiled[0]
 
 
