@@ -9,7 +9,10 @@ order is visible at the end of the next read of the orders list. So, per webhook
 - ``to_task``: the signal in the history -> the workflow task that applies it starts (the
   task waits for a worker);
 - ``task``: that task's run (started -> completed);
-- ``to_activity``: the projection scheduled -> started (it waits for a worker);
+- ``to_schedule``: that task completed -> the projection scheduled (0 when the task
+  scheduled it; a projection already running or paused makes a later task schedule it);
+- ``to_activity``: the projection scheduled -> started (near 0: the worker takes it
+  eagerly with the task's completion, so a wait in the worker is inside ``activity``);
 - ``activity``: the projection's run (the read model's write, the order's number);
 - ``to_visible``: the projection completed -> the list showed the order (the list's
   polling, ``POLL_S``, and its read; below 0 when the list showed the order before the
@@ -35,7 +38,7 @@ from temporalio.client import Client
 from bench.measure import percentile, rounded
 from workflows.contract import ACTIVITY_PROJECT_CART, workflow_id
 
-PARTS = ("to_task", "task", "to_activity", "activity", "to_visible")
+PARTS = ("to_task", "task", "to_schedule", "to_activity", "activity", "to_visible")
 #: histories read at once
 CONCURRENCY = 8
 #: slowest webhooks shown with their parts
@@ -90,6 +93,7 @@ def parts_of(events: Iterable[Any], visible_at: datetime) -> dict[str, float] | 
                 return {
                     "to_task": _ms(signal_at, task_started),
                     "task": _ms(task_started, task_done),
+                    "to_schedule": _ms(task_done, scheduled[first]),
                     "to_activity": _ms(scheduled[first], start),
                     "activity": _ms(start, _at(event)),
                     "to_visible": _ms(_at(event), visible_at),
