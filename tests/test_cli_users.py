@@ -128,13 +128,21 @@ def test_a_password_with_a_lone_surrogate_is_invalid_password(
     assert stored(db, lambda s: admin_users.verify_password(s, "ann", PASSWORD)) is not None
 
 
-def test_a_byte_that_is_not_utf8_on_standard_input(db: ScratchDatabase, tmp_path: Path) -> None:
-    """The same from a real process in UTF-8 mode (``surrogateescape`` on stdin)."""
+@pytest.mark.parametrize(
+    "locale_env",
+    [{"PYTHONUTF8": "1"}, {"PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8:strict"}],
+    ids=["utf8-mode", "strict-utf8"],
+)
+def test_a_byte_that_is_not_utf8_on_standard_input(
+    db: ScratchDatabase, tmp_path: Path, locale_env: dict[str, str]
+) -> None:
+    """The same from a real process: in UTF-8 mode (``surrogateescape`` on stdin, a lone
+    surrogate) and reading strictly (a UTF-8 locale: the line cannot be read)."""
     if db.backend != "sqlite":
         pytest.skip("the process opens the read model by its URL: SQLite's file")
     env = {
         **os.environ,
-        "PYTHONUTF8": "1",
+        **locale_env,
         "CARTKEEPER_DATABASE_URL": db.url,
         "CARTKEEPER_DATA_DIR": str(tmp_path / "data"),
     }

@@ -70,7 +70,12 @@ def read_password(from_stdin: bool) -> str:
     """The new password: the first line of standard input, or typed twice at a prompt
     (hidden)."""
     if from_stdin:
-        line = sys.stdin.readline()
+        try:
+            line = sys.stdin.readline()
+        except UnicodeDecodeError:  # (a UTF-8 locale reads strictly; UTF-8 mode does not)
+            raise Failure(
+                "invalid_password", "the password on standard input is not UTF-8", EXIT_REFUSED
+            ) from None
         password = line.removesuffix("\n").removesuffix("\r")
         if not password:
             raise Failure("invalid_password", "no password on standard input", EXIT_USAGE)
