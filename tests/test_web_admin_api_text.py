@@ -17,35 +17,27 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from starter.campaign_json import campaign_json
 from starter.campaigns import default_campaign
 from starter.web import admin_users
+from tests import test_web_admin_api_settings as settings_tests
 from tests.admin_fixtures import sign_in
-from tests.conftest_db import ScratchDatabase, scratch_database
-from tests.test_web_admin_api import BACKENDS, AdminApi, admin_api_on, basic, refused
+from tests.test_web_admin_api import AdminApi, basic, refused
+from tests.test_web_admin_api_reminders import NUDGE as REMINDER
 
 PREFIX = "/api/v1/admin"
 SHOP = f"{PREFIX}/shops/shop-1"
 #: a NUL (PostgreSQL's text cannot hold it) and lone surrogates (no UTF-8 form)
 BAD = ["a\x00b", "\ud800", "a\udfffb"]
-NUDGE = {
-    "name": "A nudge",
-    "position": 5,
-    "delay_seconds": 1800,
-    "automatic": False,
-    "subject": "Still thinking?",
-    "template": "reminder",
-    "coupon": {"kind": "percent", "amount": 5, "expiry_days": 3},
-    "b": {"subject": "Still there?", "template": "reminder"},
-}
+api = settings_tests.api  # the admin API on SQLite and PostgreSQL
+#: the reminders test's reminder, with a variant b (its subject is text too)
+NUDGE = {**REMINDER, "b": {"subject": "Still there?", "template": "reminder"}}
 
 
 def campaign() -> dict[str, Any]:
@@ -187,16 +179,6 @@ THROUGH_TEMPORAL = {
 }
 #: writes whose body holds no text (numbers and flags)
 NO_TEXT = {("PUT", f"{PREFIX}/shops/{{shop_id}}/stock/{{sku}}")}
-
-
-@pytest.fixture(params=BACKENDS)
-async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AdminApi]:
-    database: ScratchDatabase
-    async with (
-        scratch_database(request.param, tmp_path) as database,
-        admin_api_on(database, tmp_path) as made,
-    ):
-        yield made
 
 
 def with_value(body: Any, path: tuple[Any, ...], value: str) -> Any:
