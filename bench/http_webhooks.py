@@ -35,7 +35,8 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from bench.measure import percentile, rounded
+from bench.chaos_check import _event_time as _at
+from bench.http_check import Updates
 from workflows.contract import ACTIVITY_PROJECT_CART, workflow_id
 
 PARTS = ("to_task", "task", "to_schedule", "to_activity", "activity", "to_visible")
@@ -43,11 +44,6 @@ PARTS = ("to_task", "task", "to_schedule", "to_activity", "activity", "to_visibl
 CONCURRENCY = 8
 #: slowest webhooks shown with their parts
 SLOWEST = 10
-
-
-def _at(event: Any) -> datetime:
-    at: datetime = event.event_time.ToDatetime(tzinfo=UTC)
-    return at
 
 
 def _ms(start: datetime, end: datetime) -> float:
@@ -102,15 +98,6 @@ def parts_of(events: Iterable[Any], visible_at: datetime) -> dict[str, float] | 
     return None
 
 
-def _figures(values: list[float]) -> dict[str, Any]:
-    return {
-        "p50_ms": rounded(percentile(values, 50)),
-        "p90_ms": rounded(percentile(values, 90)),
-        "p99_ms": rounded(percentile(values, 99)),
-        "max_ms": rounded(max(values) if values else None),
-    }
-
-
 async def breakdown(
     client: Client, shop: str, accepted_at: dict[str, datetime], visible_ms: dict[str, float]
 ) -> dict[str, Any]:
@@ -140,7 +127,7 @@ async def breakdown(
     return {
         "n": len(samples),
         "unread": dict(unread),
-        "parts": {p: _figures([s[p] for s in samples.values()]) for p in PARTS},
+        "parts": {p: Updates.figures([s[p] for s in samples.values()]) for p in PARTS},
         "retried": sum(1 for s in samples.values() if s["retries"]),
         "slowest": [
             {"cart": c, "visible_ms": round(visible_ms[c], 1)}
