@@ -90,10 +90,16 @@ async def test_the_storefront_api_never_answers_5xx(site: WebServer, session_fac
 
 @pytest.mark.timeout(600)
 async def test_the_rest_of_the_api_never_answers_5xx(site: WebServer) -> None:
+    # ``/readyz`` is left out: it takes no input, and its 503 is its specified answer
+    # whenever a check misses its 3 s (as Temporal's once did on a loaded CI machine);
+    # tests/test_web_links.py tests both of its answers
     code, out = await schemathesis(
-        site.url, "--exclude-path-regex", "^/api/v1/(carts|coupons|admin)"
+        site.url, "--exclude-path-regex", "^/(api/v1/(carts|coupons|admin)|readyz$)"
     )
     assert code == 0, out[-6000:]
+    assert " generated, " in out and " passed" in out, out[-3000:]
+    # the webhook, the two links (GET and POST), /healthz and /metrics
+    assert "Selected: 7/" in out, out[-3000:]
 
 
 @pytest.mark.timeout(600)
