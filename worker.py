@@ -21,9 +21,19 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import temporalio.bridge.proto.workflow_activation as activation_pb
+import temporalio.bridge.proto.workflow_completion as completion_pb
 from sqlalchemy.exc import SQLAlchemyError
+from temporalio import workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.converter import (
+    ActivitySerializationContext,
+    DataConverter,
+    SerializationContext,
+    StorageDriverStoreContext,
+    WorkflowSerializationContext,
+)
+from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.alerts import admin_alert_activities
@@ -36,6 +46,7 @@ from starter.connect import connect, resolved_address
 from starter.errors import EXIT_USAGE, Failure
 from starter.schedules import start_digest_schedules
 from workflows.cart_workflow import CartWorkflow
+from workflows.converter import DATA_CONVERTER
 from workflows.digest_workflow import DailyDigest
 
 log = logging.getLogger("cartkeeper.worker")
@@ -55,6 +66,93 @@ def sandbox(passthrough: Sequence[str] = ()) -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", *passthrough)
     )
+
+
+def is_context_free(converter: DataConverter) -> bool:
+    """The converter encodes a value the same whatever workflow or activity it is for: the
+    SDK's ``with_context`` gives back the converter itself (no part of it takes a
+    serialization context), and it stores nothing outside the history."""
+    return converter.external_storage is None and all(
+        converter.with_context(context) is converter for context in _PROBE_CONTEXTS
+    )
+
+
+_PROBE_CONTEXTS: tuple[SerializationContext, ...] = (
+    WorkflowSerializationContext(namespace="default", workflow_id="probe"),
+    ActivitySerializationContext(
+        namespace="default",
+        workflow_id="probe",
+        workflow_type="probe",
+        activity_type="probe",
+        activity_task_queue="probe",
+        is_local=False,
+        activity_id="probe",
+    ),
+)
+
+
+class ContextFreeInstance(WorkflowInstance):
+    """A sandboxed workflow instance that answers the SDK's two context questions itself.
+
+    Before it encodes or decodes a workflow task's payloads, the SDK asks the instance
+    which serialization context (and external-store context) each payload sequence belongs
+    to; the sandbox answers by compiling and running a line of code inside the sandbox,
+    its import hooks installed and removed around it, for every sequence: a quarter of a
+    replay's CPU. With a context-free converter every answer leads to the same converter
+    (the SDK falls back to the worker's own converter on ``None``), so this answers
+    ``None`` and the no-store context at once, and passes everything else through.
+    """
+
+    def __init__(self, inner: WorkflowInstance) -> None:
+        self._inner = inner
+
+    def activate(
+        self, act: activation_pb.WorkflowActivation
+    ) -> completion_pb.WorkflowActivationCompletion:
+        return self._inner.activate(act)
+
+    def get_serialization_context(self, command_info: Any) -> SerializationContext | None:
+        return None
+
+    def get_external_store_context(self, command_info: Any) -> StorageDriverStoreContext:
+        return StorageDriverStoreContext(target=None)
+
+    def get_info(self) -> workflow.Info:
+        return self._inner.get_info()
+
+    def get_thread_id(self) -> int | None:
+        return self._inner.get_thread_id()
+
+
+class ContextFreeRunner(WorkflowRunner):
+    """The sandbox, its instances wrapped in ``ContextFreeInstance``: only for a worker or
+    a replayer whose converter ``is_context_free`` (``workflow_runner`` checks)."""
+
+    def __init__(self, inner: WorkflowRunner) -> None:
+        self.inner = inner
+
+    def prepare_workflow(self, defn: Any) -> None:
+        self.inner.prepare_workflow(defn)
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return ContextFreeInstance(self.inner.create_instance(det))
+
+    def set_worker_level_failure_exception_types(
+        self, types: Sequence[type[BaseException]]
+    ) -> None:
+        self.inner.set_worker_level_failure_exception_types(types)
+
+
+def workflow_runner(converter: DataConverter, passthrough: Sequence[str] = ()) -> WorkflowRunner:
+    """The runner a worker or replayer with ``converter`` uses: the sandbox, without the
+    per-payload context questions when the converter does not need their answers."""
+    runner = sandbox(passthrough)
+    return ContextFreeRunner(runner) if is_context_free(converter) else runner
+
+
+#: the runner for ``DATA_CONVERTER`` (replayers and test workers; the worker builds its own
+#: the same way)
+WORKFLOW_RUNNER = workflow_runner(DATA_CONVERTER)
 
 
 def build_worker(
@@ -81,7 +179,7 @@ def build_worker(
             *order_activities(sessions, settings),
             *extra_activities,
         ],
-        workflow_runner=sandbox(sandbox_passthrough),
+        workflow_runner=workflow_runner(client.data_converter, sandbox_passthrough),
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,

@@ -448,11 +448,11 @@ async def replay_probe(
     pays the SDK per task, and a full replay when the cart left its cache)."""
     from temporalio.worker import Replayer
 
-    from worker import SANDBOX
+    from worker import WORKFLOW_RUNNER
     from workflows.cart_workflow import CartWorkflow
 
     replayer = Replayer(
-        workflows=[CartWorkflow], workflow_runner=SANDBOX, data_converter=DATA_CONVERTER
+        workflows=[CartWorkflow], workflow_runner=WORKFLOW_RUNNER, data_converter=DATA_CONVERTER
     )
 
     async def per_history(shop: str, ids: Sequence[str]) -> dict[str, Any]:

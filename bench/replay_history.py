@@ -17,13 +17,13 @@ from workflows.converter import DATA_CONVERTER
 
 async def replay(paths: list[Path]) -> int:
     from bench.processes import quiet_sdk_logs
-    from worker import SANDBOX
+    from worker import WORKFLOW_RUNNER
     from workflows.cart_workflow import CartWorkflow
 
     quiet_sdk_logs()
 
     replayer = Replayer(
-        workflows=[CartWorkflow], workflow_runner=SANDBOX, data_converter=DATA_CONVERTER
+        workflows=[CartWorkflow], workflow_runner=WORKFLOW_RUNNER, data_converter=DATA_CONVERTER
     )
     failed = 0
     for path in paths:

@@ -26,7 +26,7 @@ from temporalio.worker import (
 )
 
 from activities.read_model import encode_cart
-from worker import SANDBOX
+from worker import WORKFLOW_RUNNER
 from workflows.cart_workflow import CartWorkflow
 from workflows.converter import DATA_CONVERTER
 
@@ -52,7 +52,7 @@ class _KeepInstances(Interceptor):
 async def replayed_carts() -> dict[str, Any]:
     replayer = Replayer(
         workflows=[CartWorkflow],
-        workflow_runner=SANDBOX,
+        workflow_runner=WORKFLOW_RUNNER,
         interceptors=[_KeepInstances()],
         data_converter=DATA_CONVERTER,
     )

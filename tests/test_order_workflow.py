@@ -28,7 +28,7 @@ from starter.client import CartkeeperClient
 from tests.conftest import new_id
 from tests.test_order_phase import DEFAULTS
 from tests.test_workflow_dev import LINES, SHOP, TOTAL, eventually, succeed, to_payment
-from worker import SANDBOX
+from worker import WORKFLOW_RUNNER
 from workflows.cart_workflow import CartWorkflow
 from workflows.codes import CartState, JournalKind
 from workflows.contract import (
@@ -120,7 +120,7 @@ def stand_in_worker(
         task_queue=queue,
         workflows=[CartWorkflow],
         activities=[*cart_activities, stand_ins.read, stand_ins.move, stand_ins.send],
-        workflow_runner=SANDBOX,
+        workflow_runner=WORKFLOW_RUNNER,
     )
 
 

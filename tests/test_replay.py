@@ -14,7 +14,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from worker import SANDBOX
+from worker import WORKFLOW_RUNNER
 from workflows.cart_workflow import CartWorkflow
 from workflows.converter import DATA_CONVERTER
 
@@ -37,7 +37,7 @@ async def _histories(replayed: list[str]) -> AsyncIterator[WorkflowHistory]:
 
 async def test_recorded_histories_replay() -> None:
     replayer = Replayer(
-        workflows=[CartWorkflow], workflow_runner=SANDBOX, data_converter=DATA_CONVERTER
+        workflows=[CartWorkflow], workflow_runner=WORKFLOW_RUNNER, data_converter=DATA_CONVERTER
     )
     replayed: list[str] = []
     results = await replayer.replay_workflows(_histories(replayed), raise_on_replay_failure=False)

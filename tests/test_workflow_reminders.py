@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.conftest import start_cart
-from worker import SANDBOX
+from worker import WORKFLOW_RUNNER
 from workflows.alerts_contract import ACTIVITY_SEND_LOCK_ALERT, AlertResult, LockAlertInput
 from workflows.cart_workflow import CartWorkflow
 from workflows.codes import SkipReason
@@ -208,7 +208,7 @@ async def scripted_worker(ts_env: WorkflowEnvironment) -> AsyncIterator[Worker]:
             move_order_stock,
             send_order_status_mail,
         ],
-        workflow_runner=SANDBOX,
+        workflow_runner=WORKFLOW_RUNNER,
     ) as worker:
         yield worker
         for handle in HANDLES:
