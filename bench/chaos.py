@@ -37,6 +37,7 @@ from typing import Any
 
 from activities.db import make_engine, make_session_factory, upgrade_database
 from bench.chaos_check import catch_up, check, timer_lateness
+from bench.chaos_queue import QueueWatch
 from bench.chaos_shoppers import BEHAVIOURS, GaveUp, Traffic, pick_behaviours
 from bench.mailsink import MailSink, worker_env
 from bench.pgdb import ScratchDatabase, check_server, scratch_database
@@ -378,11 +379,16 @@ async def chaos_main(args: argparse.Namespace) -> int:
             restart = asyncio.create_task(
                 server_restart(server, timeline, schedule.restart_at_s, say)
             )
-            faults += [killer, outage, restart]
+            watch = QueueWatch(client, TASK_QUEUE, timeline.started)
+            stop_watching = asyncio.Event()
+            watching = asyncio.create_task(watch.run(stop_watching))
+            faults += [killer, outage, restart, watching]
             load = await shoppers(traffic, schedule, run_id, say)
             outage_s, restart_s = await asyncio.gather(outage, restart)
             stop_killing.set()
             await killer
+            stop_watching.set()
+            await watching
             await chaos.ensure_running()
             say(
                 f"load done: {traffic.checkouts_done} checkouts; {chaos.kills} worker kills;"
@@ -467,6 +473,7 @@ async def chaos_main(args: argparse.Namespace) -> int:
         "worker_log": worker_log_problems([worker.log_path for worker in workers]),
         "check": check_details,
         "timer_lateness": lateness,
+        "task_queue": watch.summary(),
         "client_errors_retried": dict(traffic.errors.most_common()),
         "refusals": dict(traffic.refusals.most_common()),
         "gave_up": dict(traffic.gave_up),
