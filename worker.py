@@ -33,7 +33,13 @@ from temporalio.converter import (
     StorageDriverStoreContext,
     WorkflowSerializationContext,
 )
-from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
+from temporalio.worker import (
+    PollerBehaviorSimpleMaximum,
+    Worker,
+    WorkflowInstance,
+    WorkflowInstanceDetails,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.alerts import admin_alert_activities
@@ -187,6 +193,9 @@ def build_worker(
         # A task sent to a worker that died waits this long on its sticky queue before
         # any worker may take it (the SDK's default is 10 s).
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_timeout_seconds),
+        # Several polls on the task queue, where the carts it does not hold wait (``Settings``).
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
+        nonsticky_to_sticky_poll_ratio=settings.nonsticky_poll_ratio,
         **options,
     )
 

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     #: 0.3-1.2 s. A busy worker that leaves a task waiting longer sends it to the task
     #: queue, where it costs a full replay (see ``bench/README.md``).
     sticky_timeout_seconds: float = Field(default=1.0, ge=0.1, le=60)
+    #: long polls a worker keeps open for workflow tasks (the SDK's default is 5), and the
+    #: share of them on the task queue rather than the worker's sticky queue (the SDK's
+    #: default is 0.2: a single poll). A task on the task queue is a cart the worker does
+    #: not hold: after a restart every cart's next task, each one a full replay. With one
+    #: poll the worker took them one at a time (5-6 a second in ``make chaos``, while it
+    #: had CPU left) and after each kill they waited 8 s at the median, up to 45 s; four
+    #: polls there took 11 a second and halved the wait (``bench/README.md``).
+    workflow_task_pollers: int = Field(default=8, ge=2, le=100)
+    nonsticky_poll_ratio: float = Field(default=0.5, gt=0, le=1)
     log_level: str = "INFO"
     #: outgoing mail: an SMTP relay (default: the local mail catcher of ``cartkeeper dev``)
     smtp_host: str = "127.0.0.1"

@@ -10,7 +10,9 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -19,8 +21,11 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import PollerBehaviorSimpleMaximum
 
+from activities.cart_activities import CartActivities
 from activities.models import OrderNumber
+from activities.settings import Settings
 from starter.client import CartkeeperClient
 from tests.conftest import new_id
 from tests.outage import OutageDatabase, outage_database
@@ -174,3 +179,34 @@ async def test_a_sqlite_read_model_with_a_remote_temporal_is_refused(tmp_path: P
     assert process.returncode == 2, text
     assert text.startswith("error: unsafe_configuration:") and "DATABASE_URL" in text
     assert "CARTKEEPER_ALLOW_SQLITE_WITH_REMOTE_TEMPORAL" in text
+
+
+async def test_a_worker_keeps_several_polls_on_the_task_queue(
+    dev_env: WorkflowEnvironment, session_factory: Any, settings: Settings
+) -> None:
+    """Several long polls on the task queue, where the carts the worker does not hold
+    (each a full replay) wait: the SDK's defaults keep one, and after a restart the worker
+    took them one at a time. The sticky queue's timeout too: all from the settings."""
+    from worker import build_worker
+
+    tuned = settings.model_copy(
+        update={
+            "workflow_task_pollers": 12,
+            "nonsticky_poll_ratio": 0.5,
+            "sticky_timeout_seconds": 2,
+        }
+    )
+    for given, polls, ratio, sticky in ((settings, 8, 0.5, 1), (tuned, 12, 0.5, 2)):
+        given = given.model_copy(update={"task_queue": f"polls-{new_id()}"})  # one per queue
+        worker = build_worker(
+            dev_env.client, CartActivities(session_factory, dev_env.client), given
+        )
+        config = worker.config()
+        behaviour = config["workflow_task_poller_behavior"]
+        assert isinstance(behaviour, PollerBehaviorSimpleMaximum)
+        assert behaviour.maximum == polls
+        assert config["nonsticky_to_sticky_poll_ratio"] == ratio
+        assert config["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=sticky)
+        # several task-queue polls, and as many left for the sticky queue
+        on_the_task_queue = behaviour.maximum * config["nonsticky_to_sticky_poll_ratio"]
+        assert on_the_task_queue >= 4 and behaviour.maximum - on_the_task_queue >= 4
