@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from temporalio.client import Client
 from temporalio.converter import (
     ActivitySerializationContext,
     DataConverter,
+    NexusSerializationContext,
     SerializationContext,
     StorageDriverStoreContext,
     WorkflowSerializationContext,
@@ -38,7 +40,6 @@ from temporalio.worker import (
     Worker,
     WorkflowInstance,
     WorkflowInstanceDetails,
-    WorkflowRunner,
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -57,27 +58,11 @@ from workflows.digest_workflow import DailyDigest
 
 log = logging.getLogger("cartkeeper.worker")
 
-#: Our workflow-side modules are deterministic and import nothing heavy: pass them through
-#: the sandbox instead of re-importing them for every workflow run.
-SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
-)
-
-
-def sandbox(passthrough: Sequence[str] = ()) -> SandboxedWorkflowRunner:
-    """The workflow sandbox: ``SANDBOX``, or one that also passes ``passthrough`` modules
-    through (the benchmark's floor workflow lives in ``bench``)."""
-    if not passthrough:
-        return SANDBOX
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", *passthrough)
-    )
-
 
 def is_context_free(converter: DataConverter) -> bool:
-    """The converter encodes a value the same whatever workflow or activity it is for: the
-    SDK's ``with_context`` gives back the converter itself (no part of it takes a
-    serialization context), and it stores nothing outside the history."""
+    """The converter encodes a value the same whatever workflow, activity or Nexus
+    operation it is for: the SDK's ``with_context`` gives back the converter itself (no
+    part of it takes a serialization context), and it stores nothing outside the history."""
     return converter.external_storage is None and all(
         converter.with_context(context) is converter for context in _PROBE_CONTEXTS
     )
@@ -94,6 +79,7 @@ _PROBE_CONTEXTS: tuple[SerializationContext, ...] = (
         is_local=False,
         activity_id="probe",
     ),
+    NexusSerializationContext(endpoint="probe", service="probe", operation="probe"),
 )
 
 
@@ -110,12 +96,12 @@ class ContextFreeInstance(WorkflowInstance):
     """
 
     def __init__(self, inner: WorkflowInstance) -> None:
-        self._inner = inner
+        self.inner = inner
 
     def activate(
         self, act: activation_pb.WorkflowActivation
     ) -> completion_pb.WorkflowActivationCompletion:
-        return self._inner.activate(act)
+        return self.inner.activate(act)
 
     def get_serialization_context(self, command_info: Any) -> SerializationContext | None:
         return None
@@ -124,36 +110,35 @@ class ContextFreeInstance(WorkflowInstance):
         return StorageDriverStoreContext(target=None)
 
     def get_info(self) -> workflow.Info:
-        return self._inner.get_info()
+        return self.inner.get_info()
 
     def get_thread_id(self) -> int | None:
-        return self._inner.get_thread_id()
+        return self.inner.get_thread_id()  # the SDK's deadlock detection reads it
 
 
-class ContextFreeRunner(WorkflowRunner):
+@dataclass(frozen=True)
+class ContextFreeSandbox(SandboxedWorkflowRunner):
     """The sandbox, its instances wrapped in ``ContextFreeInstance``: only for a worker or
-    a replayer whose converter ``is_context_free`` (``workflow_runner`` checks)."""
-
-    def __init__(self, inner: WorkflowRunner) -> None:
-        self.inner = inner
-
-    def prepare_workflow(self, defn: Any) -> None:
-        self.inner.prepare_workflow(defn)
+    a replayer whose converter ``is_context_free`` (``workflow_runner`` checks). Still a
+    ``SandboxedWorkflowRunner``, so what the SDK adds to a sandbox (the debugger's
+    passthrough in ``debug_mode``, plugins' passthrough modules) applies to it too."""
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return ContextFreeInstance(self.inner.create_instance(det))
-
-    def set_worker_level_failure_exception_types(
-        self, types: Sequence[type[BaseException]]
-    ) -> None:
-        self.inner.set_worker_level_failure_exception_types(types)
+        return ContextFreeInstance(super().create_instance(det))
 
 
-def workflow_runner(converter: DataConverter, passthrough: Sequence[str] = ()) -> WorkflowRunner:
-    """The runner a worker or replayer with ``converter`` uses: the sandbox, without the
-    per-payload context questions when the converter does not need their answers."""
-    runner = sandbox(passthrough)
-    return ContextFreeRunner(runner) if is_context_free(converter) else runner
+def workflow_runner(
+    converter: DataConverter, passthrough: Sequence[str] = ()
+) -> SandboxedWorkflowRunner:
+    """The sandbox of a worker or replayer with ``converter``, without the per-payload
+    context questions when the converter does not need their answers. Our workflow-side
+    modules are deterministic and import nothing heavy: they are passed through instead of
+    re-imported for every workflow run, with ``passthrough`` (the benchmark's floor
+    workflow lives in ``bench``)."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("workflows", *passthrough)
+    if is_context_free(converter):
+        return ContextFreeSandbox(restrictions=restrictions)
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 #: the runner for ``DATA_CONVERTER`` (replayers and test workers; the worker builds its own

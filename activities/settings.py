@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     #: 0.3-1.2 s. A busy worker that leaves a task waiting longer sends it to the task
     #: queue, where it costs a full replay (see ``bench/README.md``).
     sticky_timeout_seconds: float = Field(default=1.0, ge=0.1, le=60)
-    #: long polls a worker keeps open for workflow tasks (the SDK's default is 5), and the
-    #: share of them on the task queue rather than the worker's sticky queue (the SDK's
+    #: at most this many long polls for workflow tasks at once (the SDK's default is 5), and
+    #: the share of them on the task queue rather than the worker's sticky queue: at most
+    #: max(1, polls x ratio) there, the rest (at least 1) on the sticky queue (the SDK's
     #: default is 0.2: a single poll). A task on the task queue is a cart the worker does
     #: not hold: after a restart every cart's next task, each one a full replay. With one
     #: poll the worker took them one at a time (5-6 a second in ``make chaos``, while it

@@ -1,12 +1,13 @@
 """The chaos run's view of the task queue (``bench.chaos``): every second, what the server
 says of the carts' workflow task queue (``DescribeTaskQueue`` with its stats): the backlog
 (tasks no poll took at once, and the age of the oldest), the rates tasks are added and
-handed out, and the workers polling it.
+handed out, and the pollers it saw lately.
 
 It tells apart the two readings of a timer's wait on the task queue after a kill: a
 backlog that the workers drain at their pace (the count and age grow after a kill, and
 the dispatch rate is the workers' throughput), or a task the server holds back while
-polls wait (a backlog with an idle dispatch rate while pollers are there).
+polls wait (a backlog with an idle dispatch rate while a worker runs). ``pollers`` counts
+the poller identities the server saw lately, killed workers' included: not live polls.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from temporalio.converter import (
     ActivitySerializationContext,
     DataConverter,
     DefaultPayloadConverter,
+    NexusSerializationContext,
     PayloadCodec,
     SerializationContext,
     StorageDriverStoreContext,
@@ -27,7 +29,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from worker import (
     WORKFLOW_RUNNER,
     ContextFreeInstance,
-    ContextFreeRunner,
+    ContextFreeSandbox,
     is_context_free,
     workflow_runner,
 )
@@ -82,45 +84,61 @@ def test_the_product_converter_is_context_free_and_the_same_in_every_context() -
     )
 
 
+class NexusOnly(DefaultPayloadConverter, WithSerializationContext):
+    """Takes a context only for Nexus operations."""
+
+    def with_context(self, context: SerializationContext) -> NexusOnly:
+        if isinstance(context, NexusSerializationContext):
+            return NexusOnly()
+        return self
+
+
 @pytest.mark.parametrize(
     "converter",
     [
         dataclasses.replace(DATA_CONVERTER, payload_codec=ContextCodec()),
         dataclasses.replace(DataConverter.default, payload_converter_class=ContextJson),
+        dataclasses.replace(DataConverter.default, payload_converter_class=NexusOnly),
     ],
-    ids=["context_codec", "context_payload_converter"],
+    ids=["context_codec", "context_payload_converter", "nexus_only"],
 )
 def test_a_converter_that_takes_a_context_gets_the_plain_sandbox(converter: DataConverter) -> None:
     assert not is_context_free(converter)
     runner = workflow_runner(converter)
-    assert isinstance(runner, SandboxedWorkflowRunner)
-    assert not isinstance(runner, ContextFreeRunner)
+    assert type(runner) is SandboxedWorkflowRunner
+    assert "workflows" in runner.restrictions.passthrough_modules
 
 
 def test_a_codec_that_ignores_contexts_keeps_the_shortcut() -> None:
     converter = dataclasses.replace(DATA_CONVERTER, payload_codec=Passthrough())
     assert is_context_free(converter)
-    assert isinstance(workflow_runner(converter), ContextFreeRunner)
+    assert isinstance(workflow_runner(converter), ContextFreeSandbox)
 
 
 def test_the_worker_and_the_replayers_use_the_shortcut_over_the_sandbox() -> None:
-    product = WORKFLOW_RUNNER
-    assert isinstance(product, ContextFreeRunner)
-    assert isinstance(product.inner, SandboxedWorkflowRunner)
+    assert isinstance(WORKFLOW_RUNNER, ContextFreeSandbox)
+    assert "workflows" in WORKFLOW_RUNNER.restrictions.passthrough_modules
     runner = workflow_runner(DATA_CONVERTER, ("bench",))
-    assert isinstance(runner, ContextFreeRunner) and runner.inner is not product.inner
+    assert isinstance(runner, ContextFreeSandbox)
+    assert {"workflows", "bench"} <= runner.restrictions.passthrough_modules
+    # what the SDK does to a sandbox (debug mode's and plugins' passthrough modules)
+    # keeps the shortcut: it replaces the restrictions of any SandboxedWorkflowRunner
+    debugged = dataclasses.replace(
+        runner, restrictions=runner.restrictions.with_passthrough_modules("debugpy")
+    )
+    assert isinstance(debugged, ContextFreeSandbox)
 
 
-class Recording(ContextFreeRunner):
+@dataclass(frozen=True)
+class Recording(ContextFreeSandbox):
     """Counts the instances it makes and the context questions they answer."""
 
-    def __init__(self) -> None:
-        assert isinstance(WORKFLOW_RUNNER, ContextFreeRunner)
-        super().__init__(WORKFLOW_RUNNER.inner)
-        self.instances: list[Counting] = []
+    instances: list[Counting] = field(default_factory=list)
 
     def create_instance(self, det: Any) -> WorkflowInstance:
-        instance = Counting(self.inner.create_instance(det))
+        made = super().create_instance(det)
+        assert isinstance(made, ContextFreeInstance)
+        instance = Counting(made.inner)
         self.instances.append(instance)
         return instance
 
@@ -138,7 +156,7 @@ class Counting(ContextFreeInstance):
 async def test_recorded_histories_replay_through_the_context_free_instances() -> None:
     """The recorded histories (every path, several runs) replay through the wrapped
     sandbox: the SDK asks it, not the sandbox, for every payload's context."""
-    runner = Recording()
+    runner = Recording(restrictions=WORKFLOW_RUNNER.restrictions)
     replayer = Replayer(
         workflows=[CartWorkflow], workflow_runner=runner, data_converter=DATA_CONVERTER
     )
@@ -148,6 +166,8 @@ async def test_recorded_histories_replay_through_the_context_free_instances() ->
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, (path.name, result.replay_failure)
-    assert len(runner.instances) == len(paths)
-    assert all(instance.asked > 0 for instance in runner.instances)
-    assert {instance.get_info().workflow_type for instance in runner.instances} == {WORKFLOW_NAME}
+    # one instance per history asked (the others are the sandbox's checks of the workflow
+    # class, made by ``prepare_workflow`` and never activated)
+    asked = [instance for instance in runner.instances if instance.asked]
+    assert len(asked) == len(paths)
+    assert {instance.get_info().workflow_type for instance in asked} == {WORKFLOW_NAME}

@@ -207,6 +207,8 @@ async def test_a_worker_keeps_several_polls_on_the_task_queue(
         assert behaviour.maximum == polls
         assert config["nonsticky_to_sticky_poll_ratio"] == ratio
         assert config["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=sticky)
-        # several task-queue polls, and as many left for the sticky queue
-        on_the_task_queue = behaviour.maximum * config["nonsticky_to_sticky_poll_ratio"]
-        assert on_the_task_queue >= 4 and behaviour.maximum - on_the_task_queue >= 4
+        # Core's split: at most max(1, floor(polls x ratio)) polls on the task queue, the
+        # rest (at least 1) on the sticky queue; both at least 4 here
+        on_the_task_queue = max(1, int(behaviour.maximum * ratio))
+        on_the_sticky_queue = max(1, behaviour.maximum - on_the_task_queue)
+        assert min(on_the_task_queue, on_the_sticky_queue) >= 4
