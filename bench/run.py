@@ -205,12 +205,23 @@ async def bench_main(args: argparse.Namespace) -> int:
     orders = None
     http = None
     admin = None
+    # The lifecycle and idle workers' SMTP relay: the orders' status e-mails go somewhere,
+    # as deployed (without it each order's e-mail failed and was retried for the whole run:
+    # a database claim, a rendering and a traceback each time, most of the worker's CPU).
+    relay = MailSink()
     if SERVER_PARTS & set(parts):
         say(f"starting the dev server ({server.binary}); state in {state_dir}")
+        await relay.start()
         try:
             client = await server.launch()
             if "lifecycle" in parts:
-                worker = bench_worker(state_dir, server.address, sqlite_url, name="worker-sqlite")
+                worker = bench_worker(
+                    state_dir,
+                    server.address,
+                    sqlite_url,
+                    name="worker-sqlite",
+                    env=worker_env(relay),
+                )
                 lifecycles["lifecycle"] = await _lifecycle_part(
                     "lifecycle",
                     plan,
@@ -232,7 +243,11 @@ async def bench_main(args: argparse.Namespace) -> int:
                         say(f"lifecycle_postgres: read model in the database {database.name}")
                         env_info["postgres_database"] = database.name
                         worker = bench_worker(
-                            state_dir, server.address, database.url, name="worker-postgres"
+                            state_dir,
+                            server.address,
+                            database.url,
+                            name="worker-postgres",
+                            env=worker_env(relay),
                         )
                         lifecycles["lifecycle_postgres"] = await _lifecycle_part(
                             "lifecycle_postgres",
@@ -247,7 +262,9 @@ async def bench_main(args: argparse.Namespace) -> int:
                         )
             if "idle" in parts:
                 # A fresh worker: the RSS is the idle carts' alone, not the lifecycle runs'.
-                worker = bench_worker(state_dir, server.address, sqlite_url, name="worker-idle")
+                worker = bench_worker(
+                    state_dir, server.address, sqlite_url, name="worker-idle", env=worker_env(relay)
+                )
                 await worker.start()
                 try:
                     meter = CpuMeter(server.ps(), worker)
@@ -271,6 +288,7 @@ async def bench_main(args: argparse.Namespace) -> int:
                 details["http"] = http
         finally:
             await server.stop()
+            await relay.stop()
     if "admin" in parts:
         admin = await admin_phase(plan, state_dir, args.postgres_url, say)
         details["admin"] = admin
