@@ -99,6 +99,7 @@ from workflows.contract import (
     PaymentStatus,
     workflow_id,
 )
+from workflows.events import AdminAction
 from workflows.order_parsing import ALL_MESSAGES_BY_NAME
 from workflows.parsing import parse_await_timeout
 
@@ -455,8 +456,12 @@ class CartkeeperClient(OrderActions):
     # ------------------------------------------------------------------ plumbing
 
     def _parsed(self, name: str, payload: dict[str, Any]) -> Any:
-        """The payload read as the workflow will read it (refusals raised here)."""
-        return _edge(lambda: ALL_MESSAGES_BY_NAME[name].parse(payload))
+        """The payload read as the workflow will read it, and an admin's name and note
+        checked as its validator will (refusals raised here, before Temporal is asked)."""
+        event = _edge(lambda: ALL_MESSAGES_BY_NAME[name].parse(payload))
+        if isinstance(event, AdminAction):
+            _edge(lambda: machine.check_admin(event))
+        return event
 
     def _input(self, shop_id: str, cart_id: str, restore_run_id: str | None) -> CartInput:
         return CartInput(

@@ -67,6 +67,7 @@ from workflows.state import Cart, JournalEntry
 from workflows.timers import due_timer, fire, is_retired, next_deadline, reschedule
 from workflows.validation import (
     CartRefused,
+    check_admin,
     check_amount,
     check_attempt_id,
     check_currency,
@@ -82,6 +83,7 @@ __all__ = [
     "Decision",
     "apply",
     "check",
+    "check_admin",
     "check_amount",
     "check_attempt_id",
     "check_currency",
