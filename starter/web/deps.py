@@ -62,6 +62,18 @@ class WebContext:
             self._carts = self._cart_client(client)
         return self._carts
 
+    async def connected_carts(self) -> CartkeeperClient:
+        """The cart client, or ``CartkeeperError`` ``temporal_unavailable`` at once when
+        Temporal cannot be reached: for a batch whose every cart would need it (a 503 the
+        admin sends again, rather than a report of as many failures)."""
+        carts = await self.carts()
+        if isinstance(carts.client, Unreachable):
+            from starter.client_errors import CartkeeperError
+            from workflows.codes import ErrorCode
+
+            raise CartkeeperError(ErrorCode.TEMPORAL_UNAVAILABLE, carts.client.detail)
+        return carts
+
     def _cart_client(self, client: Client) -> CartkeeperClient:
         settings = self.settings
         return CartkeeperClient(
