@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter.client import CartkeeperClient
 from starter.client_errors import CartkeeperError, _RunClosing, call, from_rpc_error
 from workflows.contract import ErrorCode
 
@@ -76,3 +80,27 @@ def test_exit_codes_say_whether_to_try_again(code: ErrorCode, exit_code: int) ->
     from starter.errors import exit_code_for
 
     assert exit_code_for(code) == exit_code
+
+
+class NoTemporal:
+    """A Temporal client no test may reach: any use of it fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"Temporal was asked ({name}) before the request was checked")
+
+
+@pytest.mark.parametrize("action", ["confirm", "unlock", "delete", "resolve"])
+async def test_an_admin_note_the_validator_would_refuse_is_refused_before_sending(
+    action: str,
+) -> None:
+    """The client checks an admin's name and note as the workflow's validator will
+    (``machine.check_admin``): the same code, and Temporal is never asked."""
+    carts = CartkeeperClient(cast(Client, NoTemporal()))
+    for kwargs, code in (
+        ({"note": "n" * 1001}, ErrorCode.INVALID_INPUT),
+        ({"note": "bell \x07"}, ErrorCode.INVALID_TEXT),
+        ({"admin": ""}, ErrorCode.INVALID_INPUT),
+    ):
+        with pytest.raises(CartkeeperError) as refused:
+            await getattr(carts, action)("shop-1", "cart-1", **kwargs)
+        assert refused.value.code is code, (action, kwargs, refused.value)

@@ -298,26 +298,3 @@ async def test_every_route_refuses_without_credentials_and_viewers_never_write(
             assert odd.status_code != 500, (method, path, body, odd.text)
             if odd.status_code >= 400:
                 assert odd.json()["error"]["code"], (method, path, body, odd.text)
-
-
-async def test_a_bad_action_is_refused_for_itself_while_temporal_is_down(api: AdminApi) -> None:
-    """These tests have no Temporal: a request the cart would refuse gets its own code
-    (4xx) first, and only a good one is 503 ``temporal_unavailable``: the admin fixes
-    the request now, not after Temporal is back."""
-    base = "/api/v1/admin/carts/shop-1/cart-1"
-    admin = basic("ann")
-    refused(
-        await api.http.post(f"{base}/confirm", json={"status": "Z"}, headers=admin),
-        422,
-        "invalid_status",
-    )
-    too_long = {"note": "n" * 1001}
-    for action in ("confirm", "unlock", "delete", "resolve"):
-        answer = await api.http.post(f"{base}/{action}", json=too_long, headers=admin)
-        assert 400 <= answer.status_code < 500, (action, answer.status_code, answer.text)
-        assert answer.json()["error"]["code"] != "temporal_unavailable", (action, answer.text)
-        refused(
-            await api.http.post(f"{base}/{action}", json={"note": "ok"}, headers=admin),
-            503,
-            "temporal_unavailable",
-        )

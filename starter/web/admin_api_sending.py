@@ -215,7 +215,7 @@ async def send_reminder(
             return report_json(report)
         if any(result.status == "would_send" for result in report.results):
             report = await send_checked(
-                await call.context.connected_carts(),
+                await call.context.carts(),
                 report,
                 admin=call.username,
                 note=body.note,

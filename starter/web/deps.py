@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated
 
 from fastapi import Depends, Request
-from temporalio.client import Client
 
 from activities.db import SessionFactory
 from activities.links import Links
@@ -47,56 +46,25 @@ class WebContext:
     _carts: CartkeeperClient | None = field(default=None, repr=False)
 
     async def carts(self) -> CartkeeperClient:
-        """The cart client over the signaller's Temporal client (connected on first use).
-        While Temporal cannot be reached it is a client over ``Unreachable``: a request is
-        still checked first (a bad one gets its own code, 4xx), and only what would reach
-        Temporal is ``CartkeeperError`` ``temporal_unavailable``; the next request tries
-        to connect again."""
+        """The cart client over the signaller's Temporal client (connected on first use;
+        ``CartkeeperError`` ``temporal_unavailable`` when it cannot be)."""
         if self._carts is None:
+            from starter.client_errors import CartkeeperError
             from starter.web.temporal import TemporalUnavailable
+            from workflows.codes import ErrorCode
 
             try:
                 client = await self.signaller.client()
             except TemporalUnavailable as error:
-                return self._cart_client(cast(Client, Unreachable(str(error))))
-            self._carts = self._cart_client(client)
+                raise CartkeeperError(ErrorCode.TEMPORAL_UNAVAILABLE, str(error)) from None
+            settings = self.settings
+            self._carts = CartkeeperClient(
+                client,
+                task_queue=settings.task_queue if settings else TASK_QUEUE,
+                policy_for=settings.policy_for if settings else None,
+                update_timeout=UPDATE_TIMEOUT,
+            )
         return self._carts
-
-    async def connected_carts(self) -> CartkeeperClient:
-        """The cart client, or ``CartkeeperError`` ``temporal_unavailable`` at once when
-        Temporal cannot be reached: for a batch whose every cart would need it (a 503 the
-        admin sends again, rather than a report of as many failures)."""
-        carts = await self.carts()
-        if isinstance(carts.client, Unreachable):
-            from starter.client_errors import CartkeeperError
-            from workflows.codes import ErrorCode
-
-            raise CartkeeperError(ErrorCode.TEMPORAL_UNAVAILABLE, carts.client.detail)
-        return carts
-
-    def _cart_client(self, client: Client) -> CartkeeperClient:
-        settings = self.settings
-        return CartkeeperClient(
-            client,
-            task_queue=settings.task_queue if settings else TASK_QUEUE,
-            policy_for=settings.policy_for if settings else None,
-            update_timeout=UPDATE_TIMEOUT,
-        )
-
-
-class Unreachable:
-    """Stands in for the Temporal client while it cannot be reached: every use of it
-    (a handle, a start, its namespace) is ``temporal_unavailable``. The cart client checks
-    a request before it touches its Temporal client."""
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-
-    def __getattr__(self, name: str) -> Any:
-        from starter.client_errors import CartkeeperError
-        from workflows.codes import ErrorCode
-
-        raise CartkeeperError(ErrorCode.TEMPORAL_UNAVAILABLE, self.detail)
 
 
 async def get_context(request: Request) -> WebContext:
