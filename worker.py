@@ -64,11 +64,12 @@ def is_context_free(converter: DataConverter) -> bool:
     operation it is for: the SDK's ``with_context`` gives back the converter itself (no
     part of it takes a serialization context), and it stores nothing outside the history."""
     return converter.external_storage is None and all(
-        converter.with_context(context) is converter for context in _PROBE_CONTEXTS
+        converter.with_context(context) is converter for context in PROBE_CONTEXTS
     )
 
 
-_PROBE_CONTEXTS: tuple[SerializationContext, ...] = (
+#: one context of each kind the SDK hands a converter (``is_context_free`` tries them all)
+PROBE_CONTEXTS: tuple[SerializationContext, ...] = (
     WorkflowSerializationContext(namespace="default", workflow_id="probe"),
     ActivitySerializationContext(
         namespace="default",

@@ -13,7 +13,6 @@ import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.converter import (
-    ActivitySerializationContext,
     DataConverter,
     DefaultPayloadConverter,
     NexusSerializationContext,
@@ -21,12 +20,12 @@ from temporalio.converter import (
     SerializationContext,
     StorageDriverStoreContext,
     WithSerializationContext,
-    WorkflowSerializationContext,
 )
 from temporalio.worker import Replayer, WorkflowInstance
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from worker import (
+    PROBE_CONTEXTS,
     WORKFLOW_RUNNER,
     ContextFreeInstance,
     ContextFreeSandbox,
@@ -38,19 +37,6 @@ from workflows.contract import WORKFLOW_NAME
 from workflows.converter import DATA_CONVERTER
 
 HISTORIES = Path(__file__).parent / "histories"
-
-CONTEXTS: Sequence[SerializationContext] = (
-    WorkflowSerializationContext(namespace="default", workflow_id="cart:shop:1"),
-    ActivitySerializationContext(
-        namespace="default",
-        workflow_id="cart:shop:1",
-        workflow_type="CartWorkflow",
-        activity_id="1",
-        activity_type="project_cart",
-        activity_task_queue="carts",
-        is_local=False,
-    ),
-)
 
 
 class Passthrough(PayloadCodec):
@@ -77,7 +63,7 @@ def test_the_product_converter_is_context_free_and_the_same_in_every_context() -
     assert is_context_free(DATA_CONVERTER)
     assert is_context_free(DataConverter.default)
     # what makes answering ``None`` exact: the SDK's context-bound converter is this one
-    for context in CONTEXTS:
+    for context in PROBE_CONTEXTS:
         assert DATA_CONVERTER.with_context(context) is DATA_CONVERTER
     assert DATA_CONVERTER._with_store_context(StorageDriverStoreContext(target=None)) is (
         DATA_CONVERTER
