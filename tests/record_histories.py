@@ -440,6 +440,12 @@ SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
         order_phase,
         CartPolicy(projection_interval_seconds=0.2, retire_after_seconds=1),
     ),
+    # the same, recorded under the patch ``order-effects-folded``: the new order's first
+    # status read by the projection that numbers it, its effects' results written together
+    "order_effects_folded": (
+        order_phase,
+        CartPolicy(projection_interval_seconds=0.2, retire_after_seconds=1),
+    ),
     "not_finished_order": (
         not_finished_order,
         replace(FAST, lifetime_seconds=3600, retire_after_seconds=1),

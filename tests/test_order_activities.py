@@ -4,6 +4,7 @@ PostgreSQL (``TEST_DATABASE_URL``). The status e-mail: ``test_order_status_mail`
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,23 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.cart_activities import CartActivities
 from activities.order_activities import OrderActivities, order_activities
 from activities.order_statuses import add_status, edit_status
+from activities.read_model import get_cart_record
 from activities.settings import Settings
 from activities.stock import set_stock_level, stock_level
 from tests import admin_mail_fixtures
 from tests.conftest_db import ScratchDatabase
+from workflows import machine, order_phase
+from workflows.contract import (
+    Cart,
+    CartLine,
+    CartUpdated,
+    OrderNumberAssigned,
+    PaymentResultReported,
+    ProjectCartInput,
+)
 from workflows.order_contract import (
     ACTIVITY_MOVE_ORDER_STOCK,
     ACTIVITY_READ_ORDER_STATUSES,
@@ -25,6 +37,7 @@ from workflows.order_contract import (
     ReadOrderStatusesInput,
     StockMoveInput,
 )
+from workflows.order_events import OrderManaged, OrderStatusesRead, StockMoved
 from workflows.order_state import (
     INVENTORY_DECREASE,
     INVENTORY_INCREASE,
@@ -120,6 +133,49 @@ async def test_the_statuses_after_an_edit(db: ScratchDatabase, tmp_path: Path) -
         acts(db, tmp_path).read_order_statuses, ReadOrderStatusesInput("other-shop")
     )
     assert other.version == 0 and other.find("W") is None, "statuses are per shop"
+
+
+async def test_the_projection_that_numbers_an_order_enters_its_first_status(
+    db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """``project_cart`` with ``read_statuses``: the order is numbered and enters its first
+    status in the copy it writes, at the same time; the workflow, applying the same two
+    events from the result at that time, arrives at the version written."""
+    await edit_status(db.session_factory, SHOP, "P", {"name": "Paid, packing"}, now=NOW)
+    await set_stock_level(db.session_factory, SHOP, "tea", 10, now=NOW)
+    cart = Cart(shop_id=SHOP, cart_id="c-fold", lineage="run-1")
+    machine.apply(cart, CartUpdated([CartLine("tea", "Tea", 2, 450)], "EUR"), NOW)
+    machine.apply(cart, PaymentResultReported("a1", "succeeded", 900), NOW)  # type: ignore[arg-type]
+    machine.apply(cart, OrderManaged(), NOW)
+    assert order_phase.needs_statuses(cart) and cart.order is not None
+    workflow_copy = copy.deepcopy(cart)
+    activities = CartActivities(db.session_factory)
+    result = await ActivityEnvironment().run(
+        activities.project_cart,
+        ProjectCartInput(cart=cart, assign_number=True, first_status=True),
+    )
+    assert result.number is not None and result.assigned_at is not None
+    assert result.statuses is not None and result.statuses.version == 1
+    assert result.stock is not None and result.stock.outcome == MOVE_DONE
+    assert result.statuses == await acts(db, tmp_path).read_order_statuses(
+        ReadOrderStatusesInput(SHOP)
+    )
+    machine.apply(workflow_copy, OrderNumberAssigned(number=result.number), result.assigned_at)
+    machine.apply(workflow_copy, OrderStatusesRead(statuses=result.statuses), result.assigned_at)
+    machine.apply(workflow_copy, StockMoved(result=result.stock), result.assigned_at)
+    assert workflow_copy.version == result.version
+    record = await get_cart_record(db.session_factory, SHOP, "c-fold")
+    assert record is not None and record.version == result.version
+    assert record.order is not None and record.order.status_name == "Paid, packing"
+    assert record.order.number == result.number
+    assert [(m.kind, m.outcome) for m in record.order.stock_moves] == [("take", MOVE_DONE)]
+    level = await stock_level(db.session_factory, SHOP, "tea")
+    assert level is not None and level.level == 8, "10 - 2, once"
+    # Without ``read_statuses`` (or without a number to give) nothing is read.
+    again = await ActivityEnvironment().run(
+        activities.project_cart, ProjectCartInput(cart=workflow_copy, first_status=True)
+    )
+    assert again.statuses is None and again.number is None
 
 
 @pytest.mark.parametrize("shop_id", ["", "bad shop", "x" * 300])

@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.cart_activities import CartActivities
+from activities.stock import StockRefused
 from starter.client import CartkeeperClient
 from tests.conftest import new_id
 from tests.test_order_phase import DEFAULTS
@@ -92,6 +93,14 @@ class StandIns:
         self.applied.add(request.key)
         return StockMoveResult(request.key, "done")
 
+    async def first_move(self, request: StockMoveInput, now: datetime) -> StockMoveResult:
+        """The stock move a new order's numbering projection makes (``CartActivities``'s
+        ``stock``): the same stand-in, a refusal as ``StockRefused``."""
+        try:
+            return await self.move(request)
+        except ApplicationError as error:
+            raise StockRefused(str(error.type), error.message) from None
+
     @activity.defn(name=ACTIVITY_SEND_STATUS_MAIL)
     async def send(self, request: StatusMailInput) -> StatusMailResult:
         self.mails.append(request)
@@ -130,9 +139,8 @@ async def shop(
 ) -> AsyncIterator[tuple[CartkeeperClient, StandIns]]:
     stand_ins = StandIns()
     queue = f"orders-{uuid.uuid4().hex[:8]}"
-    worker = stand_in_worker(
-        dev_env, queue, stand_ins, CartActivities(session_factory, dev_env.client).all()
-    )
+    cart_activities = CartActivities(session_factory, dev_env.client, stock=stand_ins.first_move)
+    worker = stand_in_worker(dev_env, queue, stand_ins, cart_activities.all())
     policy = CartPolicy(projection_interval_seconds=0, retire_after_seconds=2)
     async with worker:
         yield (
@@ -235,6 +243,53 @@ async def test_an_order_goes_from_processed_to_delivered(
     assert JournalKind.ORDER_NOTE_ADDED in kinds and JournalKind.STATUS_MAIL_SKIPPED in kinds
     description = await handle.describe()
     assert description.status is WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_new_orders_first_status_comes_with_its_number_and_is_written_once(
+    shop: tuple[CartkeeperClient, StandIns],
+) -> None:
+    """The projection that numbers a new order lets it enter its first status (registry
+    read, stock move: no activities of their own), and the results of the order's effects
+    are written together, not one by one."""
+    carts, stand_ins = shop
+    cart_id = new_id()
+    cart = await paid_order(carts, cart_id)
+    await eventually(lambda: _mails(carts, cart_id, 2))
+    order = cart.order
+    assert order is not None and order.status == "P" and order.status_name == "Processed"
+    assert stand_ins.reads == 0, "the registry was read by the projection"
+
+    async def written() -> list[str] | None:
+        history = await carts.client.get_workflow_handle(workflow_id(SHOP, cart_id)).fetch_history()
+        events = list(history.events)
+        if not any(e.HasField("workflow_execution_signaled_event_attributes") for e in events):
+            return None
+        paid = next(
+            e.event_id for e in events if e.HasField("workflow_execution_signaled_event_attributes")
+        )
+        scheduled = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in events
+            if e.event_id > paid and e.HasField("activity_task_scheduled_event_attributes")
+        ]
+        done = sum(e.HasField("activity_task_completed_event_attributes") for e in events)
+        started = sum(e.HasField("activity_task_scheduled_event_attributes") for e in events)
+        return scheduled if scheduled.count("project_cart") >= 2 and done == started else None
+
+    scheduled = await eventually(written)
+    assert ACTIVITY_READ_ORDER_STATUSES not in scheduled
+    # numbered with its status and its stock taken; then both e-mails; then their
+    # results, together
+    assert scheduled == [
+        "project_cart",
+        ACTIVITY_SEND_STATUS_MAIL,
+        ACTIVITY_SEND_STATUS_MAIL,
+        "project_cart",
+    ], scheduled
+    assert [move.outcome for move in order.stock_moves] == ["done"]
+    assert len(stand_ins.moves) == 1, "the first move was made by the projection"
+    final = await carts.get_cart(SHOP, cart_id)
+    assert final.order is not None and all(m.outcome != "pending" for m in final.order.mails)
 
 
 async def _mails(carts: CartkeeperClient, cart_id: str, count: int) -> bool:

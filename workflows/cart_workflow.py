@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         view_of,
     )
     from workflows.effects import Decision, is_urgent, needs_number, search_fields
-    from workflows.order_events import SetOrderStatus
+    from workflows.order_events import OrderStatusesRead, SetOrderStatus, StockMoved
     from workflows.order_phase import effects_pending
     from workflows.parsing import (
         MessageSpec,
@@ -100,6 +100,10 @@ class CartWorkflow(CartMail, OrderEffects):
         # it gave up. The same activity gives an order its number.
         self._projected_version = input.projected_version if input.cart is not None else 0
         self._dirty_since: datetime | None = None
+        #: a change from a message or a timer (not an effect's result) waits to be
+        #: written: it is written at once when the cart is urgent (``_projection_due``)
+        self._change_unwritten = False
+        self._collecting = False
         self._projecting: tuple[Any, int] | None = None
         self._project_after: datetime | None = None
         #: the one timer of the loop: (when, its task), re-armed only when ``when`` changes
@@ -264,9 +268,13 @@ class CartWorkflow(CartMail, OrderEffects):
         )
 
     def _collect_effects(self, now: datetime) -> None:
-        self._collect_mail(now)
-        self._collect_orders(now)
-        self._collect_projection(now)
+        self._collecting = True
+        try:
+            self._collect_mail(now)
+            self._collect_orders(now)
+            self._collect_projection(now)
+        finally:
+            self._collecting = False
 
     def _collect_projection(self, now: datetime) -> None:
         """Apply what a finished projection returned (the order's number, if it gave one)."""
@@ -285,6 +293,10 @@ class CartWorkflow(CartMail, OrderEffects):
             unchanged = self._cart.version == version
             at = max(result.assigned_at, self._cart.updated_at or result.assigned_at)
             self._apply(OrderNumberAssigned(number=result.number), at)
+            if result.statuses is not None:
+                self._apply(OrderStatusesRead(statuses=result.statuses), at)
+            if result.stock is not None:
+                self._apply(StockMoved(result=result.stock), at)
             if unchanged and at == result.assigned_at:
                 written = result.version  # the cart as written, number included
         self._projected_version = max(self._projected_version, written)
@@ -303,15 +315,21 @@ class CartWorkflow(CartMail, OrderEffects):
             and (self._project_after is None or now >= self._project_after)
         ):
             # A regular activity: the workflow task is not held while the database writes.
+            # A new order enters its first status in the projection that numbers it.
             handle = workflow.start_activity(
                 ACTIVITY_PROJECT_CART,
-                ProjectCartInput(cart=cart, assign_number=needs_number(cart)),
+                ProjectCartInput(
+                    cart=cart,
+                    assign_number=needs_number(cart),
+                    first_status=self._fold_first_status(),
+                ),
                 result_type=ProjectedCart,
                 start_to_close_timeout=EFFECT_TIMEOUT,
                 schedule_to_close_timeout=EFFECT_GIVE_UP,
                 retry_policy=EFFECT_RETRY,
             )
             self._projecting = (handle, cart.version)
+            self._change_unwritten = False
         if self._search_since is not None and now >= self._search_due():
             self._publish_search_attributes()
         self._start_mail(now)
@@ -320,9 +338,13 @@ class CartWorkflow(CartMail, OrderEffects):
     def _projection_due(self, now: datetime) -> datetime:
         """Changes are written together, at most ``projection_interval_seconds`` after the
         first; a cart that an admin acts on is written at once, and an order that waits
-        for its number is numbered (and written) at once."""
+        for its number is numbered (and written) at once. The results of an order's
+        effects (its status read, stock moves, e-mails) are written together once the
+        ones under way are in, within the interval (``_order_work_coalesced``)."""
         since = self._dirty_since or now
-        if needs_number(self._cart) or is_urgent(self._cart):
+        if needs_number(self._cart):
+            return since
+        if is_urgent(self._cart) and (self._change_unwritten or not self._order_work_coalesced()):
             return since
         return since + timedelta(seconds=self._cart.policy.projection_interval_seconds)
 
@@ -387,6 +409,8 @@ class CartWorkflow(CartMail, OrderEffects):
         if not decision.changed:
             return
         self._maybe_manage_order()
+        if not self._collecting:
+            self._change_unwritten = True
         now = self._now()
         if self._dirty_since is None:
             self._dirty_since = now

@@ -60,6 +60,7 @@ from workflows.events import (
     SendReminder,
     UnlockCart,
 )
+from workflows.order_contract import OrderStatuses, StockMoveResult
 from workflows.state import (
     Attention,
     Cart,
@@ -218,16 +219,25 @@ class ProjectCartInput:
     cart: Cart
     #: give the order its number first, and write the cart with it
     assign_number: bool = False
+    #: with ``assign_number``: the order enters its first status in the same activity:
+    #: the shop's order statuses are read and applied after the number
+    #: (``OrderStatusesRead``), then the stock move they call for is made (``StockMoved``)
+    first_status: bool = False
 
 
 @dataclass
 class ProjectedCart:
     """What a projection wrote: the cart's version, and the order's number if it assigned
-    one (applied at ``assigned_at``: the workflow applies the same)."""
+    one (applied at ``assigned_at``: the workflow applies the same). With
+    ``first_status``, at the same time and in this order: the shop's order statuses and
+    the result of the stock move they called for. ``None`` for what could not be done
+    here (a refusal): the workflow does it on its own."""
 
     version: int
     number: int | None = None
     assigned_at: datetime | None = None
+    statuses: OrderStatuses | None = None
+    stock: StockMoveResult | None = None
 
 
 @dataclass

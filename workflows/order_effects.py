@@ -25,6 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from workflows import order_phase
     from workflows.codes import ErrorCode
+    from workflows.effects import needs_number
     from workflows.order_contract import (
         ACTIVITY_MOVE_ORDER_STOCK,
         ACTIVITY_READ_ORDER_STATUSES,
@@ -53,6 +54,10 @@ from workflows.cart_mail import (
 ORDER_PHASE_PATCH = "order-phase"
 #: the patch that gives up a status e-mail the relay has not taken for a day
 STATUS_MAIL_GIVE_UP_PATCH = "status-mail-give-up"
+#: the patch that lets a new order enter its first status (registry read, stock move) in
+#: the projection that numbers it, and writes the results of the order's effects together
+#: (``OrderEffects._fold_first_status``, ``_order_work_coalesced``)
+ORDER_EFFECTS_FOLDED_PATCH = "order-effects-folded"
 #: an admin waits at most this long for the registry (then ``statuses_unavailable``)
 READ_STATUSES_TIMEOUT = timedelta(seconds=15)
 
@@ -109,6 +114,40 @@ class OrderEffects:
             ) from None
         return statuses
 
+    # ------------------------------------------------------------------ folded work
+
+    def _fold_first_status(self) -> bool:
+        """Whether the projection about to number a new order lets it enter its first
+        status too (reads the registry, makes the stock move it calls for): one activity
+        and one workflow task instead of three of each, and the e-mails can start as soon
+        as the order has its number. Asked under the patch when it applies only: histories
+        from before it read the registry and moved stock in activities of their own."""
+        cart = self._cart
+        return (
+            needs_number(cart)
+            and order_phase.needs_statuses(cart)
+            and self._reading is None
+            and workflow.patched(ORDER_EFFECTS_FOLDED_PATCH)
+        )
+
+    def _order_work_coalesced(self) -> bool:
+        """Whether the order's effects are under way or about to start: the results they
+        bring are written together when they are in (within the projection interval),
+        not once each. (Under the patch: histories from before it wrote each at once.)"""
+        return (self._orders_in_flight() or self._orders_wanted()) and workflow.patched(
+            ORDER_EFFECTS_FOLDED_PATCH
+        )
+
+    def _may_read_statuses(self) -> bool:
+        """The order needs the registry and no activity is reading it; a new order's
+        first statuses come with its number (``_fold_first_status``), unless the
+        projection could not read them."""
+        return (
+            order_phase.needs_statuses(self._cart)
+            and self._reading is None
+            and not (needs_number(self._cart) and workflow.patched(ORDER_EFFECTS_FOLDED_PATCH))
+        )
+
     # ------------------------------------------------------------------ for the loop
 
     def _orders_in_flight(self) -> bool:
@@ -125,7 +164,7 @@ class OrderEffects:
         cart = self._cart
         if cart.order is None or not cart.order.managed:
             return False
-        if order_phase.needs_statuses(cart) and self._reading is None:
+        if self._may_read_statuses():
             return True
         if order_phase.next_stock_move(cart) is not None and self._moving is None:
             return True
@@ -143,7 +182,7 @@ class OrderEffects:
         cart = self._cart
         if cart.order is None or not cart.order.managed:
             return
-        if order_phase.needs_statuses(cart) and self._reading is None:
+        if self._may_read_statuses():
             self._reading = workflow.start_activity(
                 ACTIVITY_READ_ORDER_STATUSES,
                 ReadOrderStatusesInput(shop_id=cart.shop_id),
