@@ -11,10 +11,8 @@ Every activity is idempotent, so Temporal may retry it freely:
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Insert, and_, bindparam, func, or_
@@ -24,12 +22,11 @@ from temporalio.service import RPCError
 
 from activities.db import SessionFactory, dialect_insert, write_session
 from activities.models import CartRecord, ReminderSend
-from activities.order_activities import move_stock, read_statuses
+from activities.order_activities import read_statuses
 from activities.order_numbering import allocate
 from activities.order_statuses import StatusRefused
 from activities.read_model import cart_values, get_cart_record, skipped_reminder_values
-from activities.stock import StockRefused
-from workflows import machine, order_phase
+from workflows import machine
 from workflows.contract import (
     ACTIVITY_ALLOCATE_ORDER_NUMBER,
     ACTIVITY_PROJECT_CART,
@@ -44,14 +41,9 @@ from workflows.contract import (
     RestoredCart,
     workflow_id,
 )
-from workflows.order_contract import OrderStatuses, StockMoveInput, StockMoveResult
-from workflows.order_events import OrderStatusesRead, StockMoved
-from workflows.order_phase import MOVE_FAILED
+from workflows.order_events import OrderStatusesRead
 
 log = activity.logger
-
-#: makes a stock move (``move_stock`` without its sessions)
-StockMover = Callable[[StockMoveInput, datetime], Awaitable[StockMoveResult]]
 
 _PRIMARY_KEY = ("shop_id", "cart_id")
 
@@ -121,18 +113,9 @@ class CartActivities:
     """The activities of the cart workflow, bound to the read model's sessions and (to
     restore closed carts) a Temporal client."""
 
-    def __init__(
-        self,
-        session_factory: SessionFactory,
-        client: Client | None = None,
-        *,
-        stock: StockMover | None = None,
-    ) -> None:
-        """``stock`` makes an order's first stock move (``StockRefused`` for a refusal);
-        by default ``activities.order_activities.move_stock`` on the read model."""
+    def __init__(self, session_factory: SessionFactory, client: Client | None = None) -> None:
         self.session_factory = session_factory
         self.client = client
-        self.stock: StockMover = stock or partial(move_stock, session_factory)
 
     def all(self) -> list[Any]:
         """The activities to register on a worker."""
@@ -181,17 +164,23 @@ class CartActivities:
         to this copy by the state machine at ``assigned_at``, and the workflow applies the
         same event at the same time, so it arrives at exactly the state written here (one
         activity instead of two; the result carries number and time). With
-        ``first_status`` too, the order enters its first status here, without activities
-        of its own: the shop's statuses are read and the stock move they call for is made
-        first, then both are applied to the copy after the number, at the same time (what
-        is refused is left to the workflow, ``_first_status``)."""
+        ``read_statuses`` too, the shop's order statuses are read first and applied to the
+        copy after the number, at the same time (the order enters its first status without
+        an activity of its own; the stock move that status calls for is the workflow's).
+        Statuses that cannot be read are left to the workflow's ``read_order_statuses``.
+        A retry may read other statuses (an admin edited them): nothing was applied."""
         cart = request.cart
         now = datetime.now(UTC)
         order = cart.order
         numbering = request.assign_number and order is not None and order.number is None
-        statuses, stock = None, None
-        if numbering and request.first_status:
-            statuses, stock = await self._first_status(cart, now)
+        statuses = None
+        if numbering and request.read_statuses:
+            try:
+                statuses = await read_statuses(self.session_factory, cart.shop_id)
+            except StatusRefused as refusal:
+                log.warning(
+                    "cart %s/%s: statuses not read: %s", cart.shop_id, cart.cart_id, refusal
+                )
         async with write_session(self.session_factory) as session:
             dialect = session.get_bind().dialect.name
             result = ProjectedCart(version=cart.version)
@@ -201,14 +190,11 @@ class CartActivities:
                 machine.apply(cart, OrderNumberAssigned(number=number), assigned_at)
                 if statuses is not None:
                     machine.apply(cart, OrderStatusesRead(statuses=statuses), assigned_at)
-                if stock is not None:
-                    machine.apply(cart, StockMoved(result=stock), assigned_at)
                 result = ProjectedCart(
                     version=cart.version,
                     number=number,
                     assigned_at=assigned_at,
                     statuses=statuses,
-                    stock=stock,
                 )
             values = cart_values(cart, now)
             if values["total"] != cart.total:
@@ -234,40 +220,6 @@ class CartActivities:
             "projected" if newer else "skipped: not newer than the stored version",
         )
         return result
-
-    async def _first_status(
-        self, cart: Cart, now: datetime
-    ) -> tuple[OrderStatuses | None, StockMoveResult | None]:
-        """The shop's statuses, and the result of the stock move the order's first status
-        calls for (decided by the state machine on a scratch copy: the key does not depend
-        on the number; a refused move is ``failed``, as the workflow records a refusal of
-        ``move_order_stock``). Statuses that cannot be read are ``None``: the workflow
-        reads them on its own activity, which records the refusal. The move is its own
-        transaction, before the projection's (SQLite has one writer)."""
-        try:
-            statuses = await read_statuses(self.session_factory, cart.shop_id)
-        except StatusRefused as refusal:
-            log.warning("cart %s/%s: statuses not read: %s", cart.shop_id, cart.cart_id, refusal)
-            return None, None
-        scratch = copy.deepcopy(cart)
-        machine.apply(scratch, OrderStatusesRead(statuses=statuses), now)
-        move = order_phase.next_stock_move(scratch)
-        if move is None:
-            return statuses, None
-        request = StockMoveInput(
-            shop_id=cart.shop_id,
-            cart_id=cart.cart_id,
-            key=move.key,
-            kind=move.kind,
-            lines=list(move.lines),
-        )
-        try:
-            return statuses, await self.stock(request, now)
-        except StockRefused as refusal:
-            # refused for good, as ``move_order_stock``'s refusal is recorded: not retried
-            log.warning("cart %s/%s: stock not moved: %s", cart.shop_id, cart.cart_id, refusal)
-            detail = f"{refusal.code}: {refusal.message}"[:300]
-            return statuses, StockMoveResult(key=move.key, outcome=MOVE_FAILED, detail=detail)
 
     @activity.defn(name=ACTIVITY_ALLOCATE_ORDER_NUMBER)
     async def allocate_order_number(self, request: AllocateOrderNumberInput) -> int:

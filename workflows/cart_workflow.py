@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         view_of,
     )
     from workflows.effects import Decision, is_urgent, needs_number, search_fields
-    from workflows.order_events import OrderStatusesRead, SetOrderStatus, StockMoved
+    from workflows.order_events import OrderStatusesRead, SetOrderStatus
     from workflows.order_phase import effects_pending
     from workflows.parsing import (
         MessageSpec,
@@ -139,6 +139,7 @@ class CartWorkflow(CartMail, OrderEffects):
         now = self._now()
         if self._cart.version > self._projected_version:
             self._dirty_since = now
+            self._change_unwritten = True  # (what the last run did not write yet)
         if search_fields(self._cart) != self._search:
             self._search_since = now
         workflow.set_current_details(summary(self._cart))
@@ -295,8 +296,6 @@ class CartWorkflow(CartMail, OrderEffects):
             self._apply(OrderNumberAssigned(number=result.number), at)
             if result.statuses is not None:
                 self._apply(OrderStatusesRead(statuses=result.statuses), at)
-            if result.stock is not None:
-                self._apply(StockMoved(result=result.stock), at)
             if unchanged and at == result.assigned_at:
                 written = result.version  # the cart as written, number included
         self._projected_version = max(self._projected_version, written)
@@ -315,13 +314,13 @@ class CartWorkflow(CartMail, OrderEffects):
             and (self._project_after is None or now >= self._project_after)
         ):
             # A regular activity: the workflow task is not held while the database writes.
-            # A new order enters its first status in the projection that numbers it.
+            # A new order's first statuses are read by the projection that numbers it.
             handle = workflow.start_activity(
                 ACTIVITY_PROJECT_CART,
                 ProjectCartInput(
                     cart=cart,
                     assign_number=needs_number(cart),
-                    first_status=self._fold_first_status(),
+                    read_statuses=self._fold_statuses(),
                 ),
                 result_type=ProjectedCart,
                 start_to_close_timeout=EFFECT_TIMEOUT,

@@ -60,7 +60,7 @@ from workflows.events import (
     SendReminder,
     UnlockCart,
 )
-from workflows.order_contract import OrderStatuses, StockMoveResult
+from workflows.order_contract import OrderStatuses
 from workflows.state import (
     Attention,
     Cart,
@@ -219,25 +219,22 @@ class ProjectCartInput:
     cart: Cart
     #: give the order its number first, and write the cart with it
     assign_number: bool = False
-    #: with ``assign_number``: the order enters its first status in the same activity:
-    #: the shop's order statuses are read and applied after the number
-    #: (``OrderStatusesRead``), then the stock move they call for is made (``StockMoved``)
-    first_status: bool = False
+    #: with ``assign_number``: read the shop's order statuses too, and write the cart
+    #: with them applied (``OrderStatusesRead``) after the number
+    read_statuses: bool = False
 
 
 @dataclass
 class ProjectedCart:
     """What a projection wrote: the cart's version, and the order's number if it assigned
-    one (applied at ``assigned_at``: the workflow applies the same). With
-    ``first_status``, at the same time and in this order: the shop's order statuses and
-    the result of the stock move they called for. ``None`` for what could not be done
-    here (a refusal): the workflow does it on its own."""
+    one (applied at ``assigned_at``: the workflow applies the same), then the shop's order
+    statuses if it was asked to read them (applied at the same time, after the number;
+    ``None`` when they could not be read: the workflow reads them on its own)."""
 
     version: int
     number: int | None = None
     assigned_at: datetime | None = None
     statuses: OrderStatuses | None = None
-    stock: StockMoveResult | None = None
 
 
 @dataclass

@@ -54,9 +54,9 @@ from workflows.cart_mail import (
 ORDER_PHASE_PATCH = "order-phase"
 #: the patch that gives up a status e-mail the relay has not taken for a day
 STATUS_MAIL_GIVE_UP_PATCH = "status-mail-give-up"
-#: the patch that lets a new order enter its first status (registry read, stock move) in
-#: the projection that numbers it, and writes the results of the order's effects together
-#: (``OrderEffects._fold_first_status``, ``_order_work_coalesced``)
+#: the patch that folds a new order's first registry read into the projection that
+#: numbers it, and writes the results of the order's effects together
+#: (``OrderEffects._fold_statuses``, ``_order_work_coalesced``)
 ORDER_EFFECTS_FOLDED_PATCH = "order-effects-folded"
 #: an admin waits at most this long for the registry (then ``statuses_unavailable``)
 READ_STATUSES_TIMEOUT = timedelta(seconds=15)
@@ -116,12 +116,14 @@ class OrderEffects:
 
     # ------------------------------------------------------------------ folded work
 
-    def _fold_first_status(self) -> bool:
-        """Whether the projection about to number a new order lets it enter its first
-        status too (reads the registry, makes the stock move it calls for): one activity
-        and one workflow task instead of three of each, and the e-mails can start as soon
-        as the order has its number. Asked under the patch when it applies only: histories
-        from before it read the registry and moved stock in activities of their own."""
+    def _fold_statuses(self) -> bool:
+        """Whether the projection about to number a new order reads its statuses too:
+        one activity (and one workflow task) instead of two, and the stock move and the
+        e-mails start as soon as the order has its number. (Not the stock move itself: a
+        move made in the projection could be left unrecorded, when an admin's status
+        comes first, or a retry reads statuses an admin changed.) Asked under the patch
+        when it applies only: histories from before it read the registry in an activity
+        of its own."""
         cart = self._cart
         return (
             needs_number(cart)
@@ -140,8 +142,8 @@ class OrderEffects:
 
     def _may_read_statuses(self) -> bool:
         """The order needs the registry and no activity is reading it; a new order's
-        first statuses come with its number (``_fold_first_status``), unless the
-        projection could not read them."""
+        first statuses come with its number (``_fold_statuses``), unless the projection
+        could not read them."""
         return (
             order_phase.needs_statuses(self._cart)
             and self._reading is None
