@@ -298,3 +298,22 @@ async def test_every_route_refuses_without_credentials_and_viewers_never_write(
             assert odd.status_code != 500, (method, path, body, odd.text)
             if odd.status_code >= 400:
                 assert odd.json()["error"]["code"], (method, path, body, odd.text)
+
+
+async def test_a_bad_action_is_refused_for_what_it_is_while_temporal_is_down(
+    api: AdminApi,
+) -> None:
+    """Without Temporal an admin's action is still checked first: a bad one gets its own
+    4xx (it would be refused anyway), a good one 503 ``temporal_unavailable``."""
+    url = f"{PREFIX}/carts/shop-1/c-1/confirm"
+    long_note = await api.http.post(url, json={"note": "x" * 1001}, headers=basic("ann"))
+    control = await api.http.post(url, json={"note": "a\x1b[2J"}, headers=basic("ann"))
+    status = await api.http.post(url, json={"status": "V"}, headers=basic("ann"))
+    for response in (long_note, control, status):
+        assert response.status_code == 422, (response.status_code, response.text)
+        assert response.json()["error"]["code"] != "temporal_unavailable"
+    refused(
+        await api.http.post(url, json={"note": "called"}, headers=basic("ann")),
+        503,
+        "temporal_unavailable",
+    )

@@ -256,6 +256,14 @@ async def test_an_orders_page_from_the_read_model(seeded: httpx.AsyncClient) -> 
     assert response.headers["location"] == "/admin/orders/shop-1/1"
     kind, message = flash((await seeded.get("/admin/orders/shop-1/1")).text)
     assert kind == "error" and message.startswith("temporal_unavailable: ")
+    # ... but a bad one is refused for what it is, Temporal or not
+    token = await page_token(seeded, "/admin/orders/shop-1/1")
+    response = await seeded.post(
+        "/admin/orders/shop-1/1/note", data={"csrf_token": token, "note": "x" * 1001}
+    )
+    assert response.status_code == 303
+    kind, message = flash((await seeded.get("/admin/orders/shop-1/1")).text)
+    assert kind == "error" and message.startswith("invalid_input: "), message
 
 
 # --------------------------------------------------------------------------- the dev server

@@ -343,7 +343,7 @@ async def act(
     """``action`` through the cart client, once per ``Idempotency-Key``."""
 
     async def work() -> CartView:
-        return await action(await call.context.carts())
+        return await action(await call.context.acting_carts())
 
     return await call.write(dumped(body), work)
 

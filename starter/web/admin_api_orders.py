@@ -268,7 +268,7 @@ async def _on_order(
 
     async def work() -> CartView:
         cart_id = await order_cart(call.sessions, shop_id, number)
-        view: CartView = await action(await call.context.carts(), cart_id)
+        view: CartView = await action(await call.context.acting_carts(), cart_id)
         return view
 
     return await call.write(dumped(body), work)

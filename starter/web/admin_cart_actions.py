@@ -68,7 +68,7 @@ async def _act(
     back = cart_path(shop_id, cart_id)
 
     async def work() -> str:
-        return await action(await context.carts(), shop_id, cart_id, admin, form)
+        return await action(await context.acting_carts(), shop_id, cart_id, admin, form)
 
     return await answer_action(request, back, verb, f"cart {shop_id}/{cart_id}", admin, work())
 

@@ -188,7 +188,7 @@ async def _act(
     back = order_path(shop_id, row.number or 0)
 
     async def work() -> str:
-        return await action(await context.carts(), context, row, admin, form)
+        return await action(await context.acting_carts(), context, row, admin, form)
 
     subject = f"order {shop_id}/{number}"
     return await answer_action(

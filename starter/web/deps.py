@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -65,6 +65,33 @@ class WebContext:
                 update_timeout=UPDATE_TIMEOUT,
             )
         return self._carts
+
+    async def acting_carts(self) -> CartkeeperClient:
+        """The cart client for an admin's action on a cart. While Temporal cannot be
+        reached, a cart client over ``Unreachable``: it checks the action as always, so
+        a bad request gets its own 4xx, and anything that needs Temporal is
+        ``temporal_unavailable``. (Only for actions on an existing cart: a storefront's
+        update-with-start, or a batch, keeps ``carts()``.)"""
+        from starter.client_errors import CartkeeperError
+        from workflows.codes import ErrorCode
+
+        try:
+            return await self.carts()
+        except CartkeeperError as error:
+            if error.code is not ErrorCode.TEMPORAL_UNAVAILABLE:
+                raise
+            return CartkeeperClient(Unreachable(error))  # type: ignore[arg-type]
+
+
+class Unreachable:
+    """Stands for the Temporal client while it cannot be reached: any use of it raises
+    the error that said so (``temporal_unavailable``)."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._error
 
 
 async def get_context(request: Request) -> WebContext:
