@@ -146,34 +146,6 @@ async def read_statuses(sessions: SessionFactory, shop_id: str) -> OrderStatuses
     )
 
 
-async def move_stock(
-    sessions: SessionFactory, request: StockMoveInput, now: datetime
-) -> StockMoveResult:
-    """Take or give back the lines' stock once per ``request.key`` (``StockRefused`` for
-    a refusal no retry can change)."""
-    move = take_stock if request.kind == STOCK_TAKE else give_back_stock
-    lines = [(line.sku, line.quantity) for line in request.lines]
-    moved = await move(sessions, request.shop_id, request.key, lines, now=now)
-    if not moved.applied:
-        log.info(
-            "stock take %s of cart %s/%s: short of %d sku(s), nothing taken",
-            request.key,
-            request.shop_id,
-            request.cart_id,
-            len(moved.short),
-        )
-        return StockMoveResult(
-            key=request.key,
-            outcome=MOVE_SHORT,
-            short=list(moved.short),
-            detail=f"too little stock of {', '.join(moved.short)}",
-        )
-    detail = None
-    if moved.repeated and moved.at is not None:
-        detail = f"applied before, at {moved.at.isoformat()}"
-    return StockMoveResult(key=request.key, outcome=MOVE_DONE, detail=detail)
-
-
 def status_mail_key(request: StatusMailInput) -> str:
     """The e-mail's ledger key: (cart, lineage, entry, recipient); the shop is the row's."""
     return f"status:{request.cart_id}:{request.lineage}:{request.entry}:{request.recipient}"
@@ -262,10 +234,32 @@ class OrderActivities:
                 "invalid_stock_movement",
                 f"the kind must be {STOCK_TAKE} or {STOCK_GIVE_BACK}, not {request.kind!r}",
             )
+        move = take_stock if request.kind == STOCK_TAKE else give_back_stock
+        lines = [(line.sku, line.quantity) for line in request.lines]
         try:
-            return await move_stock(self.session_factory, request, self.clock())
+            moved = await move(
+                self.session_factory, request.shop_id, request.key, lines, now=self.clock()
+            )
         except StockRefused as refusal:
             raise refused(refusal.code, refusal.message) from None
+        if not moved.applied:
+            log.info(
+                "stock take %s of cart %s/%s: short of %d sku(s), nothing taken",
+                request.key,
+                request.shop_id,
+                request.cart_id,
+                len(moved.short),
+            )
+            return StockMoveResult(
+                key=request.key,
+                outcome=MOVE_SHORT,
+                short=list(moved.short),
+                detail=f"too little stock of {', '.join(moved.short)}",
+            )
+        detail = None
+        if moved.repeated and moved.at is not None:
+            detail = f"applied before, at {moved.at.isoformat()}"
+        return StockMoveResult(key=request.key, outcome=MOVE_DONE, detail=detail)
 
     # ------------------------------------------------------------------ status e-mail
 

@@ -124,12 +124,10 @@ class OrderEffects:
         comes first, or a retry reads statuses an admin changed.) Asked under the patch
         when it applies only: histories from before it read the registry in an activity
         of its own."""
-        cart = self._cart
         return (
-            needs_number(cart)
-            and order_phase.needs_statuses(cart)
+            order_phase.needs_statuses(self._cart)
             and self._reading is None
-            and workflow.patched(ORDER_EFFECTS_FOLDED_PATCH)
+            and self._statuses_with_number()
         )
 
     def _order_work_coalesced(self) -> bool:
@@ -147,8 +145,12 @@ class OrderEffects:
         return (
             order_phase.needs_statuses(self._cart)
             and self._reading is None
-            and not (needs_number(self._cart) and workflow.patched(ORDER_EFFECTS_FOLDED_PATCH))
+            and not self._statuses_with_number()
         )
+
+    def _statuses_with_number(self) -> bool:
+        """The order waits for its number, and its statuses come with it (the patch)."""
+        return needs_number(self._cart) and workflow.patched(ORDER_EFFECTS_FOLDED_PATCH)
 
     # ------------------------------------------------------------------ for the loop
 
