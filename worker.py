@@ -36,6 +36,8 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 from temporalio.worker import (
+    PollerBehavior,
+    PollerBehaviorAutoscaling,
     PollerBehaviorSimpleMaximum,
     Worker,
     WorkflowInstance,
@@ -147,6 +149,18 @@ def workflow_runner(
 WORKFLOW_RUNNER = workflow_runner(DATA_CONVERTER)
 
 
+def workflow_poller_behavior(settings: Settings) -> PollerBehavior:
+    """The workflow-task polls of ``settings``: autoscaled between 2 and the maximum,
+    starting at ``workflow_task_pollers``, unless autoscaling is off."""
+    if settings.workflow_task_poller_autoscaling:
+        return PollerBehaviorAutoscaling(
+            minimum=2,
+            maximum=settings.workflow_task_pollers_max,
+            initial=settings.workflow_task_pollers,
+        )
+    return PollerBehaviorSimpleMaximum(settings.workflow_task_pollers)
+
+
 def build_worker(
     client: Client,
     activities: CartActivities,
@@ -179,8 +193,9 @@ def build_worker(
         # A task sent to a worker that died waits this long on its sticky queue before
         # any worker may take it (the SDK's default is 10 s).
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_timeout_seconds),
-        # Several polls on the task queue, where the carts it does not hold wait (``Settings``).
-        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
+        # Polls that follow the backlog of the task queue, where the carts the worker does
+        # not hold wait (``Settings``).
+        workflow_task_poller_behavior=workflow_poller_behavior(settings),
         nonsticky_to_sticky_poll_ratio=settings.nonsticky_poll_ratio,
         **options,
     )

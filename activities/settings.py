@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.contract import TASK_QUEUE, CartPolicy
@@ -82,15 +82,21 @@ class Settings(BaseSettings):
     #: 0.3-1.2 s. A busy worker that leaves a task waiting longer sends it to the task
     #: queue, where it costs a full replay (see ``bench/README.md``).
     sticky_timeout_seconds: float = Field(default=1.0, ge=0.1, le=60)
-    #: at most this many long polls for workflow tasks at once (the SDK's default is 5), and
-    #: the share of them on the task queue rather than the worker's sticky queue: at most
-    #: max(1, polls x ratio) there, the rest (at least 1) on the sticky queue (the SDK's
-    #: default is 0.2: a single poll). A task on the task queue is a cart the worker does
-    #: not hold: after a restart every cart's next task, each one a full replay. With one
-    #: poll the worker took them one at a time (5-6 a second in ``make chaos``, while it
-    #: had CPU left) and after each kill they waited 8 s at the median, up to 45 s; four
-    #: polls there took 11 a second and halved the wait (``bench/README.md``).
+    #: long polls for workflow tasks. A task on the task queue is a cart the worker does
+    #: not hold: after a restart every cart's next task, each one a full replay. By default
+    #: the SDK's poller autoscaling (Temporal's recommended setting, server 1.28 and newer):
+    #: the worker starts with ``workflow_task_pollers`` polls and follows the server's
+    #: hints about waiting tasks, between 2 and ``workflow_task_pollers_max``. Under
+    #: ``make chaos`` (a SIGKILL every 10 s) it kept the task queue's oldest task under 1 s
+    #: where 8 fixed polls let it wait up to 7-10 s (``bench/README.md``).
+    #: ``workflow_task_poller_autoscaling=false``: at most ``workflow_task_pollers`` polls,
+    #: of which ``nonsticky_poll_ratio`` on the task queue: at most max(1, polls x ratio)
+    #: there, the rest (at least 1) on the sticky queue (the SDK's defaults, 5 polls and
+    #: 0.2, leave one poll there: after a kill the worker took the waiting carts one at a
+    #: time, 8 s at the median).
+    workflow_task_poller_autoscaling: bool = True
     workflow_task_pollers: int = Field(default=8, ge=2, le=100)
+    workflow_task_pollers_max: int = Field(default=32, ge=2, le=500)
     nonsticky_poll_ratio: float = Field(default=0.5, gt=0, le=1)
     log_level: str = "INFO"
     #: outgoing mail: an SMTP relay (default: the local mail catcher of ``cartkeeper dev``)
@@ -121,6 +127,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'cartkeeper.db').resolve()}"
+
+    @field_validator("workflow_task_pollers_max")
+    @classmethod
+    def _check_pollers_max(cls, value: int, info: ValidationInfo) -> int:
+        initial = info.data.get("workflow_task_pollers")
+        if initial is not None and value < initial:
+            raise ValueError(
+                f"must be at least CARTKEEPER_WORKFLOW_TASK_POLLERS ({initial}), the polls"
+                " a worker starts with"
+            )
+        return value
 
     @field_validator("policy")
     @classmethod

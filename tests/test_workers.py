@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import PollerBehaviorSimpleMaximum
+from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum
 
 from activities.cart_activities import CartActivities
 from activities.models import OrderNumber
@@ -181,34 +182,58 @@ async def test_a_sqlite_read_model_with_a_remote_temporal_is_refused(tmp_path: P
     assert "CARTKEEPER_ALLOW_SQLITE_WITH_REMOTE_TEMPORAL" in text
 
 
-async def test_a_worker_keeps_several_polls_on_the_task_queue(
+async def test_a_worker_scales_its_polls_with_the_backlog(
     dev_env: WorkflowEnvironment, session_factory: Any, settings: Settings
 ) -> None:
-    """Several long polls on the task queue, where the carts the worker does not hold
-    (each a full replay) wait: the SDK's defaults keep one, and after a restart the worker
-    took them one at a time. The sticky queue's timeout too: all from the settings."""
+    """The workflow-task polls follow the server's hints about waiting tasks (the task
+    queue, where the carts the worker does not hold wait, each a full replay): by
+    default autoscaled from 8 polls between 2 and 32; the sticky queue's timeout too, and
+    a fixed number of polls when autoscaling is off: all from the settings."""
     from worker import build_worker
 
+    assert settings.workflow_task_poller_autoscaling
     tuned = settings.model_copy(
         update={
             "workflow_task_pollers": 12,
+            "workflow_task_pollers_max": 40,
             "nonsticky_poll_ratio": 0.5,
             "sticky_timeout_seconds": 2,
         }
     )
-    for given, polls, ratio, sticky in ((settings, 8, 0.5, 1), (tuned, 12, 0.5, 2)):
+    for given, initial, maximum, sticky in ((settings, 8, 32, 1), (tuned, 12, 40, 2)):
         given = given.model_copy(update={"task_queue": f"polls-{new_id()}"})  # one per queue
         worker = build_worker(
             dev_env.client, CartActivities(session_factory, dev_env.client), given
         )
         config = worker.config()
         behaviour = config["workflow_task_poller_behavior"]
-        assert isinstance(behaviour, PollerBehaviorSimpleMaximum)
-        assert behaviour.maximum == polls
-        assert config["nonsticky_to_sticky_poll_ratio"] == ratio
+        assert isinstance(behaviour, PollerBehaviorAutoscaling)
+        assert (behaviour.minimum, behaviour.initial, behaviour.maximum) == (2, initial, maximum)
         assert config["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=sticky)
-        # Core's split: at most max(1, floor(polls x ratio)) polls on the task queue, the
-        # rest (at least 1) on the sticky queue; both at least 4 here
-        on_the_task_queue = max(1, int(behaviour.maximum * ratio))
-        on_the_sticky_queue = max(1, behaviour.maximum - on_the_task_queue)
-        assert min(on_the_task_queue, on_the_sticky_queue) >= 4
+
+    fixed = tuned.model_copy(
+        update={"workflow_task_poller_autoscaling": False, "task_queue": f"polls-{new_id()}"}
+    )
+    config = build_worker(
+        dev_env.client, CartActivities(session_factory, dev_env.client), fixed
+    ).config()
+    behaviour = config["workflow_task_poller_behavior"]
+    assert isinstance(behaviour, PollerBehaviorSimpleMaximum)
+    assert behaviour.maximum == 12
+    assert config["nonsticky_to_sticky_poll_ratio"] == 0.5
+    # Core's split: at most max(1, floor(polls x ratio)) polls on the task queue, the
+    # rest (at least 1) on the sticky queue; both at least 4 here
+    on_the_task_queue = max(1, int(behaviour.maximum * 0.5))
+    on_the_sticky_queue = max(1, behaviour.maximum - on_the_task_queue)
+    assert min(on_the_task_queue, on_the_sticky_queue) >= 4
+
+
+def test_the_polls_ceiling_is_not_below_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ceiling below the polls a worker starts with is refused, naming both variables."""
+    monkeypatch.setenv("CARTKEEPER_WORKFLOW_TASK_POLLERS", "16")
+    monkeypatch.setenv("CARTKEEPER_WORKFLOW_TASK_POLLERS_MAX", "8")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    (problem,) = raised.value.errors()
+    assert problem["loc"] == ("workflow_task_pollers_max",)
+    assert "CARTKEEPER_WORKFLOW_TASK_POLLERS (16)" in problem["msg"]
