@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.timers import is_retired, next_deadline
 
+from workflows.alarm_clock import AlarmClock
 from workflows.cart_mail import (
     EFFECT_GIVE_UP,
     EFFECT_PAUSE,
@@ -81,7 +82,7 @@ from workflows.order_effects import OrderEffects
 
 @workflow.defn(name=WORKFLOW_NAME)
 @with_messages
-class CartWorkflow(CartMail, OrderEffects):
+class CartWorkflow(AlarmClock, CartMail, OrderEffects):
     @workflow.init
     def __init__(self, input: CartInput) -> None:
         if input.cart is not None:
@@ -106,10 +107,8 @@ class CartWorkflow(CartMail, OrderEffects):
         self._collecting = False
         self._projecting: tuple[Any, int] | None = None
         self._project_after: datetime | None = None
-        #: the one timer of the loop: (when, its task), re-armed only when ``when`` changes
-        self._alarm: tuple[datetime, asyncio.Task[None]] | None = None
-        #: the latest deadline of a timer that fired (see ``_now``)
-        self._clock_floor = workflow.now()
+        # The loop's one timer and its clock (``workflows.alarm_clock``).
+        self._init_clock()
         # Search attributes as published (carried across continue-as-new by Temporal).
         self._search = self._published_search_fields()
         self._search_since: datetime | None = None
@@ -209,33 +208,6 @@ class CartWorkflow(CartMail, OrderEffects):
             )
         finally:
             self._sleeping_until = None
-
-    def _arm(self, wake_at: datetime | None) -> None:
-        """One timer for the loop, replaced only when the time it should ring changes (a
-        timer started and cancelled at every wake-up would cost history events)."""
-        alarm = self._alarm
-        if alarm is not None and alarm[0] == wake_at and not alarm[1].done():
-            return
-        if alarm is not None and not alarm[1].done():
-            alarm[1].cancel()
-        self._alarm = None
-        if wake_at is not None:
-            delay = max((wake_at - self._now()).total_seconds(), 0.001)
-            self._alarm = (wake_at, asyncio.create_task(asyncio.sleep(delay)))
-
-    def _alarm_rang(self) -> bool:
-        return self._alarm is not None and self._alarm[1].done()
-
-    def _now(self) -> datetime:
-        """The workflow's clock, never behind a timer that has fired. (Seen under chaos:
-        after a worker was killed, the task that delivered a fired timer carried the
-        previous task's time; acting on it, the workflow re-armed the timer instead of
-        firing it, and a replay, seeing the true time, did not: a nondeterminism error.)"""
-        alarm = self._alarm
-        if alarm is not None and alarm[1].done() and alarm[0] > self._clock_floor:
-            self._clock_floor = alarm[0]
-        now = workflow.now()
-        return now if now >= self._clock_floor else self._clock_floor
 
     def _may_retire(self, now: datetime) -> bool:
         """Finished: the wait for late events is over and every effect is done."""
@@ -432,7 +404,7 @@ class CartWorkflow(CartMail, OrderEffects):
         if not self._ready:
             return
         key = keyed_updates.key_of(self._update_id())
-        if key is not None and keyed_updates.applied(self._cart, key, workflow.now()):
+        if key is not None and keyed_updates.applied(self._cart, key, self._clock()):
             return  # a retry of a keyed update the cart applied: answered, not checked
         try:
             machine.check(self._cart, self._parse(spec, decode(payload)))
