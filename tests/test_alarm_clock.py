@@ -24,7 +24,7 @@ class _Pending:
         return False
 
 
-def _clock(alarm: tuple[datetime, Any] | None) -> AlarmClock:
+def _made(alarm: tuple[datetime, Any] | None) -> AlarmClock:
     clock = AlarmClock()
     clock._clock_floor = T0
     clock._alarm = alarm
@@ -45,7 +45,7 @@ def test_a_validator_reads_the_clock_the_handler_acts_on_and_moves_nothing(
     # a task that delivered a fired timer with an earlier task's time
     rang = T0 + timedelta(seconds=30)
     task_time[0] = T0 + timedelta(seconds=10)
-    clock = _clock((rang, _Done()))
+    clock = _made((rang, _Done()))
     assert clock._clock() == rang  # what the validator reads ...
     assert clock._clock_floor == T0  # ... changes nothing
     assert clock._now() == rang  # the handler acts on the same time
@@ -56,14 +56,14 @@ def test_a_validator_reads_the_clock_the_handler_acts_on_and_moves_nothing(
 def test_the_clock_follows_the_task_time_above_the_floor(task_time: list[datetime]) -> None:
     later = T0 + timedelta(minutes=5)
     task_time[0] = later
-    clock = _clock((T0 + timedelta(seconds=30), _Done()))
+    clock = _made((T0 + timedelta(seconds=30), _Done()))
     assert clock._clock() == clock._now() == later
     assert clock._clock_floor == T0 + timedelta(seconds=30)  # the fired timer's deadline
 
 
 def test_a_timer_that_has_not_fired_does_not_move_the_clock(task_time: list[datetime]) -> None:
     task_time[0] = T0 + timedelta(seconds=1)
-    clock = _clock((T0 + timedelta(seconds=30), _Pending()))
+    clock = _made((T0 + timedelta(seconds=30), _Pending()))
     assert clock._clock() == clock._now() == T0 + timedelta(seconds=1)
     assert clock._clock_floor == T0
     assert not clock._alarm_rang()
