@@ -94,6 +94,9 @@ class WebhookDelivery(Base):
     received_at: Mapped[datetime]
     #: when the cart's workflow had it (NULL: not yet; a retry delivers it)
     delivered_at: Mapped[datetime | None]
+    #: when a delivery under way took it (NULL: none is): another delivery of the same id
+    #: waits for that one instead of signalling the cart again (``starter.web.webhooks``)
+    claimed_at: Mapped[datetime | None]
 
     __table_args__ = (Index(None, "received_at"),)
 

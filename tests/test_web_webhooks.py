@@ -5,7 +5,9 @@ for an admin; Temporal or the database down; the secrets' settings and CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,6 +30,7 @@ from activities.web_models import WebhookDelivery
 from starter.cli import cli
 from starter.client import CartkeeperClient
 from starter.errors import EXIT_USAGE, Failure
+from starter.web import webhooks
 from starter.web.app import create_app
 from tests.conftest import TASK_QUEUE, new_id
 from tests.conftest_db import ScratchDatabase, scratch_database
@@ -203,6 +206,67 @@ async def test_a_replay_is_a_duplicate_and_signals_once(
     assert kinds(cart).count(JournalKind.PAYMENT_SUCCEEDED) == 1
     assert await payment_signals(dev_env.client, cart_id) == 1
     assert len(await deliveries(db)) == 1
+
+
+async def test_parallel_deliveries_of_one_id_signal_the_cart_once(
+    db: ScratchDatabase, dev_env: Any, carts: CartkeeperClient, tmp_path: Path
+) -> None:
+    """A gateway retrying while its first call is still under way: the second call waits
+    for the first and is a duplicate; the cart is signalled once, even with a garbled
+    result (which the cart itself does not deduplicate)."""
+    cart_id = new_id()
+    await to_payment(carts, cart_id)
+    body, headers = signed(success(cart_id, status="SUCCEEDED", amount="100"))
+    async with client_of(make_app(tmp_path, db.session_factory, dev_env.client)) as client:
+        answers = await asyncio.gather(
+            *(client.post(URL, content=body, headers=headers) for _ in range(3))
+        )
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    statuses = sorted(answer.json()["status"] for answer in answers)
+    assert statuses == ["delivered", "duplicate", "duplicate"]
+    assert await payment_signals(dev_env.client, cart_id) == 1
+
+    async def flagged() -> Cart | None:
+        cart = await carts.get_cart(SHOP, cart_id)
+        return cart if cart.open_attention else None
+
+    cart = await eventually(flagged)
+    assert kinds(cart).count(JournalKind.PAYMENT_RESULT_UNREADABLE) == 1
+    assert await deliveries(db) == [(headers["webhook-id"], cart_id, True)]
+
+
+async def test_a_claim_whose_delivery_died_is_taken_over_once_it_expires(
+    db: ScratchDatabase,
+    dev_env: Any,
+    carts: CartkeeperClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A delivery whose process died after claiming its id holds it ``CLAIM_FOR`` at
+    most: the gateway's retry waits for the claim, then delivers."""
+    monkeypatch.setattr(webhooks, "CLAIM_FOR", timedelta(seconds=1))
+    cart_id = new_id()
+    await to_payment(carts, cart_id)
+    body, headers = signed(success(cart_id))
+    async with db.session_factory() as session, session.begin():
+        session.add(
+            WebhookDelivery(
+                source=SOURCE,
+                webhook_id=headers["webhook-id"],
+                shop_id=SHOP,
+                cart_id=cart_id,
+                received_at=datetime.now(UTC),
+                claimed_at=datetime.now(UTC),  # claimed by a delivery that never finished
+            )
+        )
+    started = time.monotonic()
+    async with client_of(make_app(tmp_path, db.session_factory, dev_env.client)) as client:
+        retry = await client.post(URL, content=body, headers=headers)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == {"status": "delivered"}
+    assert time.monotonic() - started >= 0.9  # it waited for the claim to expire
+    assert await payment_signals(dev_env.client, cart_id) == 1
+    assert await deliveries(db) == [(headers["webhook-id"], cart_id, True)]
 
 
 async def test_a_garbled_result_is_acknowledged_and_kept_for_an_admin(

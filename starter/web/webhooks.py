@@ -18,8 +18,13 @@ before the cart is signalled and marked delivered after. The answer is 200
 ``{"status": "delivered"}`` only once Temporal has accepted the signal (it is in the
 cart's history); a replay of a delivered id is 200 ``{"status": "duplicate"}`` without
 a second signal; a replay of an id whose delivery did not complete (Temporal was down)
-signals again (the cart takes a repeated result as a repeat). Temporal unavailable: 503
-with ``Retry-After``, so the gateway tries again.
+signals again (the cart takes a repeated result as a repeat). A delivery under way
+claims its row (``claimed_at``): another delivery of the same id that comes meanwhile
+(a gateway retrying in parallel) waits for it and is answered ``duplicate`` once the
+cart has the result, so the cart is signalled once, a garbled result included (the cart
+does not deduplicate those itself); a failed delivery gives its claim back, and one
+whose process died holds it ``CLAIM_FOR`` at most. Temporal unavailable: 503 with
+``Retry-After``, so the gateway tries again.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -56,6 +61,11 @@ PATH = "/api/v1/webhooks/payments/{source}"
 MAX_BODY_BYTES = 64 * 1024
 #: how long a delivery waits for Temporal to accept the signal before answering 503
 SIGNAL_TIMEOUT = 15.0
+#: how long a delivery's claim holds off other deliveries of the same id (one that is
+#: still signalling, or whose process died before it released the claim), and how long
+#: such another delivery waits for it (it polls every ``CLAIM_POLL_SECONDS``)
+CLAIM_FOR = timedelta(seconds=SIGNAL_TIMEOUT + 5)
+CLAIM_POLL_SECONDS = 0.05
 #: what a 503 asks the gateway to wait (seconds)
 RETRY_AFTER = "30"
 #: the body's routing fields: the rest is the payment result
@@ -203,28 +213,39 @@ async def _deliver(
     cart_id: str,
     result: dict[str, Any],
 ) -> WebhookAnswer:
-    now = context.now()
-    async with _database():
-        await _purge_now_and_then(context.sessions, now)
-        delivered = await _claim(context.sessions, source, webhook_id, shop_id, cart_id, now)
-    if delivered:
-        log.info("webhook %r from %r: a duplicate, not delivered again", webhook_id, source)
-        return WebhookAnswer(status="duplicate")
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + CLAIM_FOR.total_seconds()
+    while True:
+        async with _database():
+            await _purge_now_and_then(context.sessions, context.now())
+            claim = await _claim(
+                context.sessions, source, webhook_id, shop_id, cart_id, context.now()
+            )
+        if claim == "delivered":
+            log.info("webhook %r from %r: a duplicate, not delivered again", webhook_id, source)
+            return WebhookAnswer(status="duplicate")
+        if claim == "taken":
+            break
+        # Another delivery of this id is signalling the cart: its answer is ours.
+        if loop.time() >= give_up:
+            raise _temporal_unavailable("a delivery of this webhook-id is still under way")
+        await asyncio.sleep(CLAIM_POLL_SECONDS)
     try:
         carts = await context.carts()
         await asyncio.wait_for(carts.send_payment_result(shop_id, cart_id, result), SIGNAL_TIMEOUT)
-    except TimeoutError:
-        raise _temporal_unavailable("Temporal did not accept the result in time") from None
-    except CartkeeperError as error:
-        if error.code is ErrorCode.TEMPORAL_UNAVAILABLE:
+    except BaseException as error:
+        await _release(context.sessions, source, webhook_id)  # a retry may go at once
+        if isinstance(error, TimeoutError):
+            raise _temporal_unavailable("Temporal did not accept the result in time") from None
+        if isinstance(error, CartkeeperError) and error.code is ErrorCode.TEMPORAL_UNAVAILABLE:
             raise _temporal_unavailable(error.message) from None
         raise
     try:
         async with _database():
             await _mark_delivered(context.sessions, source, webhook_id, context.now())
     except ApiError:
-        # The cart has it: the answer stands. A replay of this id signals again, which the
-        # cart takes as a repeat.
+        # The cart has it: the answer stands. A replay of this id (once the claim expired)
+        # signals again, which the cart takes as a repeat.
         log.warning("webhook %r from %r delivered but not marked so", webhook_id, source)
     log.info("webhook %r from %r delivered to cart %s/%s", webhook_id, source, shop_id, cart_id)
     return WebhookAnswer(status="delivered")
@@ -259,10 +280,10 @@ async def _claim(
     shop_id: str,
     cart_id: str,
     now: datetime,
-) -> bool:
-    """Record the delivery (once per source and id); whether it was delivered before.
-    Of two concurrent deliveries of one id both may signal: the cart takes the second
-    as a repeat."""
+) -> Literal["taken", "delivered", "under_way"]:
+    """Take the delivery of this source and id (``taken``: this request signals the
+    cart), unless the cart has it (``delivered``) or another delivery of it is under way
+    (``under_way``: its claim is younger than ``CLAIM_FOR``)."""
     async with write_session(sessions) as session:
         inserted = await session.execute(
             insert_for(session, WebhookDelivery)
@@ -272,11 +293,12 @@ async def _claim(
                 shop_id=shop_id,
                 cart_id=cart_id,
                 received_at=now,
+                claimed_at=now,
             )
             .on_conflict_do_nothing(index_elements=["source", "webhook_id"])
         )
         if getattr(inserted, "rowcount", 0) == 1:
-            return False
+            return "taken"
         row = (
             await session.execute(
                 select(
@@ -284,19 +306,53 @@ async def _claim(
                 ).where(WebhookDelivery.source == source, WebhookDelivery.webhook_id == webhook_id)
             )
         ).one_or_none()
-    if row is None:  # purged in between: take it as new
-        return False
-    if (row.shop_id, row.cart_id) != (shop_id, cart_id):
-        log.warning(
-            "webhook %r from %r came again for cart %s/%s (first for %s/%s)",
-            webhook_id,
-            source,
-            shop_id,
-            cart_id,
-            row.shop_id,
-            row.cart_id,
+        if row is None:  # purged in between: take it as new
+            return "taken"
+        if (row.shop_id, row.cart_id) != (shop_id, cart_id):
+            log.warning(
+                "webhook %r from %r came again for cart %s/%s (first for %s/%s)",
+                webhook_id,
+                source,
+                shop_id,
+                cart_id,
+                row.shop_id,
+                row.cart_id,
+            )
+        if row.delivered_at is not None:
+            return "delivered"
+        taken = await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.source == source,
+                WebhookDelivery.webhook_id == webhook_id,
+                WebhookDelivery.delivered_at.is_(None),
+                or_(
+                    WebhookDelivery.claimed_at.is_(None),
+                    WebhookDelivery.claimed_at <= now - CLAIM_FOR,
+                ),
+            )
+            .values(claimed_at=now)
+            .execution_options(synchronize_session=False)
         )
-    return row.delivered_at is not None
+    return "taken" if getattr(taken, "rowcount", 0) == 1 else "under_way"
+
+
+async def _release(sessions: SessionFactory, source: str, webhook_id: str) -> None:
+    """Give the claim back after a failed delivery (best effort: it expires anyway)."""
+    try:
+        async with write_session(sessions) as session:
+            await session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.source == source,
+                    WebhookDelivery.webhook_id == webhook_id,
+                    WebhookDelivery.delivered_at.is_(None),
+                )
+                .values(claimed_at=None)
+                .execution_options(synchronize_session=False)
+            )
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("webhook %r from %r: claim not released: %r", webhook_id, source, error)
 
 
 async def _mark_delivered(
