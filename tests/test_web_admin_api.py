@@ -71,7 +71,7 @@ class AdminApi:
     clock: Clock
 
 
-def app_on(database: ScratchDatabase, tmp_path: Path, clock: Clock) -> FastAPI:
+def app_on(database: ScratchDatabase, tmp_path: Path, clock: Clock, **changes: Any) -> FastAPI:
     async def no_temporal() -> Any:
         raise ConnectionRefusedError("these tests need no Temporal")
 
@@ -79,6 +79,7 @@ def app_on(database: ScratchDatabase, tmp_path: Path, clock: Clock) -> FastAPI:
         data_dir=tmp_path / "data",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
         secret_key=SecretStr("e" * 40),
+        **changes,
     )
     return create_app(
         settings,
@@ -99,11 +100,13 @@ async def client_of(app: FastAPI, address: str = "10.1.2.3") -> AsyncIterator[ht
 
 
 @asynccontextmanager
-async def admin_api_on(database: ScratchDatabase, tmp_path: Path) -> AsyncIterator[AdminApi]:
-    """The app on ``database`` (no Temporal), with the admin ``ann`` and the viewer
-    ``vic``."""
+async def admin_api_on(
+    database: ScratchDatabase, tmp_path: Path, **changes: Any
+) -> AsyncIterator[AdminApi]:
+    """The app on ``database`` (no Temporal; ``changes`` to its settings), with the admin
+    ``ann`` and the viewer ``vic``."""
     clock = Clock()
-    app = app_on(database, tmp_path, clock)
+    app = app_on(database, tmp_path, clock, **changes)
     await admin_users.add_user(database.session_factory, "ann", PASSWORD, role="admin")
     await admin_users.add_user(database.session_factory, "vic", PASSWORD, role="viewer")
     async with client_of(app) as http:

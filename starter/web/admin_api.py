@@ -20,6 +20,8 @@ The routes, by concern:
 - ``admin_api_reminders``: one reminder of the campaign (set, remove, preview for a cart);
 - ``admin_api_sending``: a reminder sent by hand to many carts, with a dry run;
 - ``admin_api_coupons``: a coupon by its code;
+- ``admin_api_operations``: the shop's cart policy, its daily digest sent by hand, the
+  mail catcher's outbox;
 - ``admin_api_users``: the console's and this API's users (admins only, reads too).
 """
 
@@ -30,6 +32,7 @@ from fastapi import FastAPI
 from starter.web import (
     admin_api_carts,
     admin_api_coupons,
+    admin_api_operations,
     admin_api_orders,
     admin_api_reminders,
     admin_api_sending,
@@ -47,6 +50,7 @@ ROUTERS = (
     admin_api_reminders.router,
     admin_api_sending.router,
     admin_api_coupons.router,
+    admin_api_operations.router,
     admin_api_users.router,
 )
 

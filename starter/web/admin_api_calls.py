@@ -57,8 +57,11 @@ NOT_FOUND_CODES = frozenset(
         "reminder_not_found",
         "coupon_not_found",
         "user_not_found",
+        "mailbox_not_found",
     }
 )
+#: refusals of a service that is down for now: 503 (try again)
+UNAVAILABLE_CODES = frozenset({"mail_unavailable"})
 CONFLICT_CODES = frozenset(
     {
         "status_limit_reached",
@@ -106,6 +109,8 @@ def status_of(code: str) -> int:
         return 404
     if code in CONFLICT_CODES:
         return 409
+    if code in UNAVAILABLE_CODES:
+        return 503
     try:
         return ErrorCode(code).http_status
     except ValueError:
