@@ -34,6 +34,8 @@ from tests.conftest_db import ScratchDatabase, scratch_database
 from tests.test_web_links import FakeSignaller
 from tests.test_workflow_dev import LINES, TOTAL, eventually
 from workflows.contract import (
+    Attention,
+    AttentionKind,
     Cart,
     CartLine,
     CartPolicy,
@@ -446,6 +448,12 @@ async def test_the_list_and_the_dashboard_on_each_backend(
         row_of("d", CartState.ORDERED, T0 + 3 * hour),
         row_of("e", CartState.LOCKED, T0 - hour),
         row_of("a-2", CartState.LOCKED, T0 + hour, shop="shop-2"),
+        row_of("r", CartState.ORDERED, T0 + 3 * hour),  # recovered by a reminder's link
+        row_of("p", CartState.PAYMENT_PENDING, T0 - 2 * hour),  # a payment for an admin
+    ]
+    rows[-2].recovered_via = "saved-cart"
+    rows[-1].attention = [
+        Attention(kind=AttentionKind.AMOUNT_MISMATCH, at=T0, id=1, amount=100, expected_amount=900)
     ]
     async with write_session(db.session_factory) as session:
         for cart in rows:
@@ -472,7 +480,7 @@ async def test_the_list_and_the_dashboard_on_each_backend(
     assert await ids(email="bea@EXAMPLE.com") == ["b"]
     assert await ids(created_until=T0 - 100 * hour) == ["c"]
     assert await ids(updated_from=T0, updated_until=T0 + 2 * hour) == ["A-1", "a-2"]
-    assert await ids(needs_admin=True) == ["a-2", "e"]
+    assert await ids(needs_admin=True) == ["a-2", "e", "p"]
 
     await admin_users.add_user(db.session_factory, "ann", PASSWORD)
     app = create_app(
@@ -493,6 +501,11 @@ async def test_the_list_and_the_dashboard_on_each_backend(
         assert locked.index("/admin/carts/shop-1/e") < locked.index("/admin/carts/shop-1/a-2")
         assert "/admin/carts/shop-1/b" in section(board, "abandoned")
         assert "Processed" in section(board, "orders")
+        # the payment that needs an admin, and the order a reminder recovered this month
+        attention = section(board, "attention")
+        assert "/admin/carts/shop-1/p" in attention and "/admin/carts/shop-1/e" not in attention
+        recovered = section(board, "recovered")
+        assert "1 paid of 1 recovered orders" in recovered and "9.00" in recovered
         assert 'href="/admin?shop=shop-2"' in board and "1 locked" in board
         listed = await client.get("/admin/carts", params={"state": "locked"})
         assert listed.text.count('href="/admin/carts/shop-') == 3
