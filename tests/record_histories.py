@@ -455,6 +455,10 @@ SCENARIOS: dict[str, tuple[Scenario, CartPolicy]] = {
         CartPolicy(projection_interval_seconds=0.2, retire_after_seconds=1),
     ),
     "keyed_updates": (keyed_updates, CartPolicy(continue_as_new_after_events=25)),
+    # the failures, pending results and success of ``failed_then_pending_then_confirmed``
+    # recorded under the patch ``signal-tasks-marked``: each signal that changed the cart
+    # writes its version to the memo (``workflows.signal_marks``)
+    "signal_tasks_marked": (failed_then_pending_then_confirmed, CartPolicy()),
 }
 
 

@@ -78,6 +78,7 @@ from workflows.message_handlers import (
     with_messages,
 )
 from workflows.order_effects import OrderEffects
+from workflows.signal_marks import marked
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -488,7 +489,7 @@ class CartWorkflow(AlarmClock, CartMail, OrderEffects):
         await self._status_turn()
         raw = decode(payload)
         try:
-            with text_rules(raw):
+            with marked(lambda: self._cart), text_rules(raw):
                 try:
                     event = self._parse(spec, raw)
                     assert isinstance(event, SetOrderStatus)
@@ -512,7 +513,7 @@ class CartWorkflow(AlarmClock, CartMail, OrderEffects):
             self._pending_signals.append(lambda: self._on_signal(spec, payload))
             return
         raw = decode(payload)
-        with text_rules(raw):
+        with marked(lambda: self._cart), text_rules(raw):
             try:
                 self._apply(self._parse(spec, raw))
             except machine.CartRefused as refused:
@@ -584,6 +585,10 @@ class CartWorkflow(AlarmClock, CartMail, OrderEffects):
         if self._signals_wait():
             self._pending_signals.append(lambda: self.payment_result(payload))
             return
+        with marked(lambda: self._cart):
+            self._payment_result(payload)
+
+    def _payment_result(self, payload: RawValue) -> None:
         raw = decode(payload)
         if raw is MISSING:
             encoding = payload.payload.metadata.get("encoding", b"").decode(errors="replace")
