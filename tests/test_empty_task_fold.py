@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -76,6 +77,17 @@ async def test_a_signal_applied_in_a_task_of_its_own_replays_as_it_ran(
 
     handle = client.get_workflow_handle(workflow_id(SHOP, cart_id))
     history: WorkflowHistory = await handle.fetch_history()
+    # The shape the test needs (a loaded machine could shift it): the failure's task
+    # carries the mark, and the next task was scheduled (for the update) before the
+    # alarm rang, while no worker was there.
+    events = [event.event_type for event in history.events]
+    signalled = events.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    completed = events.index(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, signalled)
+    after = events[completed + 1 :]
+    scheduled = after.index(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED)
+    assert EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED in after[:scheduled], after[:6]
+    fired = after.index(EventType.EVENT_TYPE_TIMER_FIRED)
+    assert scheduled < fired, "the update's task must wait when the alarm rings"
     replayer = Replayer(
         workflows=[CartWorkflow], workflow_runner=WORKFLOW_RUNNER, data_converter=DATA_CONVERTER
     )

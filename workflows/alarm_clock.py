@@ -2,10 +2,10 @@
 
 The loop sleeps on a single timer (the alarm), re-armed only when the time it should ring
 changes, and reads the time through ``_now``: the workflow's time, never behind a timer
-that has fired. (Seen under chaos: after a worker was killed, the task that delivered a
-fired timer carried the previous task's time; acting on it, the workflow re-armed the
-timer instead of firing it, and a replay, seeing the true time, did not: a
-nondeterminism error.)
+that has fired. (Added when a cart under chaos seemed to get a fired timer with the
+previous task's time; the nondeterminism errors of that kind were later traced to Core
+folding an empty workflow task on a fresh worker, ``workflows.signal_marks``. The floor
+stays: a recorded history may depend on it.)
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ signals again (the cart takes a repeated result as a repeat). A delivery under w
 claims its row (``claimed_at``): another delivery of the same id that comes meanwhile
 (a gateway retrying in parallel) waits for it and is answered ``duplicate`` once the
 cart has the result, so the cart is signalled once, a garbled result included (the cart
-does not deduplicate those itself); a failed delivery gives its claim back, and one
-whose process died holds it ``CLAIM_FOR`` at most. Temporal unavailable: 503 with
+does not deduplicate those itself); a delivery that failed before Temporal had the
+signal gives its claim back, one that timed out (the signal may have reached the cart)
+or whose process died holds it ``CLAIM_FOR`` at most. Temporal unavailable: 503 with
 ``Retry-After``, so the gateway tries again.
 """
 
@@ -65,7 +66,7 @@ SIGNAL_TIMEOUT = 15.0
 #: still signalling, or whose process died before it released the claim), and how long
 #: such another delivery waits for it (it polls every ``CLAIM_POLL_SECONDS``)
 CLAIM_FOR = timedelta(seconds=SIGNAL_TIMEOUT + 5)
-CLAIM_POLL_SECONDS = 0.05
+CLAIM_POLL_SECONDS = 0.1
 #: what a 503 asks the gateway to wait (seconds)
 RETRY_AFTER = "30"
 #: the body's routing fields: the rest is the payment result
@@ -230,13 +231,18 @@ async def _deliver(
         if loop.time() >= give_up:
             raise _temporal_unavailable("a delivery of this webhook-id is still under way")
         await asyncio.sleep(CLAIM_POLL_SECONDS)
-    try:
+
+    async def signal() -> None:
         carts = await context.carts()
-        await asyncio.wait_for(carts.send_payment_result(shop_id, cart_id, result), SIGNAL_TIMEOUT)
+        await carts.send_payment_result(shop_id, cart_id, result)
+
+    try:
+        await asyncio.wait_for(signal(), SIGNAL_TIMEOUT)
     except BaseException as error:
-        await _release(context.sessions, source, webhook_id)  # a retry may go at once
         if isinstance(error, TimeoutError):
+            # The signal may have reached the cart: the claim holds until it expires.
             raise _temporal_unavailable("Temporal did not accept the result in time") from None
+        await _release(context.sessions, source, webhook_id)  # a retry may go at once
         if isinstance(error, CartkeeperError) and error.code is ErrorCode.TEMPORAL_UNAVAILABLE:
             raise _temporal_unavailable(error.message) from None
         raise
