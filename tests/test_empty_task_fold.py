@@ -30,8 +30,8 @@ from workflows.cart_workflow import CartWorkflow
 from workflows.contract import CartPolicy, workflow_id
 from workflows.converter import DATA_CONVERTER
 
-#: the read model written 5 s after a change; a cart at the gateway locked after 5 s
-POLICY = CartPolicy(projection_interval_seconds=5, lock_after_seconds=5)
+#: the read model written 4 s after a change; a cart at the gateway locked after 8 s
+POLICY = CartPolicy(projection_interval_seconds=4, lock_after_seconds=8)
 
 
 async def test_a_signal_applied_in_a_task_of_its_own_replays_as_it_ran(
@@ -47,18 +47,18 @@ async def test_a_signal_applied_in_a_task_of_its_own_replays_as_it_ran(
         return build_worker(client, CartActivities(session_factory, client), tuned)
 
     async with worker():
-        # t = 0: the cart's changes wait 5 s for the read model
+        # t = 0: the cart's changes wait 4 s for the read model
         await carts.update_cart(SHOP, cart_id, LINES, "EUR")
         await carts.start_checkout(SHOP, cart_id)
         await asyncio.sleep(2.0)
-        # t = 2: at the gateway (locked at 7, if no result comes)
+        # t = 2: at the gateway (locked at 10, if no result comes)
         await carts.start_payment(
             SHOP, cart_id, attempt_id="a1", method="online", gateway="stripe", amount=TOTAL
         )
-        await asyncio.sleep(3.5)
-        # t = 5.5: the read model written at 5; the loop's alarm rings at 7. A failure
-        # sends the cart back to checkout; its write is due at 10.5, after the alarm:
-        # the task that applies it completes with no command.
+        await asyncio.sleep(4.5)
+        # t = 6.5: the read model written at 4, the search attributes at 6; the loop's
+        # alarm rings at 10 (the lock). A failure sends the cart back to checkout; its
+        # write is due at 10.5, after the alarm: its task completes with no command.
         await carts.report_payment_result(
             SHOP, cart_id, attempt_id="a1", status="failed", amount=TOTAL
         )
@@ -70,7 +70,7 @@ async def test_a_signal_applied_in_a_task_of_its_own_replays_as_it_ran(
             SHOP, cart_id, attempt_id="a2", method="online", gateway="stripe", amount=TOTAL
         )
     )
-    await asyncio.sleep(5.0)  # t = 11: past the failure's write (10.5)
+    await asyncio.sleep(5.5)  # t = 12: past the alarm and the failure's write (10.5)
     async with worker():  # a fresh worker: the whole history, the update as a message
         await asyncio.wait_for(retry, 30)
         await asyncio.sleep(6.0)  # its next tasks
