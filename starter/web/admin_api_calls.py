@@ -42,6 +42,7 @@ from starter.web.api_keys import ApiKeyRefused
 from starter.web.deps import Context, WebContext
 from starter.web.idempotency import HEADER, REPLAYED_HEADER, check_key, idempotent, request_digest
 from workflows.codes import ErrorCode
+from workflows.validation import valid_id
 
 PREFIX = "/api/v1/admin"
 #: a shop's or a cart's id (``workflows.validation.valid_id``)
@@ -84,6 +85,12 @@ class Refused(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+def check_shop(shop_id: str) -> None:
+    """A shop id from the path, refused ``invalid_id`` when it is not one."""
+    if not valid_id(shop_id):
+        raise Refused("invalid_id", f"{shop_id[:70]!r} is not a shop id")
 
 
 #: the refusals answered as coded errors (each has ``code`` and ``message``)

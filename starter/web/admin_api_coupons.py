@@ -19,9 +19,8 @@ from fastapi.responses import Response
 
 from activities.coupons import CouponRefused, normalize
 from activities.models import Coupon
-from starter.web.admin_api_calls import Reader, Refused, admin_router, answers
+from starter.web.admin_api_calls import Reader, admin_router, answers, check_shop
 from starter.web.admin_api_carts import ShopId
-from workflows.validation import valid_id
 
 router = admin_router("admin: shop")
 
@@ -89,8 +88,7 @@ async def get_coupon(
     call: Reader,
 ) -> Response:
     async def work() -> dict[str, Any]:
-        if not valid_id(shop_id):
-            raise Refused("invalid_id", f"{shop_id[:70]!r} is not a shop id")
+        check_shop(shop_id)
         key = normalize(code)
         async with call.sessions() as session:
             row = await session.get(Coupon, (shop_id, key)) if key else None

@@ -29,21 +29,15 @@ from starter.web.admin_api_calls import (
     Writer,
     admin_router,
     answers,
+    check_shop,
     dumped,
 )
 from starter.web.admin_api_carts import ShopId
 from starter.web.admin_outbox import PAGE_SIZE, mailbox_of, read_page
 from starter.web.admin_settings import policy_values
 from workflows.alerts_contract import ALERT_FAILED
-from workflows.validation import valid_id
 
 router = admin_router("admin: shop")
-
-
-def _shop(shop_id: str) -> str:
-    if not valid_id(shop_id):
-        raise Refused("invalid_id", f"{shop_id[:70]!r} is not a shop id")
-    return shop_id
 
 
 # --------------------------------------------------------------------------- policy
@@ -71,7 +65,8 @@ async def get_policy(shop_id: ShopId, call: Reader) -> Response:
         settings = call.context.settings
         if settings is None:
             raise Refused("invalid_policy", "no settings")
-        values, problem = policy_values(settings, _shop(shop_id))
+        check_shop(shop_id)
+        values, problem = policy_values(settings, shop_id)
         if problem is not None:
             raise Refused("invalid_policy", problem)
         return {
@@ -121,7 +116,7 @@ async def send_digest(shop_id: ShopId, body: DigestRequest, call: Writer) -> Res
         settings = call.context.settings
         if settings is None:
             raise Refused("no_admins", "no settings")
-        _shop(shop_id)
+        check_shop(shop_id)
         admins = settings.admins_for(shop_id)
         if not admins and not body.dry_run:
             raise Refused(

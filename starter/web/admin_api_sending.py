@@ -34,6 +34,7 @@ from starter.web.admin_api_calls import (
     Writer,
     admin_router,
     answers,
+    check_shop,
     dumped,
     when,
 )
@@ -123,8 +124,7 @@ class SendBody(JsonBody):
 def selection_of(shop_id: str, body: SendBody) -> CartSelection:
     """The carts the body selects (``invalid_input``, ``invalid_filter``, ``invalid_id``
     when it cannot be read)."""
-    if not valid_id(shop_id):
-        raise Refused("invalid_id", f"{shop_id[:70]!r} is not a shop id")
+    check_shop(shop_id)
     if body.cart_ids is not None:
         if body.state is not None or body.abandoned_since is not None:
             raise Refused(

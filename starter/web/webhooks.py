@@ -216,9 +216,10 @@ async def _deliver(
 ) -> WebhookAnswer:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + CLAIM_FOR.total_seconds()
+    async with _database():
+        await _purge_now_and_then(context.sessions, context.now())
     while True:
         async with _database():
-            await _purge_now_and_then(context.sessions, context.now())
             claim = await _claim(
                 context.sessions, source, webhook_id, shop_id, cart_id, context.now()
             )
@@ -238,10 +239,10 @@ async def _deliver(
 
     try:
         await asyncio.wait_for(signal(), SIGNAL_TIMEOUT)
+    except TimeoutError:
+        # The signal may have reached the cart: the claim holds until it expires.
+        raise _temporal_unavailable("Temporal did not accept the result in time") from None
     except BaseException as error:
-        if isinstance(error, TimeoutError):
-            # The signal may have reached the cart: the claim holds until it expires.
-            raise _temporal_unavailable("Temporal did not accept the result in time") from None
         await _release(context.sessions, source, webhook_id)  # a retry may go at once
         if isinstance(error, CartkeeperError) and error.code is ErrorCode.TEMPORAL_UNAVAILABLE:
             raise _temporal_unavailable(error.message) from None
