@@ -5,16 +5,30 @@ and sending it once per notice (``AdminMailer``, the base of both activities).
 names the cart, its lineage and the lock's time, a digest's key its day.
 ``AdminMailer.deliver``
 
-1. answers ``already_sent`` (and sends nothing) when the row says it was sent;
-2. claims the row (``sent_at`` NULL) in a committed transaction before any SMTP traffic;
+1. claims the row in one committed transaction before any SMTP traffic (``claim``):
+   it makes the row if it is missing, then takes it with one ``UPDATE`` only while it is
+   unsent and unclaimed (``claimed_at`` NULL, or older than ``CLAIM_FOR``), so of two
+   deliveries at once (the digest sent by hand while its schedule sends it) one takes it;
+2. answers ``already_sent`` (and sends nothing) when the row says it was sent, and
+   ``sending`` (sends nothing) when another delivery holds a live claim: an activity
+   raises a retryable ``ApplicationError`` instead (type ``sending``, retried after
+   ``BUSY_RETRY_DELAY``), whose retry then finds it sent;
 3. hands the message to the relay, with a Message-ID derived from (shop, key): the same
-   on every retry;
-4. marks the row sent.
+   on every retry. This takes ``SEND_LIMIT`` at most (``AttemptBudget``; less in an
+   activity whose timeouts are shorter), and a claim holds ``CLAIM_FOR``, longer by
+   ``ATTEMPT_MARGIN``: a delivery under way is never overtaken;
+4. marks the row sent; or, when it failed before the relay accepted the message (a
+   relay error, a template error, the attempt out of time), gives the claim back, so a
+   retry may go at once.
 
-Temporal runs an activity's attempts one after the other, so retries never send twice.
-The one window left is a crash (or a lost database) between the relay accepting the
-message and step 4: the retry sends it again, with the same Message-ID, which mail
-clients and receiving systems deduplicate. No SMTP client can close that window.
+Temporal runs an activity's attempts one after the other, and the claim keeps any other
+delivery out meanwhile. The windows left: a crash (or a lost database) between the relay
+accepting the message and step 4, or an attempt stopped while the relay was taking it,
+and the retry sends it again; a delivery whose process died holds its claim until it
+expires (``CLAIM_FOR``), then the next one sends. Either way the resent message carries
+the same Message-ID, which mail clients and receiving systems deduplicate. No SMTP
+client can close that window. The claim's age is read against the clock of the process
+that delivers: the machines' clocks must agree to well within ``ATTEMPT_MARGIN``.
 
 The templates live in ``activities/mail_templates/<name>/`` (``subject.txt``, ``text.txt``
 and ``html.html``; the HTML extends ``_layout.html`` and is autoescaped, its CSS inlined).
@@ -27,20 +41,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import css_inline
 from jinja2 import TemplateError
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
-from activities.attempt_budget import AttemptBudget, lift
+from activities.attempt_budget import ATTEMPT_MARGIN, AttemptBudget, lift
 from activities.db import SessionFactory, insert_for, write_session
 from activities.mail_render import (
     TEMPLATES,
@@ -57,6 +72,7 @@ from workflows.alerts_contract import (
     ALERT_ALREADY_SENT,
     ALERT_FAILED,
     ALERT_NO_ADMINS,
+    ALERT_SENDING,
     ALERT_SENT,
     AlertResult,
 )
@@ -69,6 +85,16 @@ KIND_DAILY_DIGEST = "daily_digest"
 
 #: the ``cart_id`` part of an admin message's Message-ID (``mail_render.message_id``)
 _MESSAGE_SCOPE = "admin"
+
+#: the longest a delivery runs from its claim until the relay accepted the message (its
+#: ``AttemptBudget``: in an activity, and outside one, e.g. ``cartkeeper digest send``)
+SEND_LIMIT = timedelta(minutes=2)
+#: how long a claim holds off other deliveries of the notice: longer than a delivery
+#: under way can take, so a claim this old is one whose process died
+CLAIM_FOR = SEND_LIMIT + ATTEMPT_MARGIN
+#: an activity that finds the notice claimed by another delivery asks Temporal to try
+#: again after this long (it then finds the notice sent, or the claim given back)
+BUSY_RETRY_DELAY = timedelta(seconds=5)
 
 #: how an admin reads a ``LockReason``
 LOCK_REASONS = {
@@ -181,17 +207,72 @@ async def sent_at(session_factory: SessionFactory, shop_id: str, key: str) -> da
         return await _sent_at(session, shop_id, key)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """``claim``'s answer: ``taken`` (this delivery sends it, its claim stamped
+    ``claimed_at``), ``sent`` (at ``sent_at``) or ``busy`` (another delivery holds a
+    live claim)."""
+
+    outcome: Literal["taken", "sent", "busy"]
+    sent_at: datetime | None = None
+    claimed_at: datetime | None = None
+
+
 async def claim(
     session_factory: SessionFactory, shop_id: str, key: str, kind: str, now: datetime
-) -> datetime | None:
-    """Make the notice's row (if missing); when it was sent, ``None`` if not yet."""
+) -> Claim:
+    """Make the notice's row (if missing) and take it ``now``, unless it was sent or
+    another delivery's claim is younger than ``CLAIM_FOR``: one ``UPDATE`` whose row
+    count says whether it was taken (a concurrent one waits for the row and then finds
+    it claimed)."""
     async with write_session(session_factory) as session:
         await session.execute(
             insert_for(session, AdminNotice.__table__)
-            .values(shop_id=shop_id, key=key, kind=kind, created_at=now, sent_at=None)
+            .values(
+                shop_id=shop_id, key=key, kind=kind, created_at=now, sent_at=None, claimed_at=None
+            )
             .on_conflict_do_nothing()
         )
-        return await _sent_at(session, shop_id, key)
+        taken = await session.execute(
+            update(AdminNotice)
+            .where(
+                AdminNotice.shop_id == shop_id,
+                AdminNotice.key == key,
+                AdminNotice.sent_at.is_(None),
+                or_(AdminNotice.claimed_at.is_(None), AdminNotice.claimed_at <= now - CLAIM_FOR),
+            )
+            .values(claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(taken, "rowcount", 0) == 1:
+            return Claim("taken", claimed_at=now)
+        done = await _sent_at(session, shop_id, key)
+    return Claim("busy") if done is None else Claim("sent", sent_at=done)
+
+
+async def release(
+    session_factory: SessionFactory, shop_id: str, key: str, claimed_at: datetime | None
+) -> None:
+    """Give back the claim made at ``claimed_at`` (not another delivery's, should this one
+    have expired) after a failed delivery; best effort: it expires anyway. ``None``:
+    nothing was claimed, nothing to give back."""
+    if claimed_at is None:
+        return
+    try:
+        async with write_session(session_factory) as session:
+            await session.execute(
+                update(AdminNotice)
+                .where(
+                    AdminNotice.shop_id == shop_id,
+                    AdminNotice.key == key,
+                    AdminNotice.sent_at.is_(None),
+                    AdminNotice.claimed_at == claimed_at,
+                )
+                .values(claimed_at=None)
+                .execution_options(synchronize_session=False)
+            )
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("notice %s of shop %s: claim not released: %r", key, shop_id, error)
 
 
 async def mark_sent(
@@ -208,6 +289,18 @@ async def mark_sent(
             .values(sent_at=when)
             .execution_options(synchronize_session=False)
         )
+
+
+def busy_error(what: str) -> ApplicationError:
+    """What an activity raises for a notice another delivery is sending (``claim``:
+    ``busy``): retryable, after ``BUSY_RETRY_DELAY``; the retry finds it sent, or the
+    claim given back (or expired) and sends it. ``what`` names the notice."""
+    return ApplicationError(
+        f"{what} not sent now: another delivery of it is under way",
+        type=ALERT_SENDING,
+        non_retryable=False,
+        next_retry_delay=BUSY_RETRY_DELAY,
+    )
 
 
 # --------------------------------------------------------------------------- the activities
@@ -250,10 +343,12 @@ class AdminMailer:
     async def answer(self, what: str, noun: str, work: Awaitable[AlertResult]) -> AlertResult:
         """``work``'s result, its failures as the activity reports them: a relay that may
         take it later raises a retryable ``ApplicationError`` (type: the ``MailError``'s
-        code); a refusal for good, or a message that could not be made, is ``failed``.
-        ``what`` names the notice in logs (``digest of shop demo for 2025-03-02``)."""
+        code), and so does a notice another delivery is sending (type ``sending``, retried
+        after ``BUSY_RETRY_DELAY``: the retry finds it sent); a refusal for good, or a
+        message that could not be made, is ``failed``. ``what`` names the notice in logs
+        (``digest of shop demo for 2025-03-02``)."""
         try:
-            return await work
+            result = await work
         except MailError as error:
             if error.transient:
                 raise ApplicationError(
@@ -264,6 +359,9 @@ class AdminMailer:
         except (TemplateError, ValueError) as error:
             log.warning("%s not made: %s", what, error)
             return AlertResult(status=ALERT_FAILED, detail=f"the {noun} could not be made: {error}")
+        if result.status == ALERT_SENDING:
+            raise busy_error(what)
+        return result
 
     async def settled(self, shop_id: str, key: str, what: str) -> AlertResult | None:
         """The answer when there is nothing to send: the shop has no admins, or the
@@ -285,22 +383,16 @@ class AdminMailer:
         self, shop_id: str, key: str, kind: str, render: Callable[[], RenderedAdminMail]
     ) -> AlertResult:
         """Send the notice ``(shop_id, key)`` to the shop's admins once (see the module's
-        docstring); ``render`` makes its content once it is claimed. ``MailError`` when
-        the relay does not take it."""
+        docstring); ``render`` makes its content once it is claimed. ``sending`` when
+        another delivery holds it; ``MailError`` when the relay does not take it."""
         id_ = notice_message_id(shop_id, key, self.settings)
-        budget = AttemptBudget()  # (see ``activities.attempt_budget``)
+        budget = AttemptBudget(SEND_LIMIT)  # (see ``activities.attempt_budget``)
+        claimed: Claim | None = None
         try:
             async with budget:
-                done = await claim(self.session_factory, shop_id, key, kind, self.clock())
-                if done is not None:
-                    log.info(
-                        "%s %s of shop %s: already sent at %s",
-                        kind,
-                        key,
-                        shop_id,
-                        done.isoformat(),
-                    )
-                    return AlertResult(status=ALERT_ALREADY_SENT, message_id=id_, sent_at=done)
+                claimed = await claim(self.session_factory, shop_id, key, kind, self.clock())
+                if claimed.outcome != "taken":
+                    return self._not_taken(claimed, shop_id, key, kind, id_)
                 message = build_admin_message(
                     render(),
                     sender=self.settings.alert_sender,
@@ -310,8 +402,11 @@ class AdminMailer:
                 )
                 sent = await send_message(self.smtp, message)
                 lift()  # accepted: record it whatever it takes
-        except TimeoutError:
-            if not budget.expired():
+        except Exception as error:
+            # Not accepted (a relay or template error, out of time): a retry may go at once.
+            if claimed is not None:
+                await release(self.session_factory, shop_id, key, claimed.claimed_at)
+            if not isinstance(error, TimeoutError) or not budget.expired():
                 raise
             raise MailError(
                 "smtp_timeout", f"{kind} {key}: the attempt took too long", transient=True
@@ -336,4 +431,19 @@ class AdminMailer:
             sent_at=when,
             recipients=len(sent.recipients),
             detail=detail,
+        )
+
+    def _not_taken(
+        self, claimed: Claim, shop_id: str, key: str, kind: str, id_: str
+    ) -> AlertResult:
+        """The answer when ``claim`` did not take the notice: sent, or being sent."""
+        if claimed.outcome == "sent" and claimed.sent_at is not None:
+            done = claimed.sent_at
+            log.info("%s %s of shop %s: already sent at %s", kind, key, shop_id, done.isoformat())
+            return AlertResult(status=ALERT_ALREADY_SENT, message_id=id_, sent_at=done)
+        log.info("%s %s of shop %s: another delivery is sending it", kind, key, shop_id)
+        return AlertResult(
+            status=ALERT_SENDING,
+            message_id=id_,
+            detail="another delivery of it is under way: ask again shortly",
         )

@@ -16,8 +16,9 @@ nothing about the customer. The answers (``AlertResult.status``):
 - ``sent``; or ``failed`` when the relay refused it for good or it could not be made.
 
 A relay that is down (or answers "try later", or not in time) raises a retryable
-``ApplicationError`` of type ``smtp_unavailable`` / ``smtp_timeout``; a database error
-propagates as it is (retryable too).
+``ApplicationError`` of type ``smtp_unavailable`` / ``smtp_timeout``, and so does an
+alert another delivery is sending right now (type ``sending``: the retry finds it sent);
+a database error propagates as it is (retryable too).
 """
 
 from __future__ import annotations

@@ -52,12 +52,15 @@ def budget_of(info: activity.Info) -> float | None:
 
 class AttemptBudget:
     """``async with AttemptBudget():`` bounds the running activity's attempt (no bound
-    outside an activity); past it, ``TimeoutError`` and ``expired()``."""
+    outside an activity); past it, ``TimeoutError`` and ``expired()``. ``limit``: never
+    longer than this, in an activity or not (a lease that must outlast the attempt)."""
 
-    def __init__(self) -> None:
-        self._timeout = asyncio.timeout(
-            budget_of(activity.info()) if activity.in_activity() else None
-        )
+    def __init__(self, limit: timedelta | None = None) -> None:
+        budget = budget_of(activity.info()) if activity.in_activity() else None
+        if limit is not None:
+            seconds = limit.total_seconds()
+            budget = seconds if budget is None else min(budget, seconds)
+        self._timeout = asyncio.timeout(budget)
         self._token: contextvars.Token[asyncio.Timeout | None] | None = None
 
     async def __aenter__(self) -> AttemptBudget:

@@ -20,7 +20,10 @@ amounts, times.
 ``send_daily_digest(DigestInput(shop_id, day))`` (contract: ``workflows.alerts_contract``)
 sends it once per (shop, day) (``activities.admin_mail.AdminMailer.deliver``, table
 ``admin_notices``) with a Message-ID derived from (shop, day). The ``DailyDigest``
-workflow calls it every day; ``cartkeeper digest send`` builds one now.
+workflow calls it every day; ``cartkeeper digest send`` (and the admin API) builds one
+now. When one of them is sending it, another that comes meanwhile sends nothing: the
+activity raises a retryable ``ApplicationError`` (type ``sending``), ``send`` by hand
+answers ``sending`` (ask again shortly).
 """
 
 from __future__ import annotations
@@ -369,8 +372,9 @@ class DigestActivities(admin_mail.AdminMailer):
         return render_digest(digest, self.templates)
 
     async def send(self, shop_id: str, day: date) -> AlertResult:
-        """Build and send the digest of ``day`` unless it was sent; ``MailError`` when
-        the relay does not take it."""
+        """Build and send the digest of ``day`` unless it was sent (``already_sent``) or
+        another process is sending it right now (``sending``); ``MailError`` when the
+        relay does not take it."""
         key = digest_key(day)
         settled = await self.settled(shop_id, key, _about(shop_id, day))
         if settled is not None:

@@ -373,8 +373,9 @@ class RecoveryClick(Base):
 
 class AdminNotice(Base):
     """One e-mail to a shop's admins (``activities.admin_mail``): a lock alert per (cart,
-    lineage, lock), a digest per day. Claimed before the e-mail leaves (``sent_at`` NULL)
-    and marked sent after, so a retry never sends it twice (``AdminMailer.deliver``)."""
+    lineage, lock), a digest per day. Claimed before the e-mail leaves (``claimed_at``, a
+    lease: one delivery at a time) and marked sent after, so neither a retry nor a
+    concurrent delivery sends it twice (``AdminMailer.deliver``)."""
 
     __tablename__ = "admin_notices"
 
@@ -385,6 +386,9 @@ class AdminNotice(Base):
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    #: when the delivery under way claimed it (NULL: none is; older than
+    #: ``admin_mail.CLAIM_FOR``: its process died, the claim has expired)
+    claimed_at: Mapped[datetime | None]
 
 
 class OrderStatusRegistry(Base):

@@ -20,7 +20,9 @@ answers "try later" or does not answer in time is a retryable ``ApplicationError
 ``smtp_unavailable`` / ``smtp_timeout``, as in the other e-mail activities.
 
 **Once per e-mail.** The ledger is ``admin_notices`` (``activities.admin_mail``: one row
-per (shop, key), claimed before any SMTP traffic, marked sent after); the key is
+per (shop, key), claimed before any SMTP traffic for a while (a lease: another delivery
+that comes meanwhile raises a retryable ``ApplicationError`` of type ``sending``), given
+back when the relay did not take it, marked sent after); the key is
 ``status:<cart>:<lineage>:<entry>:<recipient>`` and the kind ``order_status_mail``. The
 Message-ID is derived from (shop, key) (``admin_mail.notice_message_id``), the same on
 every retry: a crash between the relay accepting the message and the ledger recording it
@@ -339,15 +341,19 @@ class OrderActivities:
         if isinstance(recipients, str):
             log.info("%s skipped: %s", what, recipients)
             return self._skipped(request, recipients)
-        budget = AttemptBudget()  # (see ``activities.attempt_budget``)
+        budget = AttemptBudget(admin_mail.SEND_LIMIT)  # (see ``activities.attempt_budget``)
+        claimed_at: datetime | None = None
         try:
             async with budget:
-                done = await admin_mail.claim(
+                claimed = await admin_mail.claim(
                     self.session_factory, shop_id, key, KIND_STATUS_MAIL, self.clock()
                 )
-                if done is not None:
+                if claimed.outcome == "sent":
                     log.info("%s: sent before as %s", what, id_)
                     return self._sent(request, id_)
+                if claimed.outcome == "busy":
+                    raise admin_mail.busy_error(what)
+                claimed_at = claimed.claimed_at
                 shop = await self.shop_identity(shop_id)
                 try:
                     message = build_status_message(
@@ -360,11 +366,15 @@ class OrderActivities:
                 except (TemplateMissing, TemplateError, ValueError) as error:
                     detail = scrub(f"the e-mail could not be made: {error}", request.customer_email)
                     log.warning("%s not made: %s", what, detail)
+                    claimed_at = None  # given back here, not again below
+                    await admin_mail.release(self.session_factory, shop_id, key, claimed.claimed_at)
                     return self._skipped(request, SEND_FAILED, detail)
                 sent = await send_message(self.smtp, message)
                 lift()  # accepted: record it whatever it takes
-        except TimeoutError:
-            if not budget.expired():
+        except Exception as error:
+            # Not accepted (a relay error, out of time): a retry may go at once.
+            await admin_mail.release(self.session_factory, shop_id, key, claimed_at)
+            if not isinstance(error, TimeoutError) or not budget.expired():
                 raise
             raise MailError(
                 "smtp_timeout", f"{what}: the attempt took too long", transient=True

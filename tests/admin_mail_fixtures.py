@@ -7,6 +7,7 @@ Not a conftest: import what you need (the ``db`` fixture too)."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 from collections.abc import AsyncIterator
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from activities.models import CartRecord
+from activities.models import AdminNotice, CartRecord
 from activities.settings import Settings
 from tests.conftest_db import ScratchDatabase, scratch_database
 from tests.test_smtp import Handler
@@ -110,3 +112,43 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     html = message.get_body(("html",))
     assert text is not None and html is not None
     return str(text.get_content()), str(html.get_content())
+
+
+class HeldHandler(Handler):
+    """A relay that holds every message in DATA (``arrived`` set) until ``go`` is set:
+    a delivery under way for as long as a test needs, not for as long as timing allows."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.arrived = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.arrived.set()
+        await self.go.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def notice_of(db: ScratchDatabase, shop_id: str, key: str) -> AdminNotice | None:
+    """The notice's row as it is now (``admin_notices``)."""
+    async with db.session_factory() as session:
+        return await session.get(AdminNotice, (shop_id, key))
+
+
+async def add_notice(
+    db: ScratchDatabase, shop_id: str, key: str, kind: str, claimed_at: datetime
+) -> None:
+    """An unsent notice claimed at ``claimed_at`` (by a delivery under way, or one whose
+    process died)."""
+    async with db.session_factory() as session:
+        session.add(
+            AdminNotice(
+                shop_id=shop_id,
+                key=key,
+                kind=kind,
+                created_at=claimed_at,
+                sent_at=None,
+                claimed_at=claimed_at,
+            )
+        )
+        await session.commit()

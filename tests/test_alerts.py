@@ -4,6 +4,7 @@ nothing about the customer in it. On SQLite and PostgreSQL (``TEST_DATABASE_URL`
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email
 import time
@@ -12,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import TemplateError
+from sqlalchemy import inspect
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.admin_mail import BUSY_RETRY_DELAY, CLAIM_FOR, KIND_LOCK_ALERT, SEND_LIMIT
 from activities.alerts import LockAlertActivities, lock_alert_key
 from activities.models import AdminNotice
 from tests import admin_mail_fixtures
@@ -23,18 +27,24 @@ from tests.admin_mail_fixtures import (
     CUSTOMER_EMAIL,
     CUSTOMER_NAME,
     LOCKED_AT,
+    HeldHandler,
     add,
+    add_notice,
     cart_row,
+    notice_of,
     parts,
     received,
     settings_for,
 )
 from tests.conftest_db import ScratchDatabase
+from tests.test_order_numbering import downgrade
 from tests.test_smtp import Handler, smtp_server
 from workflows.alerts_contract import (
     ALERT_ALREADY_SENT,
+    ALERT_FAILED,
     ALERT_NO_ADMINS,
     ALERT_NO_LONGER_LOCKED,
+    ALERT_SENDING,
     ALERT_SENT,
     LockAlertInput,
 )
@@ -126,6 +136,8 @@ async def test_a_relay_that_says_try_later_is_retried_and_sends_once(
         with pytest.raises(ApplicationError) as refused:
             await env.run(acts.send_lock_alert, locked_input())
         assert refused.value.type == "smtp_unavailable" and not refused.value.non_retryable
+        notice = await notice_of(db, "demo", lock_alert_key(locked_input()))
+        assert notice is not None and notice.claimed_at is None, "the claim was given back"
         handler.rcpt_answer = None  # the relay is back: Temporal's retry
         sent = await env.run(acts.send_lock_alert, locked_input())
         again = await env.run(acts.send_lock_alert, locked_input())
@@ -169,7 +181,8 @@ async def test_a_crash_after_the_relay_took_it_resends_the_same_message(
     db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The at-least-once window: the relay took the message, the ``sent`` commit did
-    not happen; the retry sends it again with the same Message-ID, then never again."""
+    not happen; its claim holds (the message may be out), so a retry waits until it has
+    expired, then sends it again with the same Message-ID, then never again."""
     from activities import admin_mail
 
     real_mark_sent = admin_mail.mark_sent
@@ -178,19 +191,129 @@ async def test_a_crash_after_the_relay_took_it_resends_the_same_message(
         raise ConnectionError("the worker died")
 
     handler = Handler()
+    now = [NOW]
     async with smtp_server(handler) as port:
         acts = LockAlertActivities(
-            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: now[0]
         )
         monkeypatch.setattr(admin_mail, "mark_sent", crash)
         with pytest.raises(ConnectionError):
             await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
         monkeypatch.setattr(admin_mail, "mark_sent", real_mark_sent)
+        with pytest.raises(ApplicationError) as held:
+            await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+        assert held.value.type == ALERT_SENDING and not held.value.non_retryable
+        now[0] = NOW + CLAIM_FOR  # the claim has expired: Temporal's later retry
         retried = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
         again = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
     assert retried.status == ALERT_SENT and again.status == ALERT_ALREADY_SENT
     first, second = received(handler)
     assert first["Message-ID"] == second["Message-ID"] == retried.message_id
+
+
+def unbounded(env: ActivityEnvironment) -> ActivityEnvironment:
+    """``env`` without timeouts (its default budget is 1 s): bounded by ``SEND_LIMIT``."""
+    env.info = dataclasses.replace(
+        env.info, start_to_close_timeout=None, schedule_to_close_timeout=None
+    )
+    return env
+
+
+async def test_two_deliveries_at_once_send_one_alert(db: ScratchDatabase, tmp_path: Path) -> None:
+    """The alert is with the relay (held there) when a second delivery of it comes: that
+    one sends nothing and raises a retryable error; Temporal's retry finds it sent."""
+    handler = HeldHandler()
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+        )
+        first = asyncio.create_task(
+            unbounded(ActivityEnvironment()).run(acts.send_lock_alert, locked_input())
+        )
+        await asyncio.wait_for(handler.arrived.wait(), 10)
+        with pytest.raises(ApplicationError) as busy:
+            await unbounded(ActivityEnvironment()).run(acts.send_lock_alert, locked_input())
+        handler.go.set()
+        sent = await asyncio.wait_for(first, 10)
+        retried = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+    assert busy.value.type == ALERT_SENDING and not busy.value.non_retryable
+    assert busy.value.next_retry_delay == BUSY_RETRY_DELAY
+    assert sent.status == ALERT_SENT
+    assert retried.status == ALERT_ALREADY_SENT and retried.message_id == sent.message_id
+    assert len(handler.received) == 1
+
+
+async def test_a_failed_delivery_gives_its_claim_back(
+    db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused by the relay, or not made: the claim is given back and the next delivery
+    sends at once (the same time: no claim to wait out)."""
+    key = lock_alert_key(locked_input())
+    handler = Handler(rcpt_answer="550 5.1.1 no such user")
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+        )
+        env = ActivityEnvironment()
+        refused = await env.run(acts.send_lock_alert, locked_input())
+        after_refusal = await notice_of(db, "demo", key)
+        handler.rcpt_answer = None
+
+        def broken(request: LockAlertInput) -> Any:
+            raise TemplateError("the template is broken")
+
+        monkeypatch.setattr(acts, "render", broken)
+        not_made = await env.run(acts.send_lock_alert, locked_input())
+        after_template = await notice_of(db, "demo", key)
+        monkeypatch.undo()
+        sent = await env.run(acts.send_lock_alert, locked_input())
+    assert refused.status == ALERT_FAILED and not_made.status == ALERT_FAILED
+    for notice in (after_refusal, after_template):
+        assert notice is not None and notice.claimed_at is None and notice.sent_at is None
+    assert sent.status == ALERT_SENT and len(handler.received) == 1
+
+
+async def test_the_claim_of_a_crashed_delivery_expires(db: ScratchDatabase, tmp_path: Path) -> None:
+    """A delivery whose process died holds its claim ``CLAIM_FOR``, longer than any
+    delivery may take (``SEND_LIMIT``); after that the next one takes it over."""
+    assert CLAIM_FOR > SEND_LIMIT
+    key = lock_alert_key(locked_input())
+    await add_notice(db, "demo", key, KIND_LOCK_ALERT, NOW - CLAIM_FOR + timedelta(seconds=1))
+    handler = Handler()
+    async with smtp_server(handler) as port:
+        later = [NOW]
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: later[0]
+        )
+        env = ActivityEnvironment()
+        with pytest.raises(ApplicationError) as busy:
+            await env.run(acts.send_lock_alert, locked_input())
+        held = await notice_of(db, "demo", key)
+        nothing = list(handler.received)
+        later[0] = NOW + timedelta(seconds=1)  # the claim is CLAIM_FOR old now
+        sent = await env.run(acts.send_lock_alert, locked_input())
+    assert busy.value.type == ALERT_SENDING and nothing == []
+    assert held is not None and held.claimed_at == NOW - CLAIM_FOR + timedelta(seconds=1)
+    assert sent.status == ALERT_SENT and len(handler.received) == 1
+    notice = await notice_of(db, "demo", key)
+    assert notice is not None and notice.claimed_at == notice.sent_at == later[0]
+
+
+async def test_0015_adds_the_claim_and_is_undone(db: ScratchDatabase) -> None:
+    async def columns() -> set[str]:
+        async with db.engine.connect() as connection:
+            return await connection.run_sync(
+                lambda c: {column["name"] for column in inspect(c).get_columns("admin_notices")}
+            )
+
+    assert "claimed_at" in await columns()
+    await add_notice(db, "demo", "digest:2025-03-02", "daily_digest", NOW)
+    await downgrade(db, "0014")
+    assert "claimed_at" not in await columns()
+    await db.upgrade()
+    assert "claimed_at" in await columns()
+    notice = await notice_of(db, "demo", "digest:2025-03-02")
+    assert notice is not None and notice.claimed_at is None, "the row kept, unclaimed"
 
 
 async def test_each_lock_of_a_cart_gets_its_own_alert(db: ScratchDatabase, tmp_path: Path) -> None:

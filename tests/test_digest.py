@@ -5,14 +5,18 @@ SQLite and PostgreSQL (``TEST_DATABASE_URL``). Its schedule, workflow and comman
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import admin_mail
 from activities.digest import DigestActivities, build_digest, day_bounds, render_digest
 from activities.models import AdminNotice
 from activities.settings import Settings
@@ -21,8 +25,10 @@ from tests.admin_mail_fixtures import (
     ADMINS,
     CUSTOMER_EMAIL,
     CUSTOMER_NAME,
+    HeldHandler,
     add,
     cart_row,
+    notice_of,
     parts,
     received,
 )
@@ -32,6 +38,7 @@ from workflows.alerts_contract import (
     ALERT_ALREADY_SENT,
     ALERT_NO_ADMINS,
     ALERT_NOTHING_TO_REPORT,
+    ALERT_SENDING,
     ALERT_SENT,
     DigestInput,
 )
@@ -277,6 +284,52 @@ async def test_the_digest_is_sent_once_a_day(db: ScratchDatabase, tmp_path: Path
     async with db.session_factory() as session:
         notice = await session.get(AdminNotice, ("demo", "digest:2025-03-02"))
         assert notice is not None and notice.kind == "daily_digest" and notice.sent_at == NOW
+
+
+async def test_the_digest_sent_by_hand_while_its_schedule_sends_it_goes_once(
+    db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """``cartkeeper digest send`` has the digest with the relay (held there) when the
+    schedule's activity and another hand comes: the activity raises a retryable error
+    (Temporal's retry finds it sent), the hand is told it is being sent; one e-mail."""
+    await fill(db)
+    handler = HeldHandler()
+    async with smtp_server(handler) as port:
+        acts = DigestActivities(db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW)
+        by_hand = asyncio.create_task(acts.send("demo", DAY))
+        await asyncio.wait_for(handler.arrived.wait(), 10)
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(
+            env.info, start_to_close_timeout=None, schedule_to_close_timeout=None
+        )
+        with pytest.raises(ApplicationError) as busy:
+            await env.run(acts.send_daily_digest, DigestInput("demo", DAY.isoformat()))
+        second_hand = await acts.send("demo", DAY)
+        handler.go.set()
+        sent = await asyncio.wait_for(by_hand, 10)
+        retried = await env.run(acts.send_daily_digest, DigestInput("demo", DAY.isoformat()))
+    assert busy.value.type == ALERT_SENDING and not busy.value.non_retryable
+    assert busy.value.next_retry_delay == admin_mail.BUSY_RETRY_DELAY
+    assert second_hand.status == ALERT_SENDING and second_hand.message_id == sent.message_id
+    assert sent.status == ALERT_SENT and sent.recipients == 2
+    assert retried.status == ALERT_ALREADY_SENT and retried.sent_at == NOW
+    assert len(handler.received) == 1
+    notice = await notice_of(db, "demo", "digest:2025-03-02")
+    assert notice is not None and notice.sent_at == NOW
+
+
+async def test_concurrent_claims_take_a_notice_once(db: ScratchDatabase) -> None:
+    """Many deliveries claiming one notice at once (each its own connection): one takes
+    it, the others find it busy; once sent, every claim finds it sent."""
+    sessions = db.session_factory
+    key, kind = "digest:2025-03-02", admin_mail.KIND_DAILY_DIGEST
+    claims = await asyncio.gather(
+        *(admin_mail.claim(sessions, "demo", key, kind, NOW) for _ in range(8))
+    )
+    assert sorted(claim.outcome for claim in claims) == ["busy"] * 7 + ["taken"]
+    await admin_mail.mark_sent(sessions, "demo", key, NOW)
+    after = await admin_mail.claim(sessions, "demo", key, kind, NOW + admin_mail.CLAIM_FOR)
+    assert after == admin_mail.Claim("sent", sent_at=NOW)
 
 
 async def test_nothing_to_report_and_no_admins(db: ScratchDatabase, tmp_path: Path) -> None:

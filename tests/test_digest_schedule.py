@@ -235,6 +235,15 @@ async def test_digest_send_from_the_command_line(tmp_path: Path) -> None:
             assert "already sent" in out
             assert len(handler.received) == 1
 
+            # another process has the next day's digest with the relay right now
+            await admin_mail_fixtures.add_notice(
+                db, "demo", "digest:2025-03-03", "daily_digest", datetime.now(UTC)
+            )
+            code, out, err = await cartkeeper(env, "digest", "send", "--day", "2025-03-03")
+            assert code == 1 and err.startswith("error: digest_sending: the digest of shop demo")
+            assert "being sent by another process right now" in err
+            assert len(handler.received) == 1
+
             code, out, err = await cartkeeper(env, "digest", "send", "--shop", "nobody")
             assert code == 1 and err.startswith("error: no_admins: shop nobody has no admin")
             code, out, err = await cartkeeper(env, "digest", "send", "--day", "2025-13-01")

@@ -394,8 +394,10 @@ async def test_a_relay_that_is_down_is_retried_and_sends_once(
 async def test_a_retry_after_the_relay_accepted_resends_the_same_message(
     db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The ledger lost after the relay took the message (a crash, the database): the
-    retry sends it again, with the same Message-ID, and then records it."""
+    """The ledger lost after the relay took the message (a crash, the database): its
+    claim holds (the message may be out: a retry meanwhile raises a retryable ``sending``);
+    once it has expired the retry sends it again, with the same Message-ID, and then
+    records it."""
     real_mark_sent = admin_mail.mark_sent
     failures = [RuntimeError("the database went away")]
 
@@ -410,6 +412,10 @@ async def test_a_retry_after_the_relay_accepted_resends_the_same_message(
         activities = acts(db, port, tmp_path)
         with pytest.raises(RuntimeError):
             await send(activities, mail_input())
+        with pytest.raises(ApplicationError) as held:
+            await send(activities, mail_input())
+        assert held.value.type == "sending" and not held.value.non_retryable
+        activities.clock = lambda: NOW + admin_mail.CLAIM_FOR  # Temporal's later retry
         retried = await send(activities, mail_input())
         again = await send(activities, mail_input())
     first, second = received(handler)

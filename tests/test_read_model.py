@@ -235,7 +235,7 @@ async def _revision(database: ScratchDatabase) -> str | None:
 async def test_migrations_run_twice_without_error(blank_db: ScratchDatabase) -> None:
     await blank_db.upgrade()
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0014"
+    assert await _revision(blank_db) == _head() == "0015"
     async with blank_db.engine.connect() as connection:
         tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert {"carts", "order_numbers", "alembic_version"} <= tables
@@ -329,7 +329,7 @@ async def test_upgrade_from_0001_keeps_the_rows(blank_db: ScratchDatabase) -> No
             )
 
     await blank_db.upgrade()
-    assert await _revision(blank_db) == _head() == "0014"
+    assert await _revision(blank_db) == _head() == "0015"
 
     ordered = await stored_row(blank_db, "shop-1", "old-ordered")
     assert (ordered.state, ordered.order_number, ordered.order_paid) == (

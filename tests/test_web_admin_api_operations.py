@@ -4,6 +4,7 @@ catcher's outbox, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from activities.db import write_session
 from activities.models import CartRecord
 from activities.read_model import cart_values
 from starter.mailbox import Mailbox
-from tests.admin_mail_fixtures import ADMINS
+from tests.admin_mail_fixtures import ADMINS, HeldHandler
 from tests.conftest_db import ScratchDatabase, scratch_database
 from tests.test_smtp import Handler, smtp_server
 from tests.test_web_admin_api import BACKENDS, AdminApi, admin_api_on, basic, refused
@@ -108,6 +109,40 @@ async def test_the_digest_is_sent_by_hand_once_a_day(backend: str, tmp_path: Pat
     assert len(handler.received) == 1  # the preview and the repeat sent nothing
     refused(nobody, 422, "no_admins")
     assert other_preview["status"] == "dry_run" and other_preview["recipients"] == 0
+
+
+async def test_the_digest_being_sent_by_another_call_is_409(backend: str, tmp_path: Path) -> None:
+    """The day's digest is with the relay (held there) when a second call comes: 409
+    ``digest_sending`` with ``Retry-After``, nothing sent twice; once it is out, the same
+    request (its ``Idempotency-Key`` too) answers ``already_sent``."""
+    handler = HeldHandler()
+    async with (
+        smtp_server(handler) as port,
+        api_with(
+            backend,
+            tmp_path,
+            smtp_port=port,
+            shop_admins={"demo": ADMINS},
+            alert_sender="alerts@shop.example.com",
+        ) as api,
+    ):
+        async with write_session(api.sessions) as session:  # a locked cart to report
+            locked = row_of("lock-1", CartState.LOCKED, T0, shop="demo")
+            session.add(CartRecord(**cart_values(locked, T0)))
+        url, body = f"{SHOP}/digest", {"day": "2026-12-01"}
+        first = asyncio.create_task(api.http.post(url, json=body, headers=basic("ann")))
+        await asyncio.wait_for(handler.arrived.wait(), 10)
+        keyed = {**basic("ann"), "Idempotency-Key": "digest-1"}
+        second = await api.http.post(url, json=body, headers=keyed)
+        handler.go.set()
+        sent = ok(await asyncio.wait_for(first, 10))
+        # a refusal of a moment is not kept under the key: the same request runs again
+        again = await api.http.post(url, json=body, headers=keyed)
+    refused(second, 409, "digest_sending")
+    assert second.headers["Retry-After"] == "5"
+    assert sent["status"] == "sent" and ok(again)["status"] == "already_sent"
+    assert "Idempotent-Replayed" not in again.headers
+    assert len(handler.received) == 1
 
 
 async def test_the_outbox_lists_what_the_mail_catcher_kept(backend: str, tmp_path: Path) -> None:

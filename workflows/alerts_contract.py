@@ -43,9 +43,13 @@ ALERT_NOTHING_TO_REPORT = "nothing_to_report"
 #: the relay refused the message for good, or it could not be made (``detail``); a later
 #: call tries again
 ALERT_FAILED = "failed"
+#: another process is sending it right now (the digest sent by hand while its schedule
+#: sends it): nothing was sent now; ask again shortly. Only a call outside an activity
+#: answers it: an activity raises a retryable ``ApplicationError`` of this type instead
+ALERT_SENDING = "sending"
 
 #: error types of the retryable ``ApplicationError``s the activities raise
-ALERT_RETRYABLE_ERRORS = ("smtp_unavailable", "smtp_timeout")
+ALERT_RETRYABLE_ERRORS = ("smtp_unavailable", "smtp_timeout", ALERT_SENDING)
 
 
 @dataclass

@@ -101,7 +101,8 @@ def send(shop: str | None, day: datetime | None, dry_run: bool) -> None:
     """Build the shop's digest now and send it (or print it with --dry-run).
 
     It is sent once per shop and day: if the day's digest went out already (by its
-    schedule or by this command), nothing is sent again. Needs the read model
+    schedule or by this command), nothing is sent again; if another process is sending
+    it right now, nothing is sent either (error digest_sending, exit 1). Needs the read model
     ($DATABASE_URL) and, to send, the SMTP relay ($CARTKEEPER_SMTP_*).
     """
     from activities.digest import DigestActivities
@@ -111,6 +112,7 @@ def send(shop: str | None, day: datetime | None, dry_run: bool) -> None:
         ALERT_ALREADY_SENT,
         ALERT_FAILED,
         ALERT_NOTHING_TO_REPORT,
+        ALERT_SENDING,
     )
 
     settings = load_settings()
@@ -160,6 +162,13 @@ def send(shop: str | None, day: datetime | None, dry_run: bool) -> None:
             echo(f"{what}: nothing to report, not sent ({result.detail})")
         elif result.status == ALERT_FAILED:
             raise Failure("send_failed", safe(result.detail or "not sent"), EXIT_REFUSED)
+        elif result.status == ALERT_SENDING:
+            raise Failure(
+                "digest_sending",
+                f"{what} is being sent by another process right now: not sent again"
+                " (run this again shortly to see it sent)",
+                EXIT_REFUSED,
+            )
         else:
             extra = f"; {result.detail}" if result.detail else ""
             echo(f"{what} sent to {result.recipients} admin(s) as {result.message_id}{extra}")

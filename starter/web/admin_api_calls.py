@@ -45,8 +45,6 @@ from workflows.codes import ErrorCode
 from workflows.validation import valid_id
 
 PREFIX = "/api/v1/admin"
-#: a shop's or a cart's id (``workflows.validation.valid_id``)
-ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 NOT_FOUND_CODES = frozenset(
     {
@@ -59,6 +57,7 @@ NOT_FOUND_CODES = frozenset(
         "coupon_not_found",
         "user_not_found",
         "mailbox_not_found",
+        "schedule_not_found",
     }
 )
 #: refusals of a service that is down for now: 503 (try again)
@@ -74,6 +73,7 @@ CONFLICT_CODES = frozenset(
         "user_exists",
         "last_admin",
         "empty_cart",
+        "digest_sending",
     }
 )
 
@@ -124,12 +124,23 @@ def status_of(code: str) -> int:
         return 422
 
 
+#: refusals of a moment: answered with ``Retry-After`` (seconds), never kept under an
+#: ``Idempotency-Key`` (the same request again is run again)
+RETRY_AFTER: dict[str, str] = {"digest_sending": "5"}
+
+
 async def respond(work: Callable[[], Awaitable[Any]], status: int = 200) -> JSONResponse:
     """``work``'s result as JSON with ``status``; a store's refusal as a coded error."""
     try:
         result = await work()
     except REFUSALS as refused:
-        return error_response(status_of(refused.code), refused.code, refused.message)
+        retry = RETRY_AFTER.get(refused.code)
+        return error_response(
+            status_of(refused.code),
+            refused.code,
+            refused.message,
+            headers={"Retry-After": retry} if retry else None,
+        )
     return JSONResponse(jsonable(result), status_code=status)
 
 

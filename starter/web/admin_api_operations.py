@@ -35,7 +35,7 @@ from starter.web.admin_api_calls import (
 from starter.web.admin_api_carts import ShopId
 from starter.web.admin_outbox import PAGE_SIZE, mailbox_of, read_page
 from starter.web.admin_settings import policy_values
-from workflows.alerts_contract import ALERT_FAILED
+from workflows.alerts_contract import ALERT_FAILED, ALERT_SENDING
 
 router = admin_router("admin: shop")
 
@@ -105,7 +105,8 @@ class DigestRequest(JsonBody):
     " (it went out earlier, by its schedule or by hand: not again) or `nothing_to_report`."
     " `dry_run`: `subject`, `text` and `empty`, nothing sent. Refused: 422 `invalid_id`,"
     " `no_admins` (none configured, unless `dry_run`), `send_failed` (the relay refused"
-    " it); 503 `mail_unavailable` (the relay cannot be reached: try again).",
+    " it); 409 `digest_sending` (another process is sending it right now: ask again"
+    " shortly); 503 `mail_unavailable` (the relay cannot be reached: try again).",
     responses=answers(
         "What was done",
         {"shop_id": "demo", "day": "2026-12-01", "status": "sent", "recipients": 1},
@@ -146,6 +147,8 @@ async def send_digest(shop_id: ShopId, body: DigestRequest, call: Writer) -> Res
             raise Refused(code, error.message) from None
         if result.status == ALERT_FAILED:
             raise Refused("send_failed", result.detail or "not sent")
+        if result.status == ALERT_SENDING:
+            raise Refused("digest_sending", "another process is sending this digest right now")
         return {
             "shop_id": shop_id,
             "day": day.isoformat(),

@@ -12,7 +12,8 @@ the other finds the claim. Then:
   path and body gets it back with ``Idempotent-Replayed: true``;
 - a repeat with another request under the same key: 422 ``idempotency_key_reused``;
 - a repeat while the first still runs: 409 ``idempotency_key_in_use``;
-- an answer of 500 or more is not kept (the claim is released): the client may retry,
+- an answer of 500 or more, or one that asks for a retry (``Retry-After``: a digest
+  another process is sending right now) is not kept (the claim is released): the client may retry,
   and the retry runs (a ``CartkeeperError`` or ``ApiError`` of 5xx is re-raised for the
   app's handlers to answer). The record is deleted, unless the retry must send new
   update ids (below): then it stays, released (``released_at``), with the generation of
@@ -180,7 +181,7 @@ async def idempotent(
     except BaseException:
         await release()
         raise
-    if response.status_code >= 500:
+    if response.status_code >= 500 or "retry-after" in response.headers:
         await release()
     else:
         try:
