@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import (
@@ -38,6 +38,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.alerts_contract import DIGEST_WORKFLOW_NAME, DigestWorkflowInput
 
@@ -213,6 +214,73 @@ async def ensure_digest_schedule(
     await handle.update(update, rpc_timeout=RPC_TIMEOUT)
     log.info("digest schedule %s updated: %s", schedule_id, want.describe())
     return ScheduleOutcome(shop_id, UPDATED, want)
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """One run the schedule started: when it was due, when it started, its workflow."""
+
+    scheduled_at: datetime
+    started_at: datetime
+    workflow_id: str | None
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """A shop's digest schedule as Temporal has it (``read_digest_schedule``)."""
+
+    shop_id: str
+    #: what it does (``None``: a schedule of that id that is not one of ours)
+    found: DigestSchedule | None
+    #: what the settings want it to do: ``in_step`` when it does that
+    wanted: DigestSchedule
+    paused: bool
+    note: str | None
+    #: the next times it starts the digest (up to 10)
+    next_runs: list[datetime]
+    #: its last runs, oldest first (up to 10)
+    recent_runs: list[ScheduleRun]
+    #: runs skipped because Temporal was down longer than ``CATCHUP_WINDOW``
+    missed: int
+
+    @property
+    def schedule_id(self) -> str:
+        return digest_schedule_id(self.shop_id)
+
+    @property
+    def in_step(self) -> bool:
+        return self.found == self.wanted
+
+
+async def read_digest_schedule(
+    client: Client, settings: Settings, shop_id: str
+) -> ScheduleStatus | None:
+    """The shop's digest schedule as Temporal describes it (``None``: there is none)."""
+    handle = client.get_schedule_handle(digest_schedule_id(shop_id))
+    try:
+        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    info = description.info
+    return ScheduleStatus(
+        shop_id=shop_id,
+        found=found(client, description.schedule),
+        wanted=wanted(settings, shop_id),
+        paused=description.schedule.state.paused,
+        note=description.schedule.state.note,
+        next_runs=list(info.next_action_times),
+        recent_runs=[
+            ScheduleRun(
+                scheduled_at=result.scheduled_at,
+                started_at=result.started_at,
+                workflow_id=getattr(result.action, "workflow_id", None),
+            )
+            for result in info.recent_actions
+        ],
+        missed=info.num_actions_missed_catchup_window,
+    )
 
 
 async def ensure_digest_schedules(client: Client, settings: Settings) -> list[ScheduleOutcome]:

@@ -2,12 +2,14 @@
 (uvicorn on a free port, the dev server's Temporal, the session's worker): whatever it
 sends, no answer is a 5xx. The storefront's operations with a valid key of a shop of the
 test's own, the admin API with an admin's Basic credentials, the rest (webhooks, health,
-metrics) without credentials. Runs the ``schemathesis`` command in a subprocess (the server
-keeps this event loop)."""
+metrics) without credentials, and the payment webhook once more with every call signed
+(``tests/schemathesis_signing``), so its body is fuzzed past the signature. Runs the
+``schemathesis`` command in a subprocess (the server keeps this event loop)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,10 +18,12 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.settings import Settings
+from activities.web_models import WebhookDelivery
 from starter.web import admin_users
 from starter.web.api_keys import create_key
 from starter.web.server import WebServer
@@ -28,6 +32,10 @@ from tests.conftest import TASK_QUEUE, new_id
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 PASSWORD = "schemathesis horse battery"
+ROOT = Path(__file__).resolve().parent.parent
+#: the gateway whose calls the signing hook signs
+SOURCE = "fuzzpay"
+SECRET = "whsec_" + "ZnV6enBheSBmdXp6cGF5IGZ1enpwYXkh"  # 24 bytes
 
 
 @pytest.fixture
@@ -39,12 +47,15 @@ async def site(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
         task_queue=TASK_QUEUE,
         secret_key=SecretStr("s" * 40),
+        webhook_secrets={SOURCE: SecretStr(SECRET)},
     )
     async with served(settings, dev_env.client, session_factory) as server:
         yield server
 
 
-async def schemathesis(url: str, *options: str) -> tuple[int, str]:
+async def schemathesis(
+    url: str, *options: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         SCHEMATHESIS,
         "run",
@@ -64,6 +75,8 @@ async def schemathesis(url: str, *options: str) -> tuple[int, str]:
         "--workers",
         "1",
         *options,
+        cwd=ROOT,
+        env={**os.environ, **env} if env else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -111,3 +124,30 @@ async def test_the_admin_api_never_answers_5xx(site: WebServer, session_factory:
     )
     assert code == 0, out[-6000:]
     assert " generated, " in out and " passed" in out, out[-3000:]
+
+
+@pytest.mark.timeout(600)
+async def test_signed_webhooks_never_answer_5xx(site: WebServer, session_factory: Any) -> None:
+    code, out = await schemathesis(
+        site.url,
+        "--include-path-regex",
+        "^/api/v1/webhooks/",
+        env={
+            "SCHEMATHESIS_HOOKS": "tests.schemathesis_signing",
+            "PYTHONPATH": str(ROOT),
+            "FUZZ_WEBHOOK_SOURCE": SOURCE,
+            "FUZZ_WEBHOOK_SECRET": SECRET,
+        },
+    )
+    assert code == 0, out[-6000:]
+    assert "Selected: 1/" in out and " passed" in out, out[-3000:]
+    # the signature held: bodies were read, and the valid ones reached their carts
+    async with session_factory() as session:
+        delivered = (
+            await session.execute(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.source == SOURCE)
+            )
+        ).scalar_one()
+    assert delivered > 0, out[-3000:]

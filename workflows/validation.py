@@ -60,7 +60,10 @@ MAX_NOTE = 1000
 #: result for yet another attempt is recorded as an attention item
 MAX_ATTEMPTS = 50
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
+#: an id (shop, cart, source ...): 1-64 letters, digits, '.', '_' or '-', the first a
+#: letter or digit; in this form for OpenAPI documents (ECMA-262) and pydantic
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN.removesuffix("$") + r"\Z")
 _ATTEMPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}\Z")
 # Syntax only: the edge (starter.client) validates deliverable form with email-validator.
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+\Z")

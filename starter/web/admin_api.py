@@ -22,6 +22,7 @@ The routes, by concern:
 - ``admin_api_coupons``: a coupon by its code;
 - ``admin_api_operations``: the shop's cart policy, its daily digest sent by hand, the
   mail catcher's outbox;
+- ``admin_api_schedules``: the shop's daily-digest schedule in Temporal (read, make);
 - ``admin_api_users``: the console's and this API's users (admins only, reads too).
 """
 
@@ -35,6 +36,7 @@ from starter.web import (
     admin_api_operations,
     admin_api_orders,
     admin_api_reminders,
+    admin_api_schedules,
     admin_api_sending,
     admin_api_settings,
     admin_api_shop,
@@ -51,6 +53,7 @@ ROUTERS = (
     admin_api_sending.router,
     admin_api_coupons.router,
     admin_api_operations.router,
+    admin_api_schedules.router,
     admin_api_users.router,
 )
 

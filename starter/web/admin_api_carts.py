@@ -35,7 +35,6 @@ from starter.client import CartkeeperClient
 from starter.client_errors import CartkeeperError
 from starter.output import cart_json, jsonable
 from starter.web.admin_api_calls import (
-    ID_PATTERN,
     AdminCall,
     JsonBody,
     Reader,
@@ -48,7 +47,7 @@ from starter.web.admin_api_calls import (
 )
 from starter.web.admin_cart_query import DEFAULT_LIMIT, MAX_LIMIT, CartFilters, list_cart_page
 from workflows.contract import ADMIN_CONFIRM_STATUSES, CartState, CartView, ErrorCode
-from workflows.validation import valid_id
+from workflows.validation import ID_PATTERN, valid_id
 
 router = admin_router("admin: carts")
 

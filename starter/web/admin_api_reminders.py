@@ -34,7 +34,6 @@ from starter.campaign_json import campaign_json
 from starter.campaigns import PREVIEW_COUPON_CODE, CampaignClient
 from starter.output import jsonable
 from starter.web.admin_api_calls import (
-    ID_PATTERN,
     AdminCall,
     JsonBody,
     Reader,
@@ -45,7 +44,7 @@ from starter.web.admin_api_calls import (
 )
 from starter.web.admin_api_carts import ShopId
 from starter.web.admin_api_shop import CAMPAIGN_EXAMPLE
-from workflows.validation import valid_id
+from workflows.validation import ID_PATTERN, valid_id
 
 log = logging.getLogger("cartkeeper.web.admin_api")
 

@@ -29,7 +29,6 @@ from starter.campaign_json import campaign_json
 from starter.campaigns import CampaignClient
 from starter.output import jsonable
 from starter.web.admin_api_calls import (
-    ID_PATTERN,
     JsonBody,
     Reader,
     Refused,
@@ -41,6 +40,7 @@ from starter.web.admin_api_calls import (
 )
 from starter.web.admin_api_carts import ShopId
 from starter.web.api_keys import ApiKey, create_key, list_keys, revoke_key
+from workflows.validation import ID_PATTERN
 
 router = admin_router("admin: shop")
 

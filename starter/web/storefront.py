@@ -51,7 +51,7 @@ from workflows.parsing import (
     parse_payment_started,
 )
 from workflows.state import CartView, view_of
-from workflows.validation import MAX_AMOUNT, CartRefused
+from workflows.validation import ID_PATTERN, MAX_AMOUNT, CartRefused
 
 log = logging.getLogger("cartkeeper.web")
 
@@ -214,7 +214,7 @@ def _object(schema: dict[str, Any], *examples: tuple[str, dict[str, Any]]) -> An
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
 _MONEY = {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT, "description": "minor units"}
 _CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"}
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+_ID = {"type": "string", "pattern": ID_PATTERN}
 
 _LINES_SCHEMA = {
     "type": "object",

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -51,7 +51,7 @@ from starter.client_errors import CartkeeperError
 from starter.web.api_errors import ERROR_RESPONSES, ApiError, WebErrorCode
 from starter.web.deps import Context, WebContext
 from workflows.codes import ErrorCode
-from workflows.validation import valid_id
+from workflows.validation import ID_PATTERN, valid_id
 
 log = logging.getLogger("cartkeeper.web")
 
@@ -91,8 +91,25 @@ class PaymentWebhook(BaseModel):
     """The body a gateway signs (for the OpenAPI document: the endpoint reads the raw
     bytes, and passes every field but the routing ones to the cart as they came)."""
 
-    shop_id: str
-    cart_id: str
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "shop_id": "demo",
+                    "cart_id": "cart-42",
+                    "attempt_id": "pi_1",
+                    "status": "succeeded",
+                    "amount": 2100,
+                    "currency": "EUR",
+                    "card_last4": "4242",
+                    "gateway": "stripe",
+                }
+            ]
+        }
+    )
+
+    shop_id: str = Field(pattern=ID_PATTERN, description="The shop's id (routes the call)")
+    cart_id: str = Field(pattern=ID_PATTERN, description="The cart's id (routes the call)")
     attempt_id: str
     status: Literal["succeeded", "failed", "pending", "cancelled", "expired"]
     #: whole minor units of ``currency``
