@@ -325,14 +325,21 @@ class SimCart:
     scenario: Scenario
     cart: Cart | None = None
     error: CartkeeperError | None = None
+    #: the cart was seen where its scenario takes it (it stays settled when a user then
+    #: acts on it: confirms the locked cart the demo leaves, say)
+    reached: bool = False
 
     @property
     def state(self) -> CartState | None:
         return self.cart.state if self.cart else None
 
+    def seen(self, cart: Cart) -> None:
+        self.cart = cart
+        self.reached = self.reached or cart.state is self.scenario.expected
+
     @property
     def settled(self) -> bool:
-        return self.error is not None or self.state is self.scenario.expected
+        return self.error is not None or self.reached
 
 
 @dataclass
@@ -459,7 +466,7 @@ async def simulate(
         async def one(sim: SimCart) -> None:
             async with gate:
                 try:
-                    sim.cart = await reader.get_cart(shop_id, sim.cart_id)
+                    sim.seen(await reader.get_cart(shop_id, sim.cart_id))
                 except CartkeeperError as error:
                     if error.code is ErrorCode.TEMPORAL_UNAVAILABLE:
                         raise

@@ -243,9 +243,11 @@ def prog_name() -> str:
     if on_path and Path(on_path).resolve() == Path(argv0).resolve():
         return "cartkeeper"
     try:
-        return os.path.relpath(argv0)
+        relative = os.path.relpath(argv0)
     except ValueError:  # pragma: no cover - another drive on Windows
         return argv0
+    # .venv/bin/cartkeeper below the working directory; the whole path from elsewhere
+    return str(Path(argv0).resolve()) if relative.startswith(os.pardir) else relative
 
 
 shop_option = click.option(
