@@ -16,16 +16,19 @@ names the cart, its lineage and the lock's time, a digest's key its day.
 3. hands the message to the relay, with a Message-ID derived from (shop, key): the same
    on every retry. This takes ``SEND_LIMIT`` at most (``AttemptBudget``; less in an
    activity whose timeouts are shorter), and a claim holds ``CLAIM_FOR``, longer by
-   ``ATTEMPT_MARGIN``: a delivery under way is never overtaken;
+   ``ATTEMPT_MARGIN`` and ``RECORDING_ALLOWANCE`` (the ledger's write in step 4, a
+   database's busy wait included): a delivery under way is not overtaken;
 4. marks the row sent; or, when it failed before the relay accepted the message (a
-   relay error, a template error, the attempt out of time), gives the claim back, so a
-   retry may go at once.
+   relay error, a template error, the attempt out of time or cancelled), gives the claim
+   back (``give_back``), so a retry may go at once.
 
 Temporal runs an activity's attempts one after the other, and the claim keeps any other
 delivery out meanwhile. The windows left: a crash (or a lost database) between the relay
 accepting the message and step 4, or an attempt stopped while the relay was taking it,
 and the retry sends it again; a delivery whose process died holds its claim until it
-expires (``CLAIM_FOR``), then the next one sends. Either way the resent message carries
+expires (``CLAIM_FOR``), then the next one sends; a ledger write slower than
+``RECORDING_ALLOWANCE`` after a send that took all of ``SEND_LIMIT`` lets another
+delivery send it again. Either way the resent message carries
 the same Message-ID, which mail clients and receiving systems deduplicate. No SMTP
 client can close that window. The claim's age is read against the clock of the process
 that delivers: the machines' clocks must agree to well within ``ATTEMPT_MARGIN``.
@@ -38,6 +41,7 @@ personal data (name, e-mail, address).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -89,9 +93,12 @@ _MESSAGE_SCOPE = "admin"
 #: the longest a delivery runs from its claim until the relay accepted the message (its
 #: ``AttemptBudget``: in an activity, and outside one, e.g. ``cartkeeper digest send``)
 SEND_LIMIT = timedelta(minutes=2)
+#: the time left, after the relay accepted the message, for marking it sent (SQLite's
+#: busy wait is 30 s)
+RECORDING_ALLOWANCE = timedelta(seconds=30)
 #: how long a claim holds off other deliveries of the notice: longer than a delivery
 #: under way can take, so a claim this old is one whose process died
-CLAIM_FOR = SEND_LIMIT + ATTEMPT_MARGIN
+CLAIM_FOR = SEND_LIMIT + ATTEMPT_MARGIN + RECORDING_ALLOWANCE
 #: an activity that finds the notice claimed by another delivery asks Temporal to try
 #: again after this long (it then finds the notice sent, or the claim given back)
 BUSY_RETRY_DELAY = timedelta(seconds=5)
@@ -275,6 +282,17 @@ async def release(
         log.warning("notice %s of shop %s: claim not released: %r", key, shop_id, error)
 
 
+async def give_back(
+    session_factory: SessionFactory, shop_id: str, key: str, stamp: datetime
+) -> None:
+    """``release`` the claim a delivery made (or may have made) at ``stamp``, after it
+    failed before the relay accepted the message, cancelled too: the delivery knows its
+    stamp before it claims, so a claim committed whose answer was lost (the attempt
+    cancelled at its commit, the connection gone) is given back as well. Shielded: a
+    cancelled delivery still gives its claim back."""
+    await asyncio.shield(release(session_factory, shop_id, key, stamp))
+
+
 async def mark_sent(
     session_factory: SessionFactory, shop_id: str, key: str, when: datetime
 ) -> None:
@@ -387,10 +405,10 @@ class AdminMailer:
         another delivery holds it; ``MailError`` when the relay does not take it."""
         id_ = notice_message_id(shop_id, key, self.settings)
         budget = AttemptBudget(SEND_LIMIT)  # (see ``activities.attempt_budget``)
-        claimed: Claim | None = None
+        stamp = self.clock()  # the claim's, known before it is made: see ``give_back``
         try:
             async with budget:
-                claimed = await claim(self.session_factory, shop_id, key, kind, self.clock())
+                claimed = await claim(self.session_factory, shop_id, key, kind, stamp)
                 if claimed.outcome != "taken":
                     return self._not_taken(claimed, shop_id, key, kind, id_)
                 message = build_admin_message(
@@ -402,10 +420,10 @@ class AdminMailer:
                 )
                 sent = await send_message(self.smtp, message)
                 lift()  # accepted: record it whatever it takes
-        except Exception as error:
-            # Not accepted (a relay or template error, out of time): a retry may go at once.
-            if claimed is not None:
-                await release(self.session_factory, shop_id, key, claimed.claimed_at)
+        except BaseException as error:
+            # Not accepted (a relay or template error, out of time, cancelled): a retry
+            # may go at once.
+            await give_back(self.session_factory, shop_id, key, stamp)
             if not isinstance(error, TimeoutError) or not budget.expired():
                 raise
             raise MailError(

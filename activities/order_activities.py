@@ -342,18 +342,17 @@ class OrderActivities:
             log.info("%s skipped: %s", what, recipients)
             return self._skipped(request, recipients)
         budget = AttemptBudget(admin_mail.SEND_LIMIT)  # (see ``activities.attempt_budget``)
-        claimed_at: datetime | None = None
+        stamp = self.clock()  # the claim's (``admin_mail.give_back``)
         try:
             async with budget:
                 claimed = await admin_mail.claim(
-                    self.session_factory, shop_id, key, KIND_STATUS_MAIL, self.clock()
+                    self.session_factory, shop_id, key, KIND_STATUS_MAIL, stamp
                 )
                 if claimed.outcome == "sent":
                     log.info("%s: sent before as %s", what, id_)
                     return self._sent(request, id_)
                 if claimed.outcome == "busy":
                     raise admin_mail.busy_error(what)
-                claimed_at = claimed.claimed_at
                 shop = await self.shop_identity(shop_id)
                 try:
                     message = build_status_message(
@@ -366,14 +365,13 @@ class OrderActivities:
                 except (TemplateMissing, TemplateError, ValueError) as error:
                     detail = scrub(f"the e-mail could not be made: {error}", request.customer_email)
                     log.warning("%s not made: %s", what, detail)
-                    claimed_at = None  # given back here, not again below
-                    await admin_mail.release(self.session_factory, shop_id, key, claimed.claimed_at)
+                    await admin_mail.give_back(self.session_factory, shop_id, key, stamp)
                     return self._skipped(request, SEND_FAILED, detail)
                 sent = await send_message(self.smtp, message)
                 lift()  # accepted: record it whatever it takes
-        except Exception as error:
-            # Not accepted (a relay error, out of time): a retry may go at once.
-            await admin_mail.release(self.session_factory, shop_id, key, claimed_at)
+        except BaseException as error:
+            # Not accepted (a relay error, out of time, cancelled): a retry may go at once.
+            await admin_mail.give_back(self.session_factory, shop_id, key, stamp)
             if not isinstance(error, TimeoutError) or not budget.expired():
                 raise
             raise MailError(

@@ -18,6 +18,7 @@ from sqlalchemy import inspect
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import admin_mail
 from activities.admin_mail import BUSY_RETRY_DELAY, CLAIM_FOR, KIND_LOCK_ALERT, SEND_LIMIT
 from activities.alerts import LockAlertActivities, lock_alert_key
 from activities.models import AdminNotice
@@ -271,6 +272,46 @@ async def test_a_failed_delivery_gives_its_claim_back(
     for notice in (after_refusal, after_template):
         assert notice is not None and notice.claimed_at is None and notice.sent_at is None
     assert sent.status == ALERT_SENT and len(handler.received) == 1
+
+
+async def test_a_claim_whose_answer_was_lost_or_a_cancelled_delivery_gives_it_back(
+    db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim is committed but its answer never comes back (the connection drops after
+    the commit), or the delivery is cancelled while the relay has the message: the claim
+    is given back all the same (by the stamp the delivery chose before claiming), so the
+    retry sends at once instead of waiting ``CLAIM_FOR``."""
+    key = lock_alert_key(locked_input())
+    real_claim = admin_mail.claim
+
+    async def committed_then_lost(*args: Any) -> Any:
+        await real_claim(*args)
+        raise OSError("connection lost after the commit")
+
+    handler = HeldHandler()
+    async with smtp_server(handler) as port:
+        acts = LockAlertActivities(
+            db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
+        )
+        env = ActivityEnvironment()
+        monkeypatch.setattr(admin_mail, "claim", committed_then_lost)
+        with pytest.raises(OSError):
+            await env.run(acts.send_lock_alert, locked_input())
+        after_lost = await notice_of(db, "demo", key)
+        monkeypatch.undo()
+
+        delivery = asyncio.create_task(env.run(acts.send_lock_alert, locked_input()))
+        await asyncio.wait_for(handler.arrived.wait(), 10)
+        delivery.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await delivery
+        after_cancel = await notice_of(db, "demo", key)
+        handler.go.set()
+        handler.arrived.clear()
+        sent = await asyncio.wait_for(env.run(acts.send_lock_alert, locked_input()), 10)
+    for notice in (after_lost, after_cancel):
+        assert notice is not None and notice.claimed_at is None and notice.sent_at is None
+    assert sent.status == ALERT_SENT
 
 
 async def test_the_claim_of_a_crashed_delivery_expires(db: ScratchDatabase, tmp_path: Path) -> None:

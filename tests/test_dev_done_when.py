@@ -309,7 +309,9 @@ async def _locked_cart(page: Page) -> str:
         await page.reload()
 
 
-@pytest.mark.timeout(300)
+# above every wait added up (banner, dashboard, CLI, the stop's three), so the
+# fixture's teardown always stops what the test started
+@pytest.mark.timeout(480)
 async def test_a_new_user_confirms_a_demo_locked_cart_in_the_console(
     dev_run: DevRun, tmp_path: Path
 ) -> None:

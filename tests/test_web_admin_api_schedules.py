@@ -5,6 +5,7 @@ without admins, for a viewer, and 503 while Temporal cannot be reached."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.settings import Settings
@@ -39,10 +42,15 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sc
 
 @asynccontextmanager
 async def api(
-    database: ScratchDatabase, dev_env: WorkflowEnvironment, tmp_path: Path, **changes: Any
+    database: ScratchDatabase,
+    dev_env: WorkflowEnvironment,
+    tmp_path: Path,
+    *,
+    client: Client | None = None,
+    **changes: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
     async def temporal() -> Any:
-        return dev_env.client
+        return client or dev_env.client
 
     settings = Settings(
         data_dir=tmp_path / "data",
@@ -119,7 +127,8 @@ async def test_the_schedule_is_made_read_and_kept_in_step(
             assert now["in_step"] is True and now["schedule"]["minute"] == 15
             assert now["paused"] is True and now["note"] == "paused by ops"
     finally:
-        await handle.delete()
+        with contextlib.suppress(RPCError):  # not made: the failure above is the news
+            await handle.delete()
 
 
 async def test_temporal_unreachable_is_503(db: ScratchDatabase, tmp_path: Path) -> None:
@@ -128,3 +137,18 @@ async def test_temporal_unreachable_is_503(db: ScratchDatabase, tmp_path: Path) 
     async with client_of(app) as http:
         refused(await http.get(path, headers=basic("vic")), 503, "temporal_unavailable")
         refused(await http.put(path, headers=basic("ann")), 503, "temporal_unavailable")
+
+
+async def test_a_refusal_of_temporal_is_coded(
+    db: ScratchDatabase, dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """Temporal answers, but refuses (here: a namespace it does not have): 422
+    ``schedule_refused`` with its message, not a 503 that asks to try again."""
+    elsewhere = await Client.connect(
+        dev_env.client.service_client.config.target_host, namespace="no-such-namespace"
+    )
+    admins = {"shop_admins": {"demo": ["admin@example.com"]}}
+    async with api(db, dev_env, tmp_path, client=elsewhere, **admins) as http:
+        path = "/api/v1/admin/shops/demo/digest/schedule"
+        error = refused(await http.put(path, headers=basic("ann")), 422, "schedule_refused")
+    assert "no-such-namespace" in error["message"] or "namespace" in error["message"]

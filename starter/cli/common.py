@@ -247,7 +247,8 @@ def prog_name() -> str:
     except ValueError:  # pragma: no cover - another drive on Windows
         return argv0
     # .venv/bin/cartkeeper below the working directory; the whole path from elsewhere
-    return str(Path(argv0).resolve()) if relative.startswith(os.pardir) else relative
+    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+    return os.path.abspath(argv0) if outside else relative
 
 
 shop_option = click.option(

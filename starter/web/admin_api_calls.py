@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from activities.admin_mail import BUSY_RETRY_DELAY
 from activities.campaign_checks import CampaignRefused
 from activities.coupons import CouponRefused
 from activities.filter_text import filter_problem
@@ -126,7 +127,9 @@ def status_of(code: str) -> int:
 
 #: refusals of a moment: answered with ``Retry-After`` (seconds), never kept under an
 #: ``Idempotency-Key`` (the same request again is run again)
-RETRY_AFTER: dict[str, str] = {"digest_sending": "5"}
+RETRY_AFTER: dict[str, str] = {
+    "digest_sending": str(int(BUSY_RETRY_DELAY.total_seconds())),
+}
 
 
 async def respond(work: Callable[[], Awaitable[Any]], status: int = 200) -> JSONResponse:

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi.responses import Response
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from starter.schedules import (
     DigestSchedule,
@@ -69,10 +69,19 @@ async def _client(call: AdminCall) -> Client:
     return client
 
 
+#: Temporal's answers that mean "not now": 503, try again
+_TRANSIENT = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
+
+
 def _unavailable(shop_id: str, error: RPCError) -> Refused:
+    """Temporal's refusal as a coded one: ``temporal_unavailable`` (503) for a Temporal
+    that cannot answer now, ``schedule_refused`` (422, its message) for any other (no
+    permission, a namespace that is not there ...)."""
+    code = "temporal_unavailable" if error.status in _TRANSIENT else "schedule_refused"
     return Refused(
-        "temporal_unavailable",
-        f"the digest schedule of shop {shop_id!r}: Temporal answered {error.message[:200]}",
+        code, f"the digest schedule of shop {shop_id!r}: Temporal answered {error.message[:200]}"
     )
 
 
@@ -82,7 +91,8 @@ def _unavailable(shop_id: str, error: RPCError) -> Refused:
     description="The shop's daily-digest schedule in Temporal (`digest:<shop>`): what it"
     " does (`schedule`), what the settings want (`wanted`; `in_step` when they agree),"
     " whether it is paused, its next runs and its last ones. 404 `schedule_not_found`"
-    " when there is none (`PUT` makes it); 503 `temporal_unavailable`.",
+    " when there is none (`PUT` makes it); 503 `temporal_unavailable`; 422"
+    " `schedule_refused` (Temporal refused: its message).",
     responses=answers(
         "The schedule",
         {
@@ -154,8 +164,8 @@ async def get_digest_schedule(shop_id: ShopId, call: Reader) -> Response:
     " step with the settings (time `CARTKEEPER_DIGEST_LOCAL_TIME`, the shop's zone,"
     " the task queue), keeping its state (a paused schedule stays paused). No body."
     " `action`: `created`, `updated` or `unchanged`. Refused: 422 `invalid_id`,"
-    " `no_admins` (the shop has no admin addresses: its digest would go to nobody);"
-    " 503 `temporal_unavailable`.",
+    " `no_admins` (the shop has no admin addresses: its digest would go to nobody),"
+    " `schedule_refused` (Temporal refused: its message); 503 `temporal_unavailable`.",
     responses=answers(
         "What was done",
         {

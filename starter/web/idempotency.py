@@ -12,8 +12,9 @@ the other finds the claim. Then:
   path and body gets it back with ``Idempotent-Replayed: true``;
 - a repeat with another request under the same key: 422 ``idempotency_key_reused``;
 - a repeat while the first still runs: 409 ``idempotency_key_in_use``;
-- an answer of 500 or more, or one that asks for a retry (``Retry-After``: a digest
-  another process is sending right now) is not kept (the claim is released): the client may retry,
+- an answer of 500 or more, or a refusal that asks for a retry (a 4xx with
+  ``Retry-After``: a digest another process is sending right now) is not kept (the
+  claim is released): the client may retry,
   and the retry runs (a ``CartkeeperError`` or ``ApiError`` of 5xx is re-raised for the
   app's handlers to answer). The record is deleted, unless the retry must send new
   update ids (below): then it stays, released (``released_at``), with the generation of
@@ -175,13 +176,17 @@ async def idempotent(
             await release()
             raise
         if isinstance(error, ApiError):
-            response = error_response(status, str(error.code), error.message, details=error.details)
+            response = error_response(
+                status, str(error.code), error.message, details=error.details, headers=error.headers
+            )
         else:
             response = error_response(status, str(error.code), error.message)
     except BaseException:
         await release()
         raise
-    if response.status_code >= 500 or "retry-after" in response.headers:
+    if response.status_code >= 500 or (
+        response.status_code >= 400 and "retry-after" in response.headers
+    ):
         await release()
     else:
         try:
