@@ -20,6 +20,7 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -160,17 +161,59 @@ def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+#: per SQLite engine, the event loop's lock that queues this process's writers
+_sqlite_writers: weakref.WeakKeyDictionary[Any, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+#: the writer locks the current task (and what it started) holds: a write session opened
+#: inside another does not wait for the lock its own task holds (it meets SQLite's lock,
+#: held by the outer transaction, and fails after the busy timeout as it always did:
+#: never nest write sessions)
+_holding: ContextVar[frozenset[int]] = ContextVar("cartkeeper_sqlite_writer", default=frozenset())
+
+
+def _sqlite_writer(session_factory: SessionFactory) -> asyncio.Lock | None:
+    """The lock this process's writers to ``session_factory``'s SQLite database queue on
+    (``None`` for another database)."""
+    engine = session_factory.kw.get("bind")
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "sqlite":
+        return None
+    loop = asyncio.get_running_loop()
+    found = _sqlite_writers.get(engine.sync_engine)
+    if found is None or found[0] is not loop:
+        found = (loop, asyncio.Lock())
+        _sqlite_writers[engine.sync_engine] = found
+    return found[1]
+
+
 @asynccontextmanager
 async def write_session(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     """A session for a write transaction, committed when the block ends without error.
 
     On SQLite the transaction begins ``IMMEDIATE``: it takes the write lock (waiting up
     to the busy timeout) before reading, so it cannot fail half-way on a stale snapshot.
+    The writers of one process queue first on an ``asyncio.Lock`` (first come, first
+    served), so the database's lock is asked for by one of them at a time: SQLite's busy
+    handler sleeps between tries (up to 100 ms each), and dozens of writers of a worker
+    polling for the lock that way kept it idle between them (an order waited seconds for
+    its number). Other processes (the web app, the CLI) still meet at the busy timeout.
     """
-    async with session_factory() as session:
-        await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
-        yield session
-        await session.commit()
+    writer = _sqlite_writer(session_factory)
+    if writer is None or id(writer) in _holding.get():
+        async with session_factory() as session:
+            await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            yield session
+            await session.commit()
+        return
+    async with writer:
+        token = _holding.set(_holding.get() | {id(writer)})
+        try:
+            async with session_factory() as session:
+                await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+                yield session
+                await session.commit()
+        finally:
+            _holding.reset(token)
 
 
 def by_code_point(column: Any, session: AsyncSession) -> Any:
