@@ -8,6 +8,7 @@ Not a conftest: import what you need (the ``db`` fixture too)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 from collections.abc import AsyncIterator
@@ -18,11 +19,13 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from temporalio.testing import ActivityEnvironment
 
 from activities.models import AdminNotice, CartRecord
 from activities.settings import Settings
 from tests.conftest_db import ScratchDatabase, scratch_database
 from tests.test_smtp import Handler
+from workflows.cart_mail import EFFECT_GIVE_UP, SEND_TIMEOUT
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -152,3 +155,21 @@ async def add_notice(
             )
         )
         await session.commit()
+
+
+def mail_activity_env() -> ActivityEnvironment:
+    """An activity environment whose attempt started now with the workflow's timeouts for
+    an e-mail (``SEND_TIMEOUT``, ``EFFECT_GIVE_UP``): its budget is the deployed one. The
+    SDK's default info started in 1970 with 1 s timeouts, a budget of 1 s, which a
+    delivery on a loaded machine overran (``smtp_timeout``)."""
+    env = ActivityEnvironment()
+    now = datetime.now(UTC)
+    env.info = dataclasses.replace(
+        env.info,
+        started_time=now,
+        scheduled_time=now,
+        current_attempt_scheduled_time=now,
+        start_to_close_timeout=SEND_TIMEOUT,
+        schedule_to_close_timeout=EFFECT_GIVE_UP,
+    )
+    return env

@@ -32,6 +32,7 @@ from tests.admin_mail_fixtures import (
     add,
     add_notice,
     cart_row,
+    mail_activity_env,
     notice_of,
     parts,
     received,
@@ -90,7 +91,7 @@ async def test_the_lock_alert_is_sent_once_to_the_admins(
         acts = LockAlertActivities(
             db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         first = await env.run(acts.send_lock_alert, locked_input())
         again = await env.run(acts.send_lock_alert, locked_input())  # a retry, a replay
     assert first.status == ALERT_SENT and first.recipients == 2
@@ -133,7 +134,7 @@ async def test_a_relay_that_says_try_later_is_retried_and_sends_once(
         acts = LockAlertActivities(
             db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         with pytest.raises(ApplicationError) as refused:
             await env.run(acts.send_lock_alert, locked_input())
         assert refused.value.type == "smtp_unavailable" and not refused.value.non_retryable
@@ -157,7 +158,7 @@ async def test_an_attempt_stops_before_its_timeout_and_the_retry_sends_once(
         acts = LockAlertActivities(
             db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         env.info = dataclasses.replace(
             env.info, start_to_close_timeout=timedelta(seconds=11), schedule_to_close_timeout=None
         )
@@ -199,14 +200,14 @@ async def test_a_crash_after_the_relay_took_it_resends_the_same_message(
         )
         monkeypatch.setattr(admin_mail, "mark_sent", crash)
         with pytest.raises(ConnectionError):
-            await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+            await mail_activity_env().run(acts.send_lock_alert, locked_input())
         monkeypatch.setattr(admin_mail, "mark_sent", real_mark_sent)
         with pytest.raises(ApplicationError) as held:
-            await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+            await mail_activity_env().run(acts.send_lock_alert, locked_input())
         assert held.value.type == ALERT_SENDING and not held.value.non_retryable
         now[0] = NOW + CLAIM_FOR  # the claim has expired: Temporal's later retry
-        retried = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
-        again = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+        retried = await mail_activity_env().run(acts.send_lock_alert, locked_input())
+        again = await mail_activity_env().run(acts.send_lock_alert, locked_input())
     assert retried.status == ALERT_SENT and again.status == ALERT_ALREADY_SENT
     first, second = received(handler)
     assert first["Message-ID"] == second["Message-ID"] == retried.message_id
@@ -229,14 +230,14 @@ async def test_two_deliveries_at_once_send_one_alert(db: ScratchDatabase, tmp_pa
             db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
         )
         first = asyncio.create_task(
-            unbounded(ActivityEnvironment()).run(acts.send_lock_alert, locked_input())
+            unbounded(mail_activity_env()).run(acts.send_lock_alert, locked_input())
         )
         await asyncio.wait_for(handler.arrived.wait(), 10)
         with pytest.raises(ApplicationError) as busy:
-            await unbounded(ActivityEnvironment()).run(acts.send_lock_alert, locked_input())
+            await unbounded(mail_activity_env()).run(acts.send_lock_alert, locked_input())
         handler.go.set()
         sent = await asyncio.wait_for(first, 10)
-        retried = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+        retried = await mail_activity_env().run(acts.send_lock_alert, locked_input())
     assert busy.value.type == ALERT_SENDING and not busy.value.non_retryable
     assert busy.value.next_retry_delay == BUSY_RETRY_DELAY
     assert sent.status == ALERT_SENT
@@ -255,7 +256,7 @@ async def test_a_failed_delivery_gives_its_claim_back(
         acts = LockAlertActivities(
             db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         refused = await env.run(acts.send_lock_alert, locked_input())
         after_refusal = await notice_of(db, "demo", key)
         handler.rcpt_answer = None
@@ -293,7 +294,7 @@ async def test_a_claim_whose_answer_was_lost_or_a_cancelled_delivery_gives_it_ba
         acts = LockAlertActivities(
             db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         monkeypatch.setattr(admin_mail, "claim", committed_then_lost)
         with pytest.raises(OSError):
             await env.run(acts.send_lock_alert, locked_input())
@@ -326,7 +327,7 @@ async def test_the_claim_of_a_crashed_delivery_expires(db: ScratchDatabase, tmp_
         acts = LockAlertActivities(
             db.session_factory, settings_for(port, tmp_path), clock=lambda: later[0]
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         with pytest.raises(ApplicationError) as busy:
             await env.run(acts.send_lock_alert, locked_input())
         held = await notice_of(db, "demo", key)
@@ -366,7 +367,7 @@ async def test_each_lock_of_a_cart_gets_its_own_alert(db: ScratchDatabase, tmp_p
             settings_for(port, tmp_path),
             clock=lambda: later + timedelta(minutes=31),
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         one = await env.run(acts.send_lock_alert, locked_input())
         two = await env.run(acts.send_lock_alert, locked_input(locked_at=later))
         other_lineage = await env.run(acts.send_lock_alert, locked_input(lineage="run-2"))
@@ -385,7 +386,7 @@ async def test_a_shop_without_admins_gets_no_alert(
             settings_for(port, tmp_path, shop_admins={"other": ["a@example.com"]}),
             clock=lambda: NOW,
         )
-        result = await ActivityEnvironment().run(acts.send_lock_alert, locked_input())
+        result = await mail_activity_env().run(acts.send_lock_alert, locked_input())
     assert result.status == ALERT_NO_ADMINS and "no admin addresses" in (result.detail or "")
     assert "no admin addresses" in caplog.text
     assert handler.received == []
@@ -416,7 +417,7 @@ async def test_no_alert_for_a_lock_the_read_model_shows_is_over(
         acts = LockAlertActivities(
             db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         done = await env.run(acts.send_lock_alert, locked_input("c-done"))
         lagging = await env.run(acts.send_lock_alert, locked_input("c-lagging"))
         other = await env.run(acts.send_lock_alert, locked_input("c-other"))

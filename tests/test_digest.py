@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities import admin_mail
 from activities.digest import DigestActivities, build_digest, day_bounds, render_digest
@@ -28,6 +27,7 @@ from tests.admin_mail_fixtures import (
     HeldHandler,
     add,
     cart_row,
+    mail_activity_env,
     notice_of,
     parts,
     received,
@@ -262,7 +262,7 @@ async def test_the_digest_is_sent_once_a_day(db: ScratchDatabase, tmp_path: Path
     handler = Handler()
     async with smtp_server(handler) as port:
         acts = DigestActivities(db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW)
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         first = await env.run(acts.send_daily_digest, DigestInput("demo", DAY.isoformat()))
         again = await env.run(acts.send_daily_digest, DigestInput("demo", DAY.isoformat()))
         # the next day is another digest
@@ -298,7 +298,7 @@ async def test_the_digest_sent_by_hand_while_its_schedule_sends_it_goes_once(
         acts = DigestActivities(db.session_factory, settings_for(port, tmp_path), clock=lambda: NOW)
         by_hand = asyncio.create_task(acts.send("demo", DAY))
         await asyncio.wait_for(handler.arrived.wait(), 10)
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         env.info = dataclasses.replace(
             env.info, start_to_close_timeout=None, schedule_to_close_timeout=None
         )
@@ -340,7 +340,7 @@ async def test_nothing_to_report_and_no_admins(db: ScratchDatabase, tmp_path: Pa
             settings_for(port, tmp_path, shop_admins={"demo": ADMINS, "other": []}),
             clock=lambda: NOW,
         )
-        env = ActivityEnvironment()
+        env = mail_activity_env()
         empty = await env.run(acts.send_daily_digest, DigestInput("demo", DAY.isoformat()))
         nobody = await env.run(acts.send_daily_digest, DigestInput("other", DAY.isoformat()))
         unknown = await env.run(acts.send_daily_digest, DigestInput("nope", DAY.isoformat()))

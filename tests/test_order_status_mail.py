@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities import admin_mail
 from activities.campaigns import update_campaign
@@ -27,7 +26,7 @@ from activities.order_mail import StatusTemplates
 from activities.settings import Settings
 from starter.devserver import free_port
 from tests import admin_mail_fixtures
-from tests.admin_mail_fixtures import ADMINS, parts, received, settings_for
+from tests.admin_mail_fixtures import ADMINS, mail_activity_env, parts, received, settings_for
 from tests.conftest_db import ScratchDatabase
 from tests.test_smtp import Handler, smtp_server
 from workflows.events import CartLine
@@ -89,7 +88,7 @@ def ours(caplog: pytest.LogCaptureFixture) -> str:
 
 
 async def send(activities: OrderActivities, request: StatusMailInput) -> Any:
-    return await ActivityEnvironment().run(activities.send_order_status_mail, request)
+    return await mail_activity_env().run(activities.send_order_status_mail, request)
 
 
 async def test_the_customer_mail_is_sent_once_per_key(db: ScratchDatabase, tmp_path: Path) -> None:
