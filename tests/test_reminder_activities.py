@@ -45,6 +45,7 @@ from activities.models import CartRecord, Coupon, ReminderSend, Suppression
 from activities.reminder_activities import ReminderActivities
 from activities.reminder_checks import ReminderKey, quiet_until, time_zone, variant_for
 from activities.settings import Settings
+from tests.admin_mail_fixtures import mail_activity_env
 from tests.conftest_db import ScratchDatabase, scratch_database
 from tests.test_smtp import Handler, smtp_server
 from workflows.codes import CartState, ReminderStatus, SkipReason
@@ -240,14 +241,14 @@ def through_temporal(value: Any, kind: type) -> Any:
 
 async def send(acts: ReminderActivities, what: SendReminderInput) -> ReminderOutcome:
     request = through_temporal(what, SendReminderInput)
-    result = await ActivityEnvironment().run(acts.send_reminder, request)
+    result = await mail_activity_env().run(acts.send_reminder, request)
     decoded: ReminderOutcome = through_temporal(result, ReminderOutcome)
     return decoded
 
 
 async def plan(acts: ReminderActivities, what: PlanRemindersInput) -> RemindersPlanned:
     request = through_temporal(what, PlanRemindersInput)
-    result = await ActivityEnvironment().run(acts.plan_reminders, request)
+    result = await mail_activity_env().run(acts.plan_reminders, request)
     decoded: RemindersPlanned = through_temporal(result, RemindersPlanned)
     return decoded
 
