@@ -214,6 +214,20 @@ async def sent_at(session_factory: SessionFactory, shop_id: str, key: str) -> da
         return await _sent_at(session, shop_id, key)
 
 
+def _unsent(shop_id: str, key: str, *conditions: Any) -> Any:
+    """An ``UPDATE`` of the notice's row while it is unsent (and ``conditions`` hold)."""
+    return (
+        update(AdminNotice)
+        .where(
+            AdminNotice.shop_id == shop_id,
+            AdminNotice.key == key,
+            AdminNotice.sent_at.is_(None),
+            *conditions,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 @dataclass(frozen=True)
 class Claim:
     """``claim``'s answer: ``taken`` (this delivery sends it, its claim stamped
@@ -240,17 +254,8 @@ async def claim(
             )
             .on_conflict_do_nothing()
         )
-        taken = await session.execute(
-            update(AdminNotice)
-            .where(
-                AdminNotice.shop_id == shop_id,
-                AdminNotice.key == key,
-                AdminNotice.sent_at.is_(None),
-                or_(AdminNotice.claimed_at.is_(None), AdminNotice.claimed_at <= now - CLAIM_FOR),
-            )
-            .values(claimed_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        unclaimed = or_(AdminNotice.claimed_at.is_(None), AdminNotice.claimed_at <= now - CLAIM_FOR)
+        taken = await session.execute(_unsent(shop_id, key, unclaimed).values(claimed_at=now))
         if getattr(taken, "rowcount", 0) == 1:
             return Claim("taken", claimed_at=now)
         done = await _sent_at(session, shop_id, key)
@@ -268,15 +273,7 @@ async def release(
     try:
         async with write_session(session_factory) as session:
             await session.execute(
-                update(AdminNotice)
-                .where(
-                    AdminNotice.shop_id == shop_id,
-                    AdminNotice.key == key,
-                    AdminNotice.sent_at.is_(None),
-                    AdminNotice.claimed_at == claimed_at,
-                )
-                .values(claimed_at=None)
-                .execution_options(synchronize_session=False)
+                _unsent(shop_id, key, AdminNotice.claimed_at == claimed_at).values(claimed_at=None)
             )
     except (SQLAlchemyError, OSError) as error:
         log.warning("notice %s of shop %s: claim not released: %r", key, shop_id, error)
@@ -297,16 +294,7 @@ async def mark_sent(
     session_factory: SessionFactory, shop_id: str, key: str, when: datetime
 ) -> None:
     async with write_session(session_factory) as session:
-        await session.execute(
-            update(AdminNotice)
-            .where(
-                AdminNotice.shop_id == shop_id,
-                AdminNotice.key == key,
-                AdminNotice.sent_at.is_(None),
-            )
-            .values(sent_at=when)
-            .execution_options(synchronize_session=False)
-        )
+        await session.execute(_unsent(shop_id, key).values(sent_at=when))
 
 
 def busy_error(what: str) -> ApplicationError:

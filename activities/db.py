@@ -200,20 +200,25 @@ async def write_session(session_factory: SessionFactory) -> AsyncIterator[AsyncS
     """
     writer = _sqlite_writer(session_factory)
     if writer is None or id(writer) in _holding.get():
-        async with session_factory() as session:
-            await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+        async with _immediate(session_factory) as session:
             yield session
-            await session.commit()
         return
     async with writer:
         token = _holding.set(_holding.get() | {id(writer)})
         try:
-            async with session_factory() as session:
-                await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            async with _immediate(session_factory) as session:
                 yield session
-                await session.commit()
         finally:
             _holding.reset(token)
+
+
+@asynccontextmanager
+async def _immediate(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed at the end."""
+    async with session_factory() as session:
+        await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+        yield session
+        await session.commit()
 
 
 def by_code_point(column: Any, session: AsyncSession) -> Any:

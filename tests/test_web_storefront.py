@@ -731,14 +731,19 @@ async def test_coupon_validation(api: Api, session_factory: SessionFactory) -> N
 # --------------------------------------------------------------------------- the document
 
 
-async def test_openapi_documents_every_endpoint(api: Api) -> None:
-    document = (await api.http.get("/openapi.json")).json()
-    operations = {
+def storefront_operations(document: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """The OpenAPI document's storefront operations by (METHOD, path)."""
+    return {
         (method.upper(), path): operation
         for path, methods in document["paths"].items()
         for method, operation in methods.items()
         if "storefront" in operation.get("tags", ())
     }
+
+
+async def test_openapi_documents_every_endpoint(api: Api) -> None:
+    document = (await api.http.get("/openapi.json")).json()
+    operations = storefront_operations(document)
     assert set(operations) == {
         ("GET", "/api/v1/carts/{cart_id}"),
         ("PUT", "/api/v1/carts/{cart_id}/lines"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import new_id
-from tests.test_web_storefront import Api, api, auth, refused, view
+from tests.test_web_storefront import Api, api, auth, refused, storefront_operations, view
 from workflows.codes import CartState
 
 __all__ = ["api"]  # the fixture
@@ -43,13 +43,7 @@ async def test_every_route_needs_a_key_and_replays_an_idempotent_write(api: Api)
     it is added to ``WAY``): without a key 401 and the cart unchanged; with an
     ``Idempotency-Key`` a write answered twice alike, the second a replay that changes
     nothing."""
-    document = (await api.http.get("/openapi.json")).json()
-    operations = {
-        (method.upper(), path): operation
-        for path, methods in document["paths"].items()
-        for method, operation in methods.items()
-        if "storefront" in operation.get("tags", ())
-    }
+    operations = storefront_operations((await api.http.get("/openapi.json")).json())
     assert set(operations) == set(WAY), "add the new operation to WAY"
     shop, cart = new_id("shop"), new_id()
     key = await api.key(shop)
